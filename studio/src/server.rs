@@ -1,0 +1,255 @@
+//! `modelfactory serve`: the studio over HTTP. Serves the built `ui/` and the API of
+//! docs/api.md, with job progress as server-sent events.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::Stream;
+use serde::Deserialize;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use crate::error::{ApiError, Error, ErrorKind};
+use crate::{AddModelResult, DoctorReport, JobEvent, JobInfo, ModelSummary, Settings, Studio};
+
+#[derive(Clone)]
+struct AppState {
+    studio: Studio,
+    token: Option<Arc<str>>,
+}
+
+/// An error on its way to an HTTP client: status from its kind, body an `ApiError`.
+struct HttpError(Error);
+
+impl From<Error> for HttpError {
+    fn from(e: Error) -> Self {
+        HttpError(e)
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = match self.0.kind() {
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::BadInput => StatusCode::BAD_REQUEST,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Unavailable => StatusCode::BAD_GATEWAY,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!("request failed: {}", self.0);
+        }
+        (status, Json(ApiError::from(&self.0))).into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, HttpError>;
+
+/// Runs blocking catalog work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> crate::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => Ok(Json(result?)),
+        Err(e) => Err(HttpError(Error::Io {
+            what: "a request handler".into(),
+            source: std::io::Error::other(e.to_string()),
+        })),
+    }
+}
+
+async fn doctor(State(s): State<AppState>) -> ApiResult<DoctorReport> {
+    blocking(move || s.studio.doctor()).await
+}
+
+async fn list_models(State(s): State<AppState>) -> ApiResult<Vec<ModelSummary>> {
+    blocking(move || s.studio.list_models()).await
+}
+
+#[derive(Deserialize)]
+struct AddModel {
+    source: String,
+    name: Option<String>,
+}
+
+async fn add_model(State(s): State<AppState>, Json(body): Json<AddModel>) -> ApiResult<AddModelResult> {
+    blocking(move || s.studio.add_model(body.source.trim(), body.name.as_deref())).await
+}
+
+async fn remove_model(State(s): State<AppState>, UrlPath(id): UrlPath<String>) -> Result<StatusCode, HttpError> {
+    blocking(move || s.studio.remove_model(&id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_jobs(State(s): State<AppState>) -> ApiResult<Vec<JobInfo>> {
+    blocking(move || s.studio.jobs().list()).await
+}
+
+async fn get_job(State(s): State<AppState>, UrlPath(id): UrlPath<String>) -> ApiResult<JobInfo> {
+    blocking(move || s.studio.jobs().get(&id)).await
+}
+
+async fn job_events(State(s): State<AppState>, UrlPath(id): UrlPath<String>) -> ApiResult<Vec<JobEvent>> {
+    blocking(move || s.studio.jobs().events(&id)).await
+}
+
+async fn cancel_job(State(s): State<AppState>, UrlPath(id): UrlPath<String>) -> ApiResult<JobInfo> {
+    blocking(move || s.studio.jobs().cancel(&id)).await
+}
+
+async fn get_settings(State(s): State<AppState>) -> ApiResult<Settings> {
+    blocking(move || s.studio.settings()).await
+}
+
+async fn put_settings(State(s): State<AppState>, Json(body): Json<Settings>) -> ApiResult<Settings> {
+    blocking(move || s.studio.save_settings(&body)).await
+}
+
+/// Live job events. A client that falls behind gets a `lagged` event and should re-read
+/// `/api/jobs/{id}/events`, where every event is stored.
+async fn events(State(s): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = BroadcastStream::new(s.studio.jobs().subscribe()).map(|item| {
+        Ok(match item {
+            Ok(event) => Event::default()
+                .event("job")
+                .json_data(&event)
+                .unwrap_or_else(|_| Event::default().event("error")),
+            Err(BroadcastStreamRecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
+        })
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// Compares without stopping at the first difference, so timing does not leak the token.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(State(s): State<AppState>, headers: HeaderMap, req: Request, next: Next) -> Response {
+    let Some(expected) = s.token.as_deref() else {
+        return next.run(req).await;
+    };
+    let from_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let from_query = axum::extract::Query::<TokenQuery>::try_from_uri(req.uri())
+        .ok()
+        .and_then(|q| q.0.token);
+    let given = from_header.or(from_query);
+    if given.is_some_and(|g| same_secret(g.as_bytes(), expected.as_bytes())) {
+        next.run(req).await
+    } else {
+        let body = ApiError {
+            error: "this studio requires a token".into(),
+            hint: Some("open the address `modelfactory serve` printed, which carries ?token=...".into()),
+        };
+        (StatusCode::UNAUTHORIZED, Json(body)).into_response()
+    }
+}
+
+/// The API under `/api`, and the built UI (or a page saying how to build it) everywhere else.
+pub fn router(studio: Studio, token: Option<String>, ui_dir: Option<PathBuf>) -> Router {
+    let state = AppState {
+        studio,
+        token: token.map(Arc::from),
+    };
+    let api = Router::new()
+        .route("/doctor", get(doctor))
+        .route("/models", get(list_models).post(add_model))
+        .route("/models/{id}", axum::routing::delete(remove_model))
+        .route("/jobs", get(list_jobs))
+        .route("/jobs/{id}", get(get_job))
+        .route("/jobs/{id}/events", get(job_events))
+        .route("/jobs/{id}/cancel", post(cancel_job))
+        .route("/settings", get(get_settings).put(put_settings))
+        .route("/events", get(events))
+        .fallback(|| async {
+            let body = ApiError {
+                error: "no such API route".into(),
+                hint: Some("the routes are listed in docs/api.md".into()),
+            };
+            (StatusCode::NOT_FOUND, Json(body))
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state);
+    let app = Router::new().nest("/api", api);
+    match ui_dir.filter(|d| d.join("index.html").is_file()) {
+        Some(dir) => {
+            let index = dir.join("index.html");
+            app.fallback_service(
+                tower_http::services::ServeDir::new(dir)
+                    .fallback(tower_http::services::ServeFile::new(index)),
+            )
+        }
+        None => app.fallback(|| async {
+            Html(
+                "<!doctype html><title>ModelFactory</title><h1>ModelFactory</h1>\
+                 <p>The API is running, but the studio's pages are not built. Run <code>scripts/setup</code> \
+                 (or <code>npm --prefix ui ci &amp;&amp; npm --prefix ui run build</code>) and restart, \
+                 or point <code>--ui-dir</code> at a built <code>ui/dist</code>.</p>",
+            )
+        }),
+    }
+}
+
+/// Where the built UI is: an explicit folder, `MODELFACTORY_UI_DIR`, next to the binary
+/// (`../share/modelfactory/ui` as installed), or the source tree's `ui/dist`.
+pub fn find_ui_dir(explicit: Option<PathBuf>) -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    candidates.extend(explicit);
+    candidates.extend(std::env::var_os("MODELFACTORY_UI_DIR").map(PathBuf::from));
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(bin) = exe.parent()
+    {
+        candidates.push(bin.join("../share/modelfactory/ui"));
+        candidates.push(bin.join("ui"));
+    }
+    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ui/dist"));
+    candidates.into_iter().find(|d| d.join("index.html").is_file())
+}
+
+/// Binds the address, with a message that names it when it is taken.
+pub async fn bind(addr: SocketAddr) -> crate::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Io {
+            what: if source.kind() == std::io::ErrorKind::AddrInUse {
+                format!("port {} on {} is already in use (another studio?); choose another with --port", addr.port(), addr.ip())
+            } else {
+                format!("cannot listen on {addr}")
+            },
+            source,
+        })
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> crate::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| Error::Io {
+            what: "serving HTTP".into(),
+            source,
+        })
+}

@@ -1,0 +1,98 @@
+import { flushSync, mount, unmount } from 'svelte';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import App from './App.svelte';
+import { jobsManager } from './lib/managers/jobs.svelte';
+import { modelsManager } from './lib/managers/models.svelte';
+import { router } from './lib/router.svelte';
+import { FakeTransport, flush } from './lib/testing/fake-transport';
+
+let app: ReturnType<typeof mount> | null = null;
+let target: HTMLElement;
+
+async function start(hash: string) {
+  window.location.hash = hash;
+  const api = new FakeTransport();
+  router.start(window);
+  modelsManager.connect(api);
+  await jobsManager.connect(api);
+  app = mount(App, { target, props: { client: api } });
+  flushSync();
+  await flush();
+  return api;
+}
+
+async function go(hash: string) {
+  window.location.hash = hash;
+  window.dispatchEvent(new HashChangeEvent('hashchange'));
+  flushSync();
+  await flush();
+}
+
+beforeEach(() => {
+  target = document.createElement('div');
+  document.body.appendChild(target);
+});
+
+afterEach(() => {
+  if (app) unmount(app);
+  app = null;
+  router.stop();
+  jobsManager.disconnect();
+  modelsManager.disconnect();
+  target.remove();
+});
+
+describe('App shell', () => {
+  it('shows the product name and the seven screens in order', async () => {
+    await start('#/models');
+    expect(target.querySelector('.sidebar')?.textContent).toContain('ModelFactory');
+    const nav = [...target.querySelectorAll<HTMLAnchorElement>('[data-nav]')];
+    expect(nav.map((a) => a.dataset.nav)).toEqual(['datanets', 'datasets', 'finetune', 'chat', 'models', 'publish', 'settings']);
+    expect(nav.map((a) => a.getAttribute('href'))).toEqual([
+      '#/datanets',
+      '#/datasets',
+      '#/finetune',
+      '#/chat',
+      '#/models',
+      '#/publish',
+      '#/settings',
+    ]);
+    expect(target.querySelector('[data-nav="models"]')?.getAttribute('aria-current')).toBe('page');
+    expect(target.querySelector('[data-testid="jobs-indicator"]')).not.toBeNull();
+  });
+
+  it('defaults to the Models screen', async () => {
+    await start('');
+    expect(window.location.hash).toBe('#/models');
+    expect(target.querySelector('[data-screen="models"] h1')?.textContent).toBe('Models');
+  });
+
+  it('shows each not-built screen honestly, with no controls', async () => {
+    await start('#/models');
+    for (const [id, title] of [
+      ['datanets', 'Datanets'],
+      ['datasets', 'Datasets'],
+      ['finetune', 'Fine-tune'],
+      ['chat', 'Chat'],
+      ['publish', 'Publish'],
+    ] as const) {
+      await go(`#/${id}`);
+      const screen = target.querySelector(`[data-screen="${id}"]`);
+      expect(screen, id).not.toBeNull();
+      expect(screen!.querySelector('h1')?.textContent).toBe(title);
+      expect(screen!.querySelector('[data-not-built]')?.textContent).toMatch(/^\s*Not built yet\./);
+      expect(screen!.querySelectorAll('input, button, select, textarea')).toHaveLength(0);
+      expect(screen!.querySelector('[data-testid="cli"]')?.textContent).toContain('planned');
+      expect(target.querySelector(`[data-nav="${id}"]`)?.getAttribute('aria-current')).toBe('page');
+    }
+    await go('#/finetune');
+    expect(target.querySelector('[data-not-built]')?.textContent).toContain('modelfactory train');
+  });
+
+  it('switches to Settings', async () => {
+    await start('#/models');
+    await go('#/settings');
+    expect(target.querySelector('[data-screen="settings"] h1')?.textContent).toBe('Settings');
+    expect(target.querySelector('[data-screen="models"]')).toBeNull();
+  });
+});

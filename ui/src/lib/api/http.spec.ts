@@ -1,0 +1,200 @@
+import { describe, expect, it, vi } from 'vitest';
+import { ApiException } from './errors';
+import { HttpSseTransport, TOKEN_KEY, resolveToken } from './http';
+import type { JobEvent } from './types';
+
+function jsonResponse(status: number, body: unknown, statusText = ''): Response {
+  return new Response(body === undefined ? null : JSON.stringify(body), {
+    status,
+    statusText,
+    headers: { 'Content-Type': 'application/json' },
+  });
+}
+
+function memoryStorage(initial: Record<string, string> = {}) {
+  const data = new Map(Object.entries(initial));
+  return {
+    getItem: (k: string) => data.get(k) ?? null,
+    setItem: (k: string, v: string) => void data.set(k, v),
+    data,
+  };
+}
+
+describe('resolveToken', () => {
+  it('takes ?token= from the page address and keeps it in sessionStorage', () => {
+    const storage = memoryStorage();
+    expect(resolveToken('?token=s3cret', storage)).toBe('s3cret');
+    expect(storage.data.get(TOKEN_KEY)).toBe('s3cret');
+    // later pages without the query still have it
+    expect(resolveToken('', storage)).toBe('s3cret');
+  });
+  it('prefers a new token in the address over the stored one', () => {
+    const storage = memoryStorage({ [TOKEN_KEY]: 'old' });
+    expect(resolveToken('?a=1&token=new', storage)).toBe('new');
+    expect(storage.data.get(TOKEN_KEY)).toBe('new');
+  });
+  it('is null without a token', () => {
+    expect(resolveToken('', memoryStorage())).toBeNull();
+    expect(resolveToken('?token=', null)).toBeNull();
+  });
+});
+
+describe('HttpSseTransport requests', () => {
+  it('sends the token as a Bearer header and calls the documented paths', async () => {
+    const fetch = vi.fn(async () => jsonResponse(200, []));
+    const api = new HttpSseTransport({ token: 'tok en', fetch });
+    await api.listModels();
+    await api.listJobs();
+    await api.getJob('job/1');
+    await api.jobEvents('j1');
+    await api.doctor();
+    await api.getSettings();
+
+    const urls = fetch.mock.calls.map((c) => (c as unknown[])[0]);
+    expect(urls).toEqual(['/api/models', '/api/jobs', '/api/jobs/job%2F1', '/api/jobs/j1/events', '/api/doctor', '/api/settings']);
+    const init = (fetch.mock.calls[0] as unknown[])[1] as RequestInit;
+    expect(init.method).toBe('GET');
+    expect((init.headers as Record<string, string>).Authorization).toBe('Bearer tok en');
+  });
+
+  it('sends no Authorization header without a token', async () => {
+    const fetch = vi.fn(async () => jsonResponse(200, []));
+    await new HttpSseTransport({ fetch }).listModels();
+    const init = (fetch.mock.calls[0] as unknown[])[1] as RequestInit;
+    expect(init.headers).not.toHaveProperty('Authorization');
+  });
+
+  it('posts JSON bodies for add, put and cancel', async () => {
+    const fetch = vi.fn(async (_url: RequestInfo | URL, init?: RequestInit) =>
+      jsonResponse(200, init?.method === 'PUT' ? JSON.parse(String(init.body)) : { model: null, job: null }),
+    );
+    const api = new HttpSseTransport({ baseUrl: 'http://box:8080/', fetch });
+    await api.addModel('HuggingFaceTB/SmolLM2-135M-Instruct');
+    const saved = await api.putSettings({ hub_endpoint: 'https://mirror', default_backend: 'cpu' });
+    await api.cancelJob('j1');
+
+    const calls = fetch.mock.calls as unknown as [string, RequestInit][];
+    expect(calls[0]![0]).toBe('http://box:8080/api/models');
+    expect(calls[0]![1].method).toBe('POST');
+    expect(JSON.parse(String(calls[0]![1].body))).toEqual({ source: 'HuggingFaceTB/SmolLM2-135M-Instruct' });
+    expect((calls[0]![1].headers as Record<string, string>)['Content-Type']).toBe('application/json');
+    expect(calls[1]![1].method).toBe('PUT');
+    expect(calls[1]![0]).toBe('http://box:8080/api/settings');
+    expect(saved).toEqual({ hub_endpoint: 'https://mirror', default_backend: 'cpu' });
+    expect(calls[2]![0]).toBe('http://box:8080/api/jobs/j1/cancel');
+    expect(calls[2]![1].method).toBe('POST');
+  });
+
+  it('treats 204 from DELETE as success', async () => {
+    const fetch = vi.fn(async () => new Response(null, { status: 204 }));
+    const api = new HttpSseTransport({ fetch });
+    await expect(api.removeModel('smollm2-135m-instruct')).resolves.toBeUndefined();
+    const [url, init] = fetch.mock.calls[0] as unknown as [string, RequestInit];
+    expect(url).toBe('/api/models/smollm2-135m-instruct');
+    expect(init.method).toBe('DELETE');
+  });
+
+  it('throws ApiException with error and hint from a 4xx JSON body', async () => {
+    const fetch = vi.fn(async () =>
+      jsonResponse(400, { error: 'no such file: /nope.gguf', hint: 'Give the path to a .gguf file or a model folder' }, 'Bad Request'),
+    );
+    const api = new HttpSseTransport({ fetch });
+    const failure = await api.addModel('/nope.gguf').then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(failure).toBeInstanceOf(ApiException);
+    const e = failure as ApiException;
+    expect(e.error).toBe('no such file: /nope.gguf');
+    expect(e.hint).toBe('Give the path to a .gguf file or a model folder');
+    expect(e.status).toBe(400);
+    expect(e.message).toBe('no such file: /nope.gguf');
+  });
+
+  it('keeps a null hint as null', async () => {
+    const api = new HttpSseTransport({ fetch: async () => jsonResponse(404, { error: 'no model x', hint: null }) });
+    await expect(api.removeModel('x')).rejects.toMatchObject({ error: 'no model x', hint: null, status: 404 });
+  });
+
+  it('explains a 401 without a JSON body', async () => {
+    const api = new HttpSseTransport({ fetch: async () => new Response('unauthorized', { status: 401 }) });
+    await expect(api.listModels()).rejects.toMatchObject({ status: 401, hint: expect.stringContaining('?token=') });
+  });
+
+  it('turns a 5xx text body into an ApiException', async () => {
+    const api = new HttpSseTransport({ fetch: async () => new Response('boom', { status: 502, statusText: 'Bad Gateway' }) });
+    await expect(api.listJobs()).rejects.toMatchObject({ error: 'The server answered 502 Bad Gateway: boom', hint: null });
+  });
+
+  it('turns a network failure into an ApiException with a hint', async () => {
+    const api = new HttpSseTransport({
+      fetch: async () => {
+        throw new TypeError('Failed to fetch');
+      },
+    });
+    const e = await api.doctor().catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ApiException);
+    expect((e as ApiException).error).toContain('Failed to fetch');
+    expect((e as ApiException).hint).toContain('modelfactory serve');
+  });
+});
+
+class FakeEventSource {
+  static last: FakeEventSource | null = null;
+  url: string;
+  listeners = new Map<string, (e: MessageEvent) => void>();
+  onerror: ((ev: Event) => unknown) | null = null;
+  onopen: ((ev: Event) => unknown) | null = null;
+  closed = false;
+  constructor(url: string) {
+    this.url = url;
+    FakeEventSource.last = this;
+  }
+  addEventListener(type: string, fn: (e: MessageEvent) => void) {
+    this.listeners.set(type, fn);
+  }
+  close() {
+    this.closed = true;
+  }
+  emit(type: string, data: string) {
+    this.listeners.get(type)?.({ data } as MessageEvent);
+  }
+}
+
+describe('HttpSseTransport events', () => {
+  it('puts the token on the EventSource URL', () => {
+    const api = new HttpSseTransport({ baseUrl: 'http://box:8080', token: 'a b&c', eventSource: FakeEventSource as never });
+    expect(api.eventsUrl()).toBe('http://box:8080/api/events?token=a%20b%26c');
+    expect(new HttpSseTransport({ eventSource: FakeEventSource as never }).eventsUrl()).toBe('/api/events');
+  });
+
+  it('delivers `job` events, resyncs after a reconnect, and closes on unsubscribe', () => {
+    const api = new HttpSseTransport({ token: 't', eventSource: FakeEventSource as never });
+    const got: JobEvent[] = [];
+    const onResync = vi.fn();
+    const stop = api.subscribe((e) => got.push(e), { onResync });
+    const source = FakeEventSource.last!;
+    expect(source.url).toBe('/api/events?token=t');
+
+    const event: JobEvent = { job_id: 'j1', seq: 3, at: 'now', state: 'running', fraction: 0.5, message: 'half', figures: { bytes_per_s: 10 } };
+    source.emit('job', JSON.stringify(event));
+    expect(got).toEqual([event]);
+
+    source.onopen?.(new Event('open'));
+    expect(onResync).not.toHaveBeenCalled();
+    source.onerror?.(new Event('error'));
+    source.onopen?.(new Event('open'));
+    expect(onResync).toHaveBeenCalledTimes(1);
+    // the server says this client fell behind
+    source.emit('lagged', '12');
+    expect(onResync).toHaveBeenCalledTimes(2);
+
+    const spy = vi.spyOn(console, 'error').mockImplementation(() => {});
+    source.emit('job', 'not json');
+    spy.mockRestore();
+    expect(got).toHaveLength(1);
+
+    stop();
+    expect(source.closed).toBe(true);
+  });
+});

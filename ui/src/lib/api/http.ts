@@ -1,0 +1,190 @@
+import type { ApiClient, SubscribeOptions, Unsubscribe } from './client';
+import { ApiException, isApiErrorShape } from './errors';
+import type { AddModelResult, DoctorReport, JobEvent, JobInfo, ModelSummary, Settings } from './types';
+
+/** sessionStorage key of the access token for `modelfactory serve`. */
+export const TOKEN_KEY = 'modelfactory.token';
+
+type StorageLike = Pick<Storage, 'getItem' | 'setItem'>;
+
+type EventSourceLike = {
+  addEventListener(type: string, listener: (event: MessageEvent) => void): void;
+  close(): void;
+  onerror: ((this: EventSource, ev: Event) => unknown) | null;
+  onopen: ((this: EventSource, ev: Event) => unknown) | null;
+};
+
+export type HttpSseOptions = {
+  /** Prefix for `/api/...` paths; '' means the page's own origin. */
+  baseUrl?: string;
+  token?: string | null;
+  fetch?: typeof fetch;
+  eventSource?: new (url: string) => EventSourceLike;
+};
+
+/**
+ * Reads the token from `?token=` in the page address and keeps it in sessionStorage, so it
+ * survives reloads and in-app navigation. Falls back to the stored token.
+ */
+export function resolveToken(search: string, storage: StorageLike | null): string | null {
+  const fromUrl = new URLSearchParams(search).get('token');
+  if (fromUrl) {
+    try {
+      storage?.setItem(TOKEN_KEY, fromUrl);
+    } catch {
+      // storage can be disabled; the token still works for this page's life
+    }
+    return fromUrl;
+  }
+  try {
+    return storage?.getItem(TOKEN_KEY) ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Talks to `modelfactory serve`: JSON over fetch, job events over server-sent events. */
+export class HttpSseTransport implements ApiClient {
+  readonly transport = 'http' as const;
+  readonly #base: string;
+  readonly #token: string | null;
+  readonly #fetch: typeof fetch;
+  readonly #eventSource: (new (url: string) => EventSourceLike) | null;
+
+  constructor(options: HttpSseOptions = {}) {
+    this.#base = (options.baseUrl ?? '').replace(/\/+$/, '');
+    this.#token = options.token ?? null;
+    this.#fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    this.#eventSource = options.eventSource ?? (typeof EventSource === 'undefined' ? null : EventSource);
+  }
+
+  get token(): string | null {
+    return this.#token;
+  }
+
+  /** URL of an API path, without the token (fetch sends it as a header). */
+  url(path: string): string {
+    return `${this.#base}${path}`;
+  }
+
+  /** URL of the event stream; EventSource cannot send headers, so the token goes in the query. */
+  eventsUrl(): string {
+    const url = this.url('/api/events');
+    return this.#token ? `${url}?token=${encodeURIComponent(this.#token)}` : url;
+  }
+
+  async #request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = { Accept: 'application/json' };
+    if (this.#token) headers.Authorization = `Bearer ${this.#token}`;
+    const init: RequestInit = { method, headers };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    let response: Response;
+    try {
+      response = await this.#fetch(this.url(path), init);
+    } catch (e) {
+      throw new ApiException(
+        `Cannot reach the ModelFactory server (${e instanceof Error ? e.message : String(e)})`,
+        'Check that `modelfactory serve` is still running and that this page was opened from its address.',
+      );
+    }
+    if (!response.ok) throw await errorFromResponse(response);
+    if (response.status === 204) return undefined as T;
+    const text = await response.text();
+    if (text === '') return undefined as T;
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new ApiException(`The server answered ${method} ${path} with something that is not JSON`, null, response.status);
+    }
+  }
+
+  doctor(): Promise<DoctorReport> {
+    return this.#request('GET', '/api/doctor');
+  }
+  listModels(): Promise<ModelSummary[]> {
+    return this.#request('GET', '/api/models');
+  }
+  addModel(source: string): Promise<AddModelResult> {
+    return this.#request('POST', '/api/models', { source });
+  }
+  async removeModel(id: string): Promise<void> {
+    await this.#request<unknown>('DELETE', `/api/models/${encodeURIComponent(id)}`);
+  }
+  listJobs(): Promise<JobInfo[]> {
+    return this.#request('GET', '/api/jobs');
+  }
+  getJob(id: string): Promise<JobInfo> {
+    return this.#request('GET', `/api/jobs/${encodeURIComponent(id)}`);
+  }
+  jobEvents(id: string): Promise<JobEvent[]> {
+    return this.#request('GET', `/api/jobs/${encodeURIComponent(id)}/events`);
+  }
+  cancelJob(id: string): Promise<JobInfo> {
+    return this.#request('POST', `/api/jobs/${encodeURIComponent(id)}/cancel`);
+  }
+  getSettings(): Promise<Settings> {
+    return this.#request('GET', '/api/settings');
+  }
+  putSettings(settings: Settings): Promise<Settings> {
+    return this.#request('PUT', '/api/settings', settings);
+  }
+
+  subscribe(onEvent: (event: JobEvent) => void, options: SubscribeOptions = {}): Unsubscribe {
+    const Source = this.#eventSource;
+    if (!Source) return () => {};
+    const source = new Source(this.eventsUrl());
+    let broken = false;
+    source.addEventListener('job', (e: MessageEvent) => {
+      let event: JobEvent;
+      try {
+        event = JSON.parse(String(e.data)) as JobEvent;
+      } catch {
+        console.error('ModelFactory: ignoring a job event that is not JSON', e.data);
+        return;
+      }
+      onEvent(event);
+    });
+    // The server drops events for a client that falls behind and says so with `lagged`.
+    source.addEventListener('lagged', () => options.onResync?.());
+    // EventSource reconnects by itself; after a break, let the caller reload what it missed.
+    source.onerror = () => {
+      broken = true;
+    };
+    source.onopen = () => {
+      if (broken) {
+        broken = false;
+        options.onResync?.();
+      }
+    };
+    return () => source.close();
+  }
+}
+
+async function errorFromResponse(response: Response): Promise<ApiException> {
+  let text = '';
+  try {
+    text = await response.text();
+  } catch {
+    // fall through with no body
+  }
+  if (text) {
+    try {
+      const body: unknown = JSON.parse(text);
+      if (isApiErrorShape(body)) return new ApiException(body.error, body.hint ?? null, response.status);
+    } catch {
+      // not JSON: use the text below
+    }
+  }
+  const what = `The server answered ${response.status}${response.statusText ? ` ${response.statusText}` : ''}`;
+  if (response.status === 401 || response.status === 403) {
+    return new ApiException(
+      what,
+      'This server needs its access token: open the studio from the address `modelfactory serve` printed (it ends in ?token=…).',
+      response.status,
+    );
+  }
+  return new ApiException(text ? `${what}: ${text.slice(0, 300)}` : what, null, response.status);
+}

@@ -1,0 +1,79 @@
+import { describe, expect, it, vi } from 'vitest';
+import { ApiException } from './errors';
+import { JOB_EVENT, TauriTransport, type InvokeFn, type ListenFn } from './tauri';
+import type { JobEvent } from './types';
+
+describe('TauriTransport', () => {
+  it('invokes the documented commands with camelCase argument keys', async () => {
+    const invoke = vi.fn(async () => null);
+    const api = new TauriTransport(invoke as unknown as InvokeFn, vi.fn() as unknown as ListenFn);
+    const settings = { hub_endpoint: 'https://hub', default_backend: 'auto' as const };
+    await api.doctor();
+    await api.listModels();
+    await api.addModel('/m.gguf');
+    await api.removeModel('m');
+    await api.listJobs();
+    await api.getJob('j');
+    await api.jobEvents('j');
+    await api.cancelJob('j');
+    await api.getSettings();
+    await api.putSettings(settings);
+    expect(invoke.mock.calls).toEqual([
+      ['doctor'],
+      ['list_models'],
+      ['add_model', { source: '/m.gguf' }],
+      ['remove_model', { id: 'm' }],
+      ['list_jobs'],
+      ['get_job', { id: 'j' }],
+      ['job_events', { id: 'j' }],
+      ['cancel_job', { id: 'j' }],
+      ['get_settings'],
+      ['put_settings', { settings }],
+    ]);
+  });
+
+  it('turns a rejected ApiError into an ApiException', async () => {
+    const invoke = vi.fn(async () => {
+      throw { error: 'model not found: x', hint: 'List models with `modelfactory models list`' };
+    });
+    const api = new TauriTransport(invoke as unknown as InvokeFn, vi.fn() as unknown as ListenFn);
+    const e = await api.removeModel('x').catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ApiException);
+    expect(e).toMatchObject({ error: 'model not found: x', hint: 'List models with `modelfactory models list`' });
+  });
+
+  it('turns a rejected string into an ApiException without a hint', async () => {
+    const invoke = vi.fn(async () => {
+      throw 'command list_models not found';
+    });
+    const api = new TauriTransport(invoke as unknown as InvokeFn, vi.fn() as unknown as ListenFn);
+    await expect(api.listModels()).rejects.toMatchObject({ error: 'command list_models not found', hint: null });
+  });
+
+  it('listens to job-event and unlistens on unsubscribe, even before listen resolves', async () => {
+    let handler: ((e: { payload: JobEvent }) => void) | null = null;
+    const unlisten = vi.fn();
+    let resolveListen: (fn: () => void) => void = () => {};
+    const listen = vi.fn((name: string, fn: (e: { payload: JobEvent }) => void) => {
+      expect(name).toBe(JOB_EVENT);
+      handler = fn;
+      return new Promise<() => void>((resolve) => (resolveListen = resolve));
+    });
+    const api = new TauriTransport(vi.fn() as unknown as InvokeFn, listen as unknown as ListenFn);
+    const got: JobEvent[] = [];
+    const stop = api.subscribe((e) => got.push(e));
+    expect(JOB_EVENT).toBe('job-event');
+
+    const event: JobEvent = { job_id: 'j', seq: 1, at: 't', state: 'running', fraction: 0.2, message: '', figures: {} };
+    handler!({ payload: event });
+    expect(got).toEqual([event]);
+
+    stop();
+    handler!({ payload: { ...event, seq: 2 } });
+    expect(got).toHaveLength(1);
+    resolveListen(unlisten);
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(unlisten).toHaveBeenCalledTimes(1);
+  });
+});

@@ -1,0 +1,85 @@
+import { invoke as tauriInvoke } from '@tauri-apps/api/core';
+import { listen as tauriListen } from '@tauri-apps/api/event';
+import type { ApiClient, SubscribeOptions, Unsubscribe } from './client';
+import { toApiException } from './errors';
+import type { AddModelResult, DoctorReport, JobEvent, JobInfo, ModelSummary, Settings } from './types';
+
+export type InvokeFn = <T>(cmd: string, args?: Record<string, unknown>) => Promise<T>;
+export type ListenFn = <T>(event: string, handler: (event: { payload: T }) => void) => Promise<() => void>;
+
+/** The Tauri event that carries a `JobEvent` payload. */
+export const JOB_EVENT = 'job-event';
+
+/**
+ * Calls the desktop shell's Tauri commands (docs/api.md, "Tauri"). Command names are the Rust
+ * snake_case names; argument keys are camelCase as Tauri expects from JavaScript.
+ */
+export class TauriTransport implements ApiClient {
+  readonly transport = 'tauri' as const;
+  readonly #invoke: InvokeFn;
+  readonly #listen: ListenFn;
+
+  constructor(invoke: InvokeFn = tauriInvoke, listen: ListenFn = tauriListen) {
+    this.#invoke = invoke;
+    this.#listen = listen;
+  }
+
+  async #call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
+    try {
+      return args === undefined ? await this.#invoke<T>(cmd) : await this.#invoke<T>(cmd, args);
+    } catch (e) {
+      throw toApiException(e);
+    }
+  }
+
+  doctor(): Promise<DoctorReport> {
+    return this.#call('doctor');
+  }
+  listModels(): Promise<ModelSummary[]> {
+    return this.#call('list_models');
+  }
+  addModel(source: string): Promise<AddModelResult> {
+    return this.#call('add_model', { source });
+  }
+  async removeModel(id: string): Promise<void> {
+    await this.#call<unknown>('remove_model', { id });
+  }
+  listJobs(): Promise<JobInfo[]> {
+    return this.#call('list_jobs');
+  }
+  getJob(id: string): Promise<JobInfo> {
+    return this.#call('get_job', { id });
+  }
+  jobEvents(id: string): Promise<JobEvent[]> {
+    return this.#call('job_events', { id });
+  }
+  cancelJob(id: string): Promise<JobInfo> {
+    return this.#call('cancel_job', { id });
+  }
+  getSettings(): Promise<Settings> {
+    return this.#call('get_settings');
+  }
+  putSettings(settings: Settings): Promise<Settings> {
+    return this.#call('put_settings', { settings });
+  }
+
+  subscribe(onEvent: (event: JobEvent) => void, _options?: SubscribeOptions): Unsubscribe {
+    // Tauri events do not drop while the app runs, so there is nothing to resync.
+    let stopped = false;
+    let unlisten: (() => void) | null = null;
+    this.#listen<JobEvent>(JOB_EVENT, (e) => {
+      if (!stopped) onEvent(e.payload);
+    }).then(
+      (fn) => {
+        if (stopped) fn();
+        else unlisten = fn;
+      },
+      (e: unknown) => console.error('ModelFactory: could not listen for job events', e),
+    );
+    return () => {
+      stopped = true;
+      unlisten?.();
+      unlisten = null;
+    };
+  }
+}

@@ -1,0 +1,180 @@
+import type { ApiClient, SubscribeOptions, Unsubscribe } from '../api/client';
+import { ApiException } from '../api/errors';
+import type { AddModelResult, DoctorReport, JobEvent, JobInfo, ModelSummary, Settings } from '../api/types';
+
+/** Test data builders. */
+export function model(overrides: Partial<ModelSummary> = {}): ModelSummary {
+  return {
+    id: 'smollm2-135m-instruct',
+    name: 'SmolLM2 135M Instruct',
+    source: '/models/SmolLM2-135M-Instruct.Q4_1.gguf',
+    path: '/models/SmolLM2-135M-Instruct.Q4_1.gguf',
+    format: 'gguf',
+    architecture: 'llama',
+    parameters: 134_515_008,
+    quantization: 'Q4_1',
+    context_length: 8192,
+    file_size: 98_903_328,
+    layers: 30,
+    hidden_size: 576,
+    attention_heads: 9,
+    kv_heads: 3,
+    vocab_size: 49152,
+    added_at: '2025-01-01T00:00:00Z',
+    status: 'ready',
+    problem: null,
+    ...overrides,
+  };
+}
+
+export function job(overrides: Partial<JobInfo> = {}): JobInfo {
+  return {
+    id: 'job-1',
+    kind: 'pull',
+    title: 'Pull HuggingFaceTB/SmolLM2-135M-Instruct',
+    state: 'running',
+    fraction: 0,
+    message: 'starting',
+    figures: {},
+    error: null,
+    created_at: '2025-01-01T00:00:00Z',
+    updated_at: '2025-01-01T00:00:00Z',
+    ...overrides,
+  };
+}
+
+export function jobEvent(overrides: Partial<JobEvent> = {}): JobEvent {
+  return {
+    job_id: 'job-1',
+    seq: 1,
+    at: '2025-01-01T00:00:01Z',
+    state: 'running',
+    fraction: 0.1,
+    message: 'downloading',
+    figures: {},
+    ...overrides,
+  };
+}
+
+type Call = { method: string; args: unknown[] };
+
+/**
+ * An in-memory ApiClient: returns what the test put in it, records every call, and lets the
+ * test push job events as the studio would.
+ */
+export class FakeTransport implements ApiClient {
+  readonly transport = 'http' as const;
+  calls: Call[] = [];
+  models: ModelSummary[] = [];
+  jobs: JobInfo[] = [];
+  events: Record<string, JobEvent[]> = {};
+  settings: Settings = { hub_endpoint: 'https://hub.example', default_backend: 'auto' };
+  report: DoctorReport = {
+    version: '0.1.0',
+    workspace: '/home/user/.modelfactory',
+    database: '/home/user/.modelfactory/studio.db',
+    backends: [
+      { name: 'cpu', compiled: true, usable: true, detail: 'flex, 2 threads' },
+      { name: 'wgpu', compiled: true, usable: false, detail: 'no adapter found' },
+      { name: 'cuda', compiled: false, usable: false, detail: 'not compiled in' },
+    ],
+    models: [],
+  };
+  /** What addModel answers; a function gets the source. */
+  addResult: AddModelResult | ((source: string) => AddModelResult) = { model: null, job: null };
+  /** When set, the next call of that method rejects with it. */
+  failures: Partial<Record<keyof ApiClient, ApiException>> = {};
+  listeners = new Set<(e: JobEvent) => void>();
+  resyncs = new Set<() => void>();
+
+  #record<T>(method: keyof ApiClient, args: unknown[], value: () => T): Promise<T> {
+    this.calls.push({ method, args });
+    const failure = this.failures[method];
+    if (failure) {
+      delete this.failures[method];
+      return Promise.reject(failure);
+    }
+    try {
+      return Promise.resolve(structuredClone(value()));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  callsOf(method: keyof ApiClient): unknown[][] {
+    return this.calls.filter((c) => c.method === method).map((c) => c.args);
+  }
+
+  doctor() {
+    return this.#record('doctor', [], () => this.report);
+  }
+  listModels() {
+    return this.#record('listModels', [], () => this.models);
+  }
+  addModel(source: string) {
+    return this.#record('addModel', [source], () =>
+      typeof this.addResult === 'function' ? this.addResult(source) : this.addResult,
+    );
+  }
+  removeModel(id: string) {
+    return this.#record('removeModel', [id], () => {
+      this.models = this.models.filter((m) => m.id !== id);
+      return undefined;
+    });
+  }
+  listJobs() {
+    return this.#record('listJobs', [], () => this.jobs);
+  }
+  getJob(id: string) {
+    return this.#record('getJob', [id], () => {
+      const found = this.jobs.find((j) => j.id === id);
+      if (!found) throw new ApiException(`no job ${id}`, null, 404);
+      return found;
+    });
+  }
+  jobEvents(id: string) {
+    return this.#record('jobEvents', [id], () => this.events[id] ?? []);
+  }
+  cancelJob(id: string) {
+    return this.#record('cancelJob', [id], () => {
+      const found = this.jobs.find((j) => j.id === id);
+      if (!found) throw new ApiException(`no job ${id}`, null, 404);
+      found.state = 'cancelled';
+      return found;
+    });
+  }
+  getSettings() {
+    return this.#record('getSettings', [], () => this.settings);
+  }
+  putSettings(settings: Settings) {
+    return this.#record('putSettings', [settings], () => {
+      this.settings = { ...settings };
+      return this.settings;
+    });
+  }
+  subscribe(onEvent: (event: JobEvent) => void, options?: SubscribeOptions): Unsubscribe {
+    this.calls.push({ method: 'subscribe', args: [] });
+    this.listeners.add(onEvent);
+    const onResync = options?.onResync;
+    if (onResync) this.resyncs.add(onResync);
+    return () => {
+      this.listeners.delete(onEvent);
+      if (onResync) this.resyncs.delete(onResync);
+    };
+  }
+
+  /** Delivers an event to every subscriber, as the studio's stream would. */
+  push(event: JobEvent): void {
+    for (const listener of [...this.listeners]) listener(event);
+  }
+
+  resync(): void {
+    for (const fn of [...this.resyncs]) fn();
+  }
+}
+
+/** Lets pending promise callbacks run. */
+export async function flush(): Promise<void> {
+  for (let i = 0; i < 5; i++) await Promise.resolve();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+}

@@ -1,0 +1,29 @@
+import { mount } from 'svelte';
+import App from './App.svelte';
+import './app.css';
+import { createClient } from './lib/api/select';
+import { jobsManager } from './lib/managers/jobs.svelte';
+import { modelsManager } from './lib/managers/models.svelte';
+import { router } from './lib/router.svelte';
+
+const client = createClient(window);
+
+// The token now lives in sessionStorage; keep it out of the address bar (and screenshots).
+if (client.transport === 'http') {
+  const params = new URLSearchParams(window.location.search);
+  if (params.has('token')) {
+    params.delete('token');
+    const rest = params.toString();
+    const { pathname, hash } = window.location;
+    window.history.replaceState(window.history.state, '', `${pathname}${rest ? `?${rest}` : ''}${hash}`);
+  }
+}
+
+router.start(window);
+modelsManager.connect(client);
+void jobsManager.connect(client);
+
+const target = document.getElementById('app');
+if (!target) throw new Error('ModelFactory: #app is missing from index.html');
+
+export default mount(App, { target, props: { client } });

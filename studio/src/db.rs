@@ -93,7 +93,8 @@ impl Db {
         // A file that is not a database fails here, before anything is written to it.
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(fail)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(fail)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(fail)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(fail)?;
         let db = Self {
@@ -117,35 +118,40 @@ impl Db {
     fn migrate(&self) -> Result<()> {
         let known = MIGRATIONS.len() as i64;
         let mut conn = self.lock();
-        let found: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| Error::Database {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })?;
-        if found > known {
-            return Err(Error::DatabaseTooNew {
-                path: self.path.clone(),
-                found,
-                known,
-            });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-            let version = i as i64 + 1;
-            // Each step and its version bump commit together, so a crash never leaves half a migration.
-            let tx = conn.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", version)?;
+        loop {
+            // An immediate transaction takes the write lock before reading the version, so
+            // two processes opening a new workspace at once migrate it once, not twice.
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| Error::Database {
+                    path: self.path.clone(),
+                    message: e.to_string(),
+                })?;
+            let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if found > known {
+                return Err(Error::DatabaseTooNew {
+                    path: self.path.clone(),
+                    found,
+                    known,
+                });
+            }
+            if found == known {
+                return Ok(());
+            }
+            // Each step and its version bump commit together: a crash never leaves half a migration.
+            tx.execute_batch(MIGRATIONS[found as usize])?;
+            tx.pragma_update(None, "user_version", found + 1)?;
             tx.commit()?;
-            tracing::info!(version, path = %self.path.display(), "migrated the workspace database");
+            tracing::info!(version = found + 1, path = %self.path.display(), "migrated the workspace database");
         }
-        Ok(())
     }
 
     /// The connection. Callers keep the guard for one statement or one transaction.
     pub fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves the connection usable: SQLite rolls back.
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -158,7 +164,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("a.sqlite3");
         let db = Db::open(&path).expect("open");
-        assert_eq!(db.schema_version().expect("version"), MIGRATIONS.len() as i64);
+        assert_eq!(
+            db.schema_version().expect("version"),
+            MIGRATIONS.len() as i64
+        );
         db.lock()
             .execute("INSERT INTO settings VALUES ('k', 'v')", [])
             .expect("insert");
@@ -166,7 +175,9 @@ mod tests {
         let db = Db::open(&path).expect("reopen");
         let v: String = db
             .lock()
-            .query_row("SELECT value FROM settings WHERE key = 'k'", [], |r| r.get(0))
+            .query_row("SELECT value FROM settings WHERE key = 'k'", [], |r| {
+                r.get(0)
+            })
             .expect("row survives reopen");
         assert_eq!(v, "v");
         let mode: String = db
@@ -193,12 +204,29 @@ mod tests {
     }
 
     #[test]
+    fn processes_opening_a_new_catalog_together_migrate_it_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("race.sqlite3");
+        let openers: Vec<_> = (0..6)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || Db::open(&path).map(|db| db.schema_version()))
+            })
+            .collect();
+        for t in openers {
+            let version = t.join().expect("thread").expect("open").expect("version");
+            assert_eq!(version, MIGRATIONS.len() as i64);
+        }
+    }
+
+    #[test]
     fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("b.sqlite3");
         {
             let conn = Connection::open(&path).expect("open");
-            conn.pragma_update(None, "user_version", 99).expect("set version");
+            conn.pragma_update(None, "user_version", 99)
+                .expect("set version");
         }
         assert!(matches!(
             Db::open(&path),

@@ -17,7 +17,9 @@ pub enum Error {
     WorkspaceBusy { path: PathBuf, holder: String },
     #[error("the workspace database cannot be opened: {message}: {path}")]
     Database { path: PathBuf, message: String },
-    #[error("the workspace database was written by a newer ModelFactory (schema {found}, this build knows up to {known}): {path}")]
+    #[error(
+        "the workspace database was written by a newer ModelFactory (schema {found}, this build knows up to {known}): {path}"
+    )]
     DatabaseTooNew {
         path: PathBuf,
         found: i64,
@@ -29,13 +31,22 @@ pub enum Error {
     Model(#[from] trainer::Error),
     #[error("no model with id {0:?} in this workspace")]
     ModelNotFound(String),
-    #[error("{source:?} is neither an existing file or folder nor a hub repo id (owner/name)")]
-    UnknownModelSource { source: String },
+    #[error("{given:?} is neither an existing file or folder nor a hub repo id (owner/name)")]
+    UnknownModelSource { given: String },
     #[error("downloading {repo} from {endpoint} failed: {message}")]
     Download {
         repo: String,
         endpoint: String,
         message: String,
+    },
+    #[error("cannot listen on {addr}: {message}")]
+    Listen { addr: String, message: String },
+    #[error("{job}: {message}")]
+    JobFailed {
+        job: String,
+        message: String,
+        hint: Option<String>,
+        kind: ErrorKind,
     },
     #[error("no job with id {0:?}")]
     JobNotFound(String),
@@ -69,6 +80,10 @@ impl Error {
                     .into(),
             ),
             Error::DatabaseTooNew { .. } => Some("update ModelFactory".into()),
+            Error::Listen { .. } => Some(
+                "choose another port with --port, or stop the program using it".into(),
+            ),
+            Error::JobFailed { hint, .. } => hint.clone(),
             Error::ModelNotFound(_) => Some("`modelfactory models list` shows the ids".into()),
             Error::UnknownModelSource { .. } => Some(
                 "give a path to a .gguf file or to a folder with config.json and *.safetensors, \
@@ -92,11 +107,17 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::ModelNotFound(_) | Error::JobNotFound(_) => ErrorKind::NotFound,
-            Error::UnknownModelSource { .. }
-            | Error::InvalidSetting { .. }
-            | Error::Model(_) => ErrorKind::BadInput,
+            Error::UnknownModelSource { .. } | Error::InvalidSetting { .. } | Error::Model(_) => {
+                ErrorKind::BadInput
+            }
             Error::WorkspaceBusy { .. } => ErrorKind::Conflict,
             Error::Download { .. } => ErrorKind::Unavailable,
+            Error::WorkspaceReadOnly { .. }
+            | Error::WorkspaceUnusable { .. }
+            | Error::Database { .. }
+            | Error::DatabaseTooNew { .. }
+            | Error::Listen { .. } => ErrorKind::Environment,
+            Error::JobFailed { kind, .. } => *kind,
             _ => ErrorKind::Internal,
         }
     }
@@ -108,6 +129,9 @@ pub enum ErrorKind {
     BadInput,
     Conflict,
     Unavailable,
+    /// Something about this machine or workspace the user can fix (a read-only folder, a
+    /// damaged catalog, a port in use); not a bug.
+    Environment,
     Internal,
 }
 

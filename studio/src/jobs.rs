@@ -115,7 +115,9 @@ impl Jobs {
         };
         let n = jobs.recover()?;
         if n > 0 {
-            tracing::warn!("{n} job(s) were running when their process stopped; marked interrupted");
+            tracing::warn!(
+                "{n} job(s) were running when their process stopped; marked interrupted"
+            );
         }
         Ok(jobs)
     }
@@ -127,7 +129,8 @@ impl Jobs {
     fn recover(&self) -> Result<usize> {
         let unfinished: Vec<String> = {
             let conn = self.db.lock();
-            let mut stmt = conn.prepare("SELECT id FROM jobs WHERE state IN ('queued', 'running')")?;
+            let mut stmt =
+                conn.prepare("SELECT id FROM jobs WHERE state IN ('queued', 'running')")?;
             stmt.query_map([], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?
         };
@@ -407,10 +410,14 @@ impl JobContext {
             self.cancel.store(true, Ordering::SeqCst);
         }
         let figures: Figures = figures.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-        if let Err(e) = self
-            .jobs
-            .record(&self.id, JobState::Running, fraction, message, &figures, None)
-        {
+        if let Err(e) = self.jobs.record(
+            &self.id,
+            JobState::Running,
+            fraction,
+            message,
+            &figures,
+            None,
+        ) {
             tracing::warn!(job = %self.id, "could not store a progress event: {e}");
         }
     }
@@ -434,12 +441,21 @@ impl JobContext {
             .map(|i| (i.fraction, i.figures))
             .unwrap_or((0.0, Figures::new()));
         let (state, fraction, message, error) = match outcome {
-            Ok(Ok(())) if self.is_cancelled() => (JobState::Cancelled, fraction, "cancelled".to_string(), None),
+            Ok(Ok(())) if self.is_cancelled() => {
+                (JobState::Cancelled, fraction, "cancelled".to_string(), None)
+            }
             Ok(Ok(())) => (JobState::Succeeded, 1.0, "done".to_string(), None),
-            Ok(Err(Error::Cancelled)) => (JobState::Cancelled, fraction, "cancelled".to_string(), None),
+            Ok(Err(Error::Cancelled)) => {
+                (JobState::Cancelled, fraction, "cancelled".to_string(), None)
+            }
             Ok(Err(e)) => {
                 let api = crate::error::ApiError::from(&e);
-                (JobState::Failed, fraction, "failed".to_string(), Some(api.error))
+                (
+                    JobState::Failed,
+                    fraction,
+                    "failed".to_string(),
+                    Some(api.error),
+                )
             }
             Err(panic) => {
                 let what = panic
@@ -447,13 +463,22 @@ impl JobContext {
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
-                (JobState::Failed, fraction, "failed".to_string(), Some(format!("internal error: {what}")))
+                (
+                    JobState::Failed,
+                    fraction,
+                    "failed".to_string(),
+                    Some(format!("internal error: {what}")),
+                )
             }
         };
-        if let Err(e) = self
-            .jobs
-            .record(&self.id, state, fraction, &message, &figures, error.as_deref())
-        {
+        if let Err(e) = self.jobs.record(
+            &self.id,
+            state,
+            fraction,
+            &message,
+            &figures,
+            error.as_deref(),
+        ) {
             tracing::error!(job = %self.id, "could not store the end of the job: {e}");
         }
         self.jobs.flags().remove(&self.id);
@@ -480,7 +505,10 @@ mod tests {
             if info.state.is_finished() {
                 return info;
             }
-            assert!(Instant::now() < deadline, "job {id} did not finish: {info:?}");
+            assert!(
+                Instant::now() < deadline,
+                "job {id} did not finish: {info:?}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -493,7 +521,11 @@ mod tests {
         let info = jobs
             .spawn("test", "count", |ctx| {
                 for i in 1..=3 {
-                    ctx.progress(i as f64 / 3.0, &format!("step {i}"), &[("items_per_s", 10.0 * i as f64)]);
+                    ctx.progress(
+                        i as f64 / 3.0,
+                        &format!("step {i}"),
+                        &[("items_per_s", 10.0 * i as f64)],
+                    );
                 }
                 Ok(())
             })
@@ -503,7 +535,10 @@ mod tests {
         assert_eq!(done.fraction, 1.0);
         let events = jobs.events(&info.id).expect("events");
         let messages: Vec<_> = events.iter().map(|e| e.message.as_str()).collect();
-        assert_eq!(messages, ["queued", "started", "step 1", "step 2", "step 3", "done"]);
+        assert_eq!(
+            messages,
+            ["queued", "started", "step 1", "step 2", "step 3", "done"]
+        );
         assert_eq!(events[4].figures.get("items_per_s"), Some(&30.0));
         let seqs: Vec<_> = events.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, (1..=6).collect::<Vec<_>>());
@@ -529,7 +564,9 @@ mod tests {
                 }
             })
             .expect("spawn");
-        started_rx.recv_timeout(Duration::from_secs(10)).expect("started");
+        started_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("started");
         jobs.cancel(&info.id).expect("cancel");
         assert_eq!(wait_finished(&jobs, &info.id).state, JobState::Cancelled);
     }
@@ -539,7 +576,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let jobs = open(dir.path());
         let failed = jobs
-            .run("test", "fails", |_| Err(Error::ModelNotFound("nope".into())))
+            .run("test", "fails", |_| {
+                Err(Error::ModelNotFound("nope".into()))
+            })
             .expect("run");
         assert_eq!(failed.state, JobState::Failed);
         assert!(failed.error.as_deref().unwrap_or("").contains("nope"));
@@ -569,7 +608,9 @@ mod tests {
                 Ok(())
             })
             .expect("spawn");
-        started_rx.recv_timeout(Duration::from_secs(10)).expect("started");
+        started_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("started");
         other.cancel(&info.id).expect("cancel from elsewhere");
         assert_eq!(wait_finished(&jobs, &info.id).state, JobState::Cancelled);
     }
@@ -584,9 +625,18 @@ mod tests {
         // Dropping the context closes its lock file, as the OS does when a process dies.
         drop(dead);
         let reopened = open(dir.path());
-        assert_eq!(reopened.get(&dead_id).expect("dead").state, JobState::Interrupted);
-        assert_eq!(reopened.get(&live.id).expect("live").state, JobState::Queued);
+        assert_eq!(
+            reopened.get(&dead_id).expect("dead").state,
+            JobState::Interrupted
+        );
+        assert_eq!(
+            reopened.get(&live.id).expect("live").state,
+            JobState::Queued
+        );
         let last = reopened.events(&dead_id).expect("events");
-        assert!(last.last().is_some_and(|e| e.state == JobState::Interrupted));
+        assert!(
+            last.last()
+                .is_some_and(|e| e.state == JobState::Interrupted)
+        );
     }
 }

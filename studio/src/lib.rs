@@ -129,23 +129,39 @@ impl Studio {
         let path = Path::new(source);
         if path.exists() {
             let model = self.inner.models.register_path(path, source, name)?;
-            return Ok(AddModelResult { model: Some(model), job: None });
+            return Ok(AddModelResult {
+                model: Some(model),
+                job: None,
+            });
         }
         if !models::looks_like_repo_id(source) {
-            return Err(Error::UnknownModelSource { source: source.into() });
+            return Err(Error::UnknownModelSource {
+                given: source.into(),
+            });
         }
         let studio = self.clone();
         let repo = source.to_string();
         let name = name.map(str::to_string);
-        let job = self.inner.jobs.spawn("pull-model", &format!("Pull {repo}"), move |ctx| {
-            studio.pull_model(ctx, &repo, name.as_deref()).map(|_| ())
-        })?;
-        Ok(AddModelResult { model: None, job: Some(job) })
+        let job = self
+            .inner
+            .jobs
+            .spawn("pull-model", &format!("Pull {repo}"), move |ctx| {
+                studio.pull_model(ctx, &repo, name.as_deref()).map(|_| ())
+            })?;
+        Ok(AddModelResult {
+            model: None,
+            job: Some(job),
+        })
     }
 
     /// Pulls a hub repo into the workspace and registers it; used by the pull job and,
     /// in the foreground, by the CLI.
-    pub fn pull_model(&self, ctx: &JobContext, repo: &str, name: Option<&str>) -> Result<ModelSummary> {
+    pub fn pull_model(
+        &self,
+        ctx: &JobContext,
+        repo: &str,
+        name: Option<&str>,
+    ) -> Result<ModelSummary> {
         let endpoint = self.settings()?.effective_hub_endpoint();
         let dest = self.inner.workspace.models_dir().join("hub");
         let folder = models::pull_repo(ctx, repo, &endpoint, &dest)?;

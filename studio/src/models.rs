@@ -42,7 +42,14 @@ pub struct ModelSummary {
 }
 
 impl ModelSummary {
-    fn new(id: String, name: String, source: String, path: String, info: &ModelInfo, added_at: String) -> Self {
+    fn new(
+        id: String,
+        name: String,
+        source: String,
+        path: String,
+        info: &ModelInfo,
+        added_at: String,
+    ) -> Self {
         Self {
             id,
             name,
@@ -76,7 +83,8 @@ pub fn looks_like_repo_id(s: &str) -> bool {
         !p.is_empty()
             && p != "."
             && p != ".."
-            && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     };
     ok(owner) && ok(name) && !s.starts_with('.')
 }
@@ -97,7 +105,12 @@ pub fn slug(name: &str) -> String {
 
 /// The display name: the file's own name for it, else the file or folder name.
 fn display_name(path: &Path, info: &ModelInfo) -> String {
-    if let Some(name) = info.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+    if let Some(name) = info
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
         return name.to_string();
     }
     let stem = match info.format {
@@ -119,7 +132,12 @@ impl Models {
 
     /// Registers a model file or folder already on disk. Registering the same path again
     /// refreshes its metadata and keeps its id.
-    pub fn register_path(&self, path: &Path, source: &str, name: Option<&str>) -> Result<ModelSummary> {
+    pub fn register_path(
+        &self,
+        path: &Path,
+        source: &str,
+        name: Option<&str>,
+    ) -> Result<ModelSummary> {
         let path = std::fs::canonicalize(path).map_err(|source_err| Error::Io {
             what: format!("reading {}", path.display()),
             source: source_err,
@@ -131,7 +149,9 @@ impl Models {
             path
         };
         let info = trainer::inspect_model(&path)?;
-        let name = name.map(str::to_string).unwrap_or_else(|| display_name(&path, &info));
+        let name = name
+            .map(str::to_string)
+            .unwrap_or_else(|| display_name(&path, &info));
         let path_text = path.to_string_lossy().into_owned();
         let info_json = serde_json::to_string(&info).map_err(|e| Error::Io {
             what: "serialising model metadata".into(),
@@ -152,7 +172,11 @@ impl Models {
                 let mut id = base.clone();
                 let mut n = 2;
                 while conn
-                    .query_row("SELECT 1 FROM models WHERE id = ?1", params![id], |_| Ok(()))
+                    .query_row(
+                        "SELECT 1 FROM models WHERE id = ?1",
+                        params![id],
+                        |_| Ok(()),
+                    )
                     .optional()?
                     .is_some()
                 {
@@ -168,7 +192,14 @@ impl Models {
             params![id, name, source, path_text, info_json, added_at],
         )?;
         tracing::info!(%id, path = %path.display(), "registered a model");
-        Ok(ModelSummary::new(id, name, source.to_string(), path_text, &info, added_at))
+        Ok(ModelSummary::new(
+            id,
+            name,
+            source.to_string(),
+            path_text,
+            &info,
+            added_at,
+        ))
     }
 
     /// Every registered model, each checked again against its files.
@@ -178,8 +209,17 @@ impl Models {
             let mut stmt = conn.prepare(
                 "SELECT id, name, source, path, info_json, added_at FROM models ORDER BY added_at, id",
             )?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
-                .collect::<rusqlite::Result<_>>()?
+            stmt.query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?
         };
         Ok(rows
             .into_iter()
@@ -198,7 +238,10 @@ impl Models {
 
     /// Forgets a model. Its files stay where they are.
     pub fn remove(&self, id: &str) -> Result<()> {
-        let n = self.db.lock().execute("DELETE FROM models WHERE id = ?1", params![id])?;
+        let n = self
+            .db
+            .lock()
+            .execute("DELETE FROM models WHERE id = ?1", params![id])?;
         if n == 0 {
             return Err(Error::ModelNotFound(id.to_string()));
         }
@@ -207,7 +250,15 @@ impl Models {
 
     /// The stored metadata, with the status the files have now. A file whose size changed is
     /// read again, so a truncated download shows as unreadable with the reason.
-    fn check(&self, id: String, name: String, source: String, path: String, info_json: &str, added_at: String) -> ModelSummary {
+    fn check(
+        &self,
+        id: String,
+        name: String,
+        source: String,
+        path: String,
+        info_json: &str,
+        added_at: String,
+    ) -> ModelSummary {
         let stored: Option<ModelInfo> = serde_json::from_str(info_json).ok();
         let on_disk = PathBuf::from(&path);
         let mut summary = match &stored {
@@ -257,7 +308,14 @@ impl Models {
                         "the files changed since the model was added ({} bytes, was {}); add it again to refresh",
                         size_now, info.file_size
                     );
-                    summary = ModelSummary::new(summary.id, summary.name, summary.source, summary.path, &fresh, summary.added_at);
+                    summary = ModelSummary::new(
+                        summary.id,
+                        summary.name,
+                        summary.source,
+                        summary.path,
+                        &fresh,
+                        summary.added_at,
+                    );
                     summary.problem = Some(problem);
                 }
                 Err(e) => {
@@ -316,12 +374,19 @@ pub fn pull_repo(ctx: &JobContext, repo: &str, endpoint: &str, dest: &Path) -> R
         }
         async fn update(&mut self, size: usize) {
             self.done += size;
-            let f = if self.size == 0 { 1.0 } else { self.done as f64 / self.size as f64 };
+            let f = if self.size == 0 {
+                1.0
+            } else {
+                self.done as f64 / self.size as f64
+            };
             let secs = self.started.elapsed().as_secs_f64().max(1e-3);
             self.ctx.progress(
                 self.span.0 + f * (self.span.1 - self.span.0),
                 &format!("downloading {}", self.file),
-                &[("bytes", self.done as f64), ("bytes_per_s", self.done as f64 / secs)],
+                &[
+                    ("bytes", self.done as f64),
+                    ("bytes_per_s", self.done as f64 / secs),
+                ],
             );
         }
         async fn finish(&mut self) {}
@@ -400,7 +465,10 @@ mod tests {
     #[test]
     fn slugs_are_readable() {
         assert_eq!(slug("SmolLM2 135M Instruct"), "smollm2-135m-instruct");
-        assert_eq!(slug("SmolLM2-135M-Instruct.Q4_1"), "smollm2-135m-instruct-q4-1");
+        assert_eq!(
+            slug("SmolLM2-135M-Instruct.Q4_1"),
+            "smollm2-135m-instruct-q4-1"
+        );
         assert_eq!(slug("???"), "model");
     }
 

@@ -44,7 +44,7 @@ impl IntoResponse for HttpError {
             ErrorKind::BadInput => StatusCode::BAD_REQUEST,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::Unavailable => StatusCode::BAD_GATEWAY,
-            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Environment | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
             tracing::error!("request failed: {}", self.0);
@@ -82,12 +82,18 @@ struct AddModel {
     name: Option<String>,
 }
 
-async fn add_model(State(s): State<AppState>, Json(body): Json<AddModel>) -> ApiResult<AddModelResult> {
+async fn add_model(
+    State(s): State<AppState>,
+    Json(body): Json<AddModel>,
+) -> ApiResult<AddModelResult> {
     blocking(move || s.studio.add_model(body.source.trim(), body.name.as_deref())).await
 }
 
-async fn remove_model(State(s): State<AppState>, UrlPath(id): UrlPath<String>) -> Result<StatusCode, HttpError> {
-    blocking(move || s.studio.remove_model(&id)).await?;
+async fn remove_model(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<StatusCode, HttpError> {
+    let Json(()) = blocking(move || s.studio.remove_model(&id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -99,7 +105,10 @@ async fn get_job(State(s): State<AppState>, UrlPath(id): UrlPath<String>) -> Api
     blocking(move || s.studio.jobs().get(&id)).await
 }
 
-async fn job_events(State(s): State<AppState>, UrlPath(id): UrlPath<String>) -> ApiResult<Vec<JobEvent>> {
+async fn job_events(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Vec<JobEvent>> {
     blocking(move || s.studio.jobs().events(&id)).await
 }
 
@@ -111,7 +120,10 @@ async fn get_settings(State(s): State<AppState>) -> ApiResult<Settings> {
     blocking(move || s.studio.settings()).await
 }
 
-async fn put_settings(State(s): State<AppState>, Json(body): Json<Settings>) -> ApiResult<Settings> {
+async fn put_settings(
+    State(s): State<AppState>,
+    Json(body): Json<Settings>,
+) -> ApiResult<Settings> {
     blocking(move || s.studio.save_settings(&body)).await
 }
 
@@ -124,7 +136,9 @@ async fn events(State(s): State<AppState>) -> Sse<impl Stream<Item = Result<Even
                 .event("job")
                 .json_data(&event)
                 .unwrap_or_else(|_| Event::default().event("error")),
-            Err(BroadcastStreamRecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
+            Err(BroadcastStreamRecvError::Lagged(n)) => {
+                Event::default().event("lagged").data(n.to_string())
+            }
         })
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
@@ -140,7 +154,12 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn require_token(State(s): State<AppState>, headers: HeaderMap, req: Request, next: Next) -> Response {
+async fn require_token(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
     let Some(expected) = s.token.as_deref() else {
         return next.run(req).await;
     };
@@ -158,7 +177,9 @@ async fn require_token(State(s): State<AppState>, headers: HeaderMap, req: Reque
     } else {
         let body = ApiError {
             error: "this studio requires a token".into(),
-            hint: Some("open the address `modelfactory serve` printed, which carries ?token=...".into()),
+            hint: Some(
+                "open the address `modelfactory serve` printed, which carries ?token=...".into(),
+            ),
         };
         (StatusCode::UNAUTHORIZED, Json(body)).into_response()
     }
@@ -222,20 +243,22 @@ pub fn find_ui_dir(explicit: Option<PathBuf>) -> Option<PathBuf> {
         candidates.push(bin.join("ui"));
     }
     candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ui/dist"));
-    candidates.into_iter().find(|d| d.join("index.html").is_file())
+    candidates
+        .into_iter()
+        .find(|d| d.join("index.html").is_file())
 }
 
 /// Binds the address, with a message that names it when it is taken.
 pub async fn bind(addr: SocketAddr) -> crate::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| Error::Io {
-            what: if source.kind() == std::io::ErrorKind::AddrInUse {
-                format!("port {} on {} is already in use (another studio?); choose another with --port", addr.port(), addr.ip())
+        .map_err(|source| Error::Listen {
+            addr: addr.to_string(),
+            message: if source.kind() == std::io::ErrorKind::AddrInUse {
+                format!("port {} is already in use (another studio?)", addr.port())
             } else {
-                format!("cannot listen on {addr}")
+                source.to_string()
             },
-            source,
         })
 }
 

@@ -60,14 +60,21 @@ impl Settings {
         let conn = db.lock();
         let get = |key: &str| -> Result<Option<String>> {
             Ok(conn
-                .query_row("SELECT value FROM settings WHERE key = ?1", params![key], |r| r.get(0))
+                .query_row(
+                    "SELECT value FROM settings WHERE key = ?1",
+                    params![key],
+                    |r| r.get(0),
+                )
                 .optional()?)
         };
         let mut s = Settings::default();
         if let Some(v) = get("hub_endpoint")? {
             s.hub_endpoint = v;
         }
-        if let Some(b) = get("default_backend")?.as_deref().and_then(BackendChoice::parse) {
+        if let Some(b) = get("default_backend")?
+            .as_deref()
+            .and_then(BackendChoice::parse)
+        {
             s.default_backend = b;
         }
         Ok(s)
@@ -132,6 +139,10 @@ mod tests {
             ..Settings::default()
         };
         assert!(matches!(bad.save(&db), Err(Error::InvalidSetting { .. })));
-        assert_eq!(Settings::load(&db).expect("load"), back, "a rejected save changes nothing");
+        assert_eq!(
+            Settings::load(&db).expect("load"),
+            back,
+            "a rejected save changes nothing"
+        );
     }
 }

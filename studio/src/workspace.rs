@@ -110,7 +110,10 @@ impl Workspace {
             .and_then(|_| file.seek(SeekFrom::Start(0)))
             .and_then(|_| file.write_all(text.as_bytes()));
         if let Err(e) = written {
-            tracing::warn!("could not record the instance holder in {}: {e}", path.display());
+            tracing::warn!(
+                "could not record the instance holder in {}: {e}",
+                path.display()
+            );
         }
         Ok(InstanceLock { _file: file })
     }
@@ -145,7 +148,9 @@ mod tests {
         let ws = Workspace::open(dir.path().join("ws")).expect("open");
         assert!(ws.models_dir().is_dir());
         let _held = ws.lock_instance("test server").expect("first lock");
-        let err = ws.lock_instance("second").expect_err("second lock must fail");
+        let err = ws
+            .lock_instance("second")
+            .expect_err("second lock must fail");
         match err {
             Error::WorkspaceBusy { holder, .. } => {
                 assert!(holder.contains("test server"), "holder was {holder:?}")

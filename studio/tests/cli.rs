@@ -13,7 +13,10 @@ use serde_json::Value;
 
 fn modelfactory(home: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_modelfactory"));
-    c.arg("--home").arg(home).env_remove("MODELFACTORY_HOME").env_remove("HF_ENDPOINT");
+    c.arg("--home")
+        .arg(home)
+        .env_remove("MODELFACTORY_HOME")
+        .env_remove("HF_ENDPOINT");
     c
 }
 
@@ -57,26 +60,39 @@ fn doctor_finds_a_usable_cpu_backend_and_the_workspace() {
 fn a_gguf_model_is_added_listed_and_removed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (gguf, expected) = tiny_gguf(dir.path());
-    let added = json(&run(modelfactory(&dir.path().join("ws")).args(["models", "add"]).arg(&gguf).arg("--json")));
+    let added = json(&run(modelfactory(&dir.path().join("ws"))
+        .args(["models", "add"])
+        .arg(&gguf)
+        .arg("--json")));
     assert_eq!(added["architecture"], "llama");
     assert_eq!(added["parameters"], expected.parameters);
     assert_eq!(added["context_length"], expected.context_length);
-    assert_eq!(added["file_size"], std::fs::metadata(&gguf).expect("stat").len());
+    assert_eq!(
+        added["file_size"],
+        std::fs::metadata(&gguf).expect("stat").len()
+    );
     assert_eq!(added["status"], "ready");
     let id = added["id"].as_str().expect("id").to_string();
 
-    let listed = json(&run(modelfactory(&dir.path().join("ws")).args(["models", "list", "--json"])));
+    let listed = json(&run(
+        modelfactory(&dir.path().join("ws")).args(["models", "list", "--json"])
+    ));
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
     assert_eq!(listed[0]["id"], id.as_str());
 
     // Adding the same file again keeps one entry with the same id.
-    let again = json(&run(modelfactory(&dir.path().join("ws")).args(["models", "add"]).arg(&gguf).arg("--json")));
+    let again = json(&run(modelfactory(&dir.path().join("ws"))
+        .args(["models", "add"])
+        .arg(&gguf)
+        .arg("--json")));
     assert_eq!(again["id"], id.as_str());
 
     let o = run(modelfactory(&dir.path().join("ws")).args(["models", "remove", &id]));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(gguf.exists(), "removing a model must not delete its file");
-    let listed = json(&run(modelfactory(&dir.path().join("ws")).args(["models", "list", "--json"])));
+    let listed = json(&run(
+        modelfactory(&dir.path().join("ws")).args(["models", "list", "--json"])
+    ));
     assert_eq!(listed, Value::Array(vec![]));
 }
 
@@ -84,7 +100,10 @@ fn a_gguf_model_is_added_listed_and_removed() {
 fn a_safetensors_folder_is_read_from_its_config_and_headers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (folder, expected) = tiny_safetensors_folder(dir.path());
-    let added = json(&run(modelfactory(&dir.path().join("ws")).args(["models", "add"]).arg(&folder).arg("--json")));
+    let added = json(&run(modelfactory(&dir.path().join("ws"))
+        .args(["models", "add"])
+        .arg(&folder)
+        .arg("--json")));
     assert_eq!(added["format"], "safetensors");
     assert_eq!(added["architecture"], "llama");
     assert_eq!(added["parameters"], expected.parameters);
@@ -96,7 +115,10 @@ fn a_truncated_gguf_is_refused_by_name_and_nothing_stored_is_lost() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ws = dir.path().join("ws");
     let (good, _) = tiny_gguf(dir.path());
-    json(&run(modelfactory(&ws).args(["models", "add"]).arg(&good).arg("--json")));
+    json(&run(modelfactory(&ws)
+        .args(["models", "add"])
+        .arg(&good)
+        .arg("--json")));
 
     let bytes = std::fs::read(&good).expect("read");
     let cut = dir.path().join("cut-short.gguf");
@@ -104,11 +126,18 @@ fn a_truncated_gguf_is_refused_by_name_and_nothing_stored_is_lost() {
     let o = run(modelfactory(&ws).args(["models", "add"]).arg(&cut));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains("cut-short.gguf"), "the error must name the file: {err}");
+    assert!(
+        err.contains("cut-short.gguf"),
+        "the error must name the file: {err}"
+    );
     assert!(err.contains("hint:"), "{err}");
 
     let listed = json(&run(modelfactory(&ws).args(["models", "list", "--json"])));
-    assert_eq!(listed.as_array().map(Vec::len), Some(1), "the good model is still there");
+    assert_eq!(
+        listed.as_array().map(Vec::len),
+        Some(1),
+        "the good model is still there"
+    );
 }
 
 #[test]
@@ -116,7 +145,9 @@ fn an_unreadable_config_json_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (folder, _) = tiny_safetensors_folder(dir.path());
     std::fs::write(folder.join("config.json"), "{ \"model_type\": \"llama\", ").expect("write");
-    let o = run(modelfactory(&dir.path().join("ws")).args(["models", "add"]).arg(&folder));
+    let o = run(modelfactory(&dir.path().join("ws"))
+        .args(["models", "add"])
+        .arg(&folder));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("config.json"), "{}", stderr(&o));
 }
@@ -126,7 +157,10 @@ fn a_model_whose_file_disappeared_is_listed_as_missing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ws = dir.path().join("ws");
     let (gguf, _) = tiny_gguf(dir.path());
-    json(&run(modelfactory(&ws).args(["models", "add"]).arg(&gguf).arg("--json")));
+    json(&run(modelfactory(&ws)
+        .args(["models", "add"])
+        .arg(&gguf)
+        .arg("--json")));
     std::fs::remove_file(&gguf).expect("remove");
     let listed = json(&run(modelfactory(&ws).args(["models", "list", "--json"])));
     assert_eq!(listed[0]["status"], "missing");
@@ -140,7 +174,10 @@ fn a_source_that_is_neither_path_nor_repo_id_gets_a_hint() {
     let o = run(modelfactory(dir.path()).args(["models", "add", "./no/such/model.gguf"]));
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("./no/such/model.gguf") && err.contains("hint:"), "{err}");
+    assert!(
+        err.contains("./no/such/model.gguf") && err.contains("hint:"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -158,11 +195,19 @@ fn a_read_only_workspace_is_reported() {
     let o = run(modelfactory(&ro).args(["models", "list"]));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains("read-only") && err.contains("modelfactory-workspace") || err.contains("read-only") && err.contains("ws"), "{err}");
+    assert!(
+        err.contains("read-only") && err.contains("modelfactory-workspace")
+            || err.contains("read-only") && err.contains("ws"),
+        "{err}"
+    );
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
 }
 
 #[test]
@@ -221,7 +266,10 @@ fn a_second_instance_on_the_same_workspace_is_refused() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("already using the workspace"), "{err}");
-    assert!(err.contains(&first.url), "the message should say where the first one is: {err}");
+    assert!(
+        err.contains(&first.url),
+        "the message should say where the first one is: {err}"
+    );
     // One-shot commands still work beside the running instance.
     let o = run(modelfactory(dir.path()).args(["models", "list"]));
     assert!(o.status.success(), "{}", stderr(&o));
@@ -235,7 +283,10 @@ fn a_port_in_use_is_named() {
     let o = run(modelfactory(dir.path()).args(["serve", "--port", &port]));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains(&format!("port {port}")) && err.contains("in use"), "{err}");
+    assert!(
+        err.contains(&format!("port {port}")) && err.contains("in use"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -249,15 +300,24 @@ fn serving_beyond_loopback_prints_a_token_address() {
 fn a_dead_network_gives_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     // A port nobody listens on: the connection is refused at once.
-    let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let o = run(modelfactory(dir.path())
         .env("HF_ENDPOINT", format!("http://127.0.0.1:{port}"))
         .args(["models", "add", "someone/some-model"]));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains("someone/some-model") && err.contains(&port.to_string()), "{err}");
+    assert!(
+        err.contains("someone/some-model") && err.contains(&port.to_string()),
+        "{err}"
+    );
     assert!(err.contains("hint:"), "{err}");
-    let jobs = json(&run(modelfactory(dir.path()).args(["jobs", "list", "--json"])));
+    let jobs = json(&run(
+        modelfactory(dir.path()).args(["jobs", "list", "--json"])
+    ));
     assert_eq!(jobs[0]["state"], "failed", "{jobs}");
 }
 
@@ -282,7 +342,9 @@ fn a_pull_killed_midway_shows_as_interrupted() {
         .expect("spawn");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let jobs = json(&run(modelfactory(dir.path()).args(["jobs", "list", "--json"])));
+        let jobs = json(&run(
+            modelfactory(dir.path()).args(["jobs", "list", "--json"])
+        ));
         if jobs[0]["state"] == "running" {
             break;
         }
@@ -291,6 +353,8 @@ fn a_pull_killed_midway_shows_as_interrupted() {
     }
     pull.kill().expect("kill");
     pull.wait().expect("wait");
-    let jobs = json(&run(modelfactory(dir.path()).args(["jobs", "list", "--json"])));
+    let jobs = json(&run(
+        modelfactory(dir.path()).args(["jobs", "list", "--json"])
+    ));
     assert_eq!(jobs[0]["state"], "interrupted", "{jobs}");
 }

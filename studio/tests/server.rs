@@ -19,13 +19,20 @@ async fn start(token: Option<&str>, ui_dir: Option<std::path::PathBuf>) -> Runni
     let dir = tempfile::tempdir().expect("tempdir");
     let studio = Studio::open_instance(&dir.path().join("ws"), "test").expect("studio");
     let app = studio::server::router(studio.clone(), token.map(str::to_string), ui_dir);
-    let listener = studio::server::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let listener = studio::server::bind("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(studio::server::serve(listener, app, async {
         let _ = rx.await;
     }));
-    Running { base, studio, _shutdown: tx, _dir: dir }
+    Running {
+        base,
+        studio,
+        _shutdown: tx,
+        _dir: dir,
+    }
 }
 
 #[tokio::test]
@@ -34,7 +41,14 @@ async fn models_are_added_listed_and_removed_over_http() {
     let (gguf, expected) = common::tiny_gguf(s._dir.path());
     let http = reqwest::Client::new();
 
-    let list: Value = http.get(format!("{}/api/models", s.base)).send().await.expect("get").json().await.expect("json");
+    let list: Value = http
+        .get(format!("{}/api/models", s.base))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(list, json!([]));
 
     let added: Value = http
@@ -50,12 +64,27 @@ async fn models_are_added_listed_and_removed_over_http() {
     assert_eq!(added["model"]["parameters"], expected.parameters);
     let id = added["model"]["id"].as_str().expect("id").to_string();
 
-    let list: Value = http.get(format!("{}/api/models", s.base)).send().await.expect("get").json().await.expect("json");
+    let list: Value = http
+        .get(format!("{}/api/models", s.base))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(list[0]["id"], id.as_str());
 
-    let r = http.delete(format!("{}/api/models/{id}", s.base)).send().await.expect("delete");
+    let r = http
+        .delete(format!("{}/api/models/{id}", s.base))
+        .send()
+        .await
+        .expect("delete");
     assert_eq!(r.status(), 204);
-    let r = http.delete(format!("{}/api/models/{id}", s.base)).send().await.expect("delete");
+    let r = http
+        .delete(format!("{}/api/models/{id}", s.base))
+        .send()
+        .await
+        .expect("delete");
     assert_eq!(r.status(), 404);
     let body: Value = r.json().await.expect("json");
     assert!(body["error"].as_str().unwrap_or_default().contains(&id));
@@ -73,7 +102,9 @@ async fn bad_input_answers_400_with_a_hint() {
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.expect("json");
     assert!(body["hint"].is_string(), "{body}");
-    let r = reqwest::get(format!("{}/api/nope", s.base)).await.expect("get");
+    let r = reqwest::get(format!("{}/api/nope", s.base))
+        .await
+        .expect("get");
     assert_eq!(r.status(), 404);
 }
 
@@ -92,7 +123,14 @@ async fn settings_round_trip_and_invalid_ones_are_refused() {
         .await
         .expect("json");
     assert_eq!(put["default_backend"], "cpu");
-    let got: Value = http.get(&url).send().await.expect("get").json().await.expect("json");
+    let got: Value = http
+        .get(&url)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(got, put);
     let r = http
         .put(&url)
@@ -109,17 +147,45 @@ async fn a_token_guards_the_api() {
     let http = reqwest::Client::new();
     let url = format!("{}/api/models", s.base);
     assert_eq!(http.get(&url).send().await.expect("get").status(), 401);
-    assert_eq!(http.get(&url).bearer_auth("wrong").send().await.expect("get").status(), 401);
-    assert_eq!(http.get(&url).bearer_auth("s3cret").send().await.expect("get").status(), 200);
-    assert_eq!(http.get(format!("{url}?token=s3cret")).send().await.expect("get").status(), 200);
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        401
+    );
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth("s3cret")
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(format!("{url}?token=s3cret"))
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
 async fn job_progress_streams_as_server_sent_events_and_is_replayable() {
     let s = start(None, None).await;
-    let response = reqwest::get(format!("{}/api/events", s.base)).await.expect("sse");
+    let response = reqwest::get(format!("{}/api/events", s.base))
+        .await
+        .expect("sse");
     assert_eq!(
-        response.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
         Some("text/event-stream")
     );
     let job = s
@@ -127,7 +193,11 @@ async fn job_progress_streams_as_server_sent_events_and_is_replayable() {
         .jobs()
         .spawn("test", "three steps", |ctx| {
             for i in 1..=3 {
-                ctx.progress(i as f64 / 3.0, &format!("step {i}"), &[("tokens_per_s", 100.0 * i as f64)]);
+                ctx.progress(
+                    i as f64 / 3.0,
+                    &format!("step {i}"),
+                    &[("tokens_per_s", 100.0 * i as f64)],
+                );
             }
             Ok(())
         })
@@ -147,38 +217,83 @@ async fn job_progress_streams_as_server_sent_events_and_is_replayable() {
         while let Some(end) = buffer.find("\n\n") {
             let frame: String = buffer.drain(..end + 2).collect();
             if frame.lines().any(|l| l == "event: job") {
-                let data: String = frame.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+                let data: String = frame
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .collect();
                 seen.push(serde_json::from_str(&data).expect("event JSON"));
             }
         }
     }
-    let messages: Vec<&str> = seen.iter().filter(|e| e["job_id"] == job.id.as_str()).filter_map(|e| e["message"].as_str()).collect();
+    let messages: Vec<&str> = seen
+        .iter()
+        .filter(|e| e["job_id"] == job.id.as_str())
+        .filter_map(|e| e["message"].as_str())
+        .collect();
     // Subscribed before the job was created, the stream saw every event.
-    assert_eq!(messages, ["queued", "started", "step 1", "step 2", "step 3", "done"]);
+    assert_eq!(
+        messages,
+        ["queued", "started", "step 1", "step 2", "step 3", "done"]
+    );
 
-    let stored: Value = reqwest::get(format!("{}/api/jobs/{}/events", s.base, job.id)).await.expect("get").json().await.expect("json");
+    let stored: Value = reqwest::get(format!("{}/api/jobs/{}/events", s.base, job.id))
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
     let stored = stored.as_array().expect("array");
-    assert_eq!(stored, &seen, "the stored events replay exactly what was streamed");
-    assert_eq!(s.studio.jobs().get(&job.id).expect("job").state, JobState::Succeeded);
+    assert_eq!(
+        stored, &seen,
+        "the stored events replay exactly what was streamed"
+    );
+    assert_eq!(
+        s.studio.jobs().get(&job.id).expect("job").state,
+        JobState::Succeeded
+    );
 }
 
 #[tokio::test]
 async fn the_built_ui_is_served_with_a_fallback_for_client_routes() {
     let ui = tempfile::tempdir().expect("tempdir");
-    std::fs::write(ui.path().join("index.html"), "<!doctype html><title>studio shell</title>").expect("write");
+    std::fs::write(
+        ui.path().join("index.html"),
+        "<!doctype html><title>studio shell</title>",
+    )
+    .expect("write");
     std::fs::write(ui.path().join("app.js"), "console.log(1)").expect("write");
     let s = start(None, Some(ui.path().to_path_buf())).await;
-    let root = reqwest::get(format!("{}/", s.base)).await.expect("get").text().await.expect("text");
+    let root = reqwest::get(format!("{}/", s.base))
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
     assert!(root.contains("studio shell"));
-    let js = reqwest::get(format!("{}/app.js", s.base)).await.expect("get").text().await.expect("text");
+    let js = reqwest::get(format!("{}/app.js", s.base))
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
     assert_eq!(js, "console.log(1)");
-    let deep = reqwest::get(format!("{}/models/anything", s.base)).await.expect("get").text().await.expect("text");
+    let deep = reqwest::get(format!("{}/models/anything", s.base))
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
     assert!(deep.contains("studio shell"));
 }
 
 #[tokio::test]
 async fn without_a_built_ui_the_page_says_how_to_build_it() {
     let s = start(None, None).await;
-    let page = reqwest::get(format!("{}/", s.base)).await.expect("get").text().await.expect("text");
+    let page = reqwest::get(format!("{}/", s.base))
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
     assert!(page.contains("not built"), "{page}");
 }

@@ -22,11 +22,13 @@ pub fn run(home: &Path, args: DoctorArgs) -> anyhow::Result<ExitCode> {
             (true, false) => "compiled in, not usable",
             (false, _) => "not compiled in",
         };
-        println!("  {:<5} {:<24} {}", b.name.as_str(), state, b.detail);
+        println!("  {:<5} {:<24} {}", b.name.name(), state, b.detail);
     }
     println!();
     if report.models.is_empty() {
-        println!("models      none yet: `modelfactory models add <path or hub id>`, or run scripts/setup");
+        println!(
+            "models      none yet: `modelfactory models add <path or hub id>`, or run scripts/setup"
+        );
     } else {
         println!("models");
         for m in &report.models {
@@ -40,5 +42,9 @@ pub fn run(home: &Path, args: DoctorArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let usable = report.backends.iter().any(|b| b.usable);
-    Ok(if usable { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if usable {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

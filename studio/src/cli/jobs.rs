@@ -16,7 +16,10 @@ pub fn run(home: &Path, command: JobsCommand) -> anyhow::Result<ExitCode> {
             } else if jobs.is_empty() {
                 println!("No jobs yet.");
             } else {
-                println!("{:<32} {:<12} {:<11} {:>5}  {}", "ID", "KIND", "STATE", "DONE", "TITLE");
+                println!(
+                    "{:<32} {:<12} {:<11} {:>5}  {}",
+                    "ID", "KIND", "STATE", "DONE", "TITLE"
+                );
                 for j in jobs {
                     println!(
                         "{:<32} {:<12} {:<11} {:>4.0}%  {}{}",
@@ -32,7 +35,15 @@ pub fn run(home: &Path, command: JobsCommand) -> anyhow::Result<ExitCode> {
         }
         JobsCommand::Cancel { id } => {
             let job = studio.jobs().cancel(&id)?;
-            println!("{}: {}", job.id, if job.state.is_finished() { job.state.as_str() } else { "cancel requested" });
+            println!(
+                "{}: {}",
+                job.id,
+                if job.state.is_finished() {
+                    job.state.as_str()
+                } else {
+                    "cancel requested"
+                }
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -17,7 +17,11 @@ use args::{Cli, Command};
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.verbose, matches!(cli.command, Command::Serve(_)));
-    let home = cli.global.home.clone().unwrap_or_else(studio::Workspace::default_root);
+    let home = cli
+        .global
+        .home
+        .clone()
+        .unwrap_or_else(studio::Workspace::default_root);
     let outcome = match cli.command {
         Command::Doctor(a) => doctor::run(&home, a),
         Command::Models(a) => models::run(&home, a),
@@ -30,8 +34,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Prints `error:`, the causes, and a `hint:` when the error has one. User mistakes exit
-/// with 1, anything that looks like a bug with 2.
+/// Prints `error:`, the causes, and a `hint:` when the error has one. User mistakes and
+/// problems of the machine exit with 1, anything that looks like a bug with 2.
 fn report(err: &anyhow::Error) -> ExitCode {
     eprintln!("error: {err}");
     for cause in err.chain().skip(1) {

@@ -38,10 +38,17 @@ pub fn run(home: &Path, command: ModelsCommand) -> anyhow::Result<ExitCode> {
 
 /// A local path registers at once; a hub id is pulled here, in the foreground, as a job
 /// whose progress is printed (and stored, so the studio shows it too).
-fn add(studio: &Studio, source: &str, name: Option<&str>, json: bool) -> anyhow::Result<ModelSummary> {
+fn add(
+    studio: &Studio,
+    source: &str,
+    name: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ModelSummary> {
     if Path::new(source).exists() || !studio::models::looks_like_repo_id(source) {
         let added = studio.add_model(source, name)?;
-        return added.model.ok_or_else(|| anyhow::anyhow!("no model registered for {source}"));
+        return added
+            .model
+            .ok_or_else(|| anyhow::anyhow!("no model registered for {source}"));
     }
     let mut events = studio.jobs().subscribe();
     let printer = std::thread::spawn(move || {
@@ -64,18 +71,32 @@ fn add(studio: &Studio, source: &str, name: Option<&str>, json: bool) -> anyhow:
         }
     });
     let mut model = None;
-    let job = studio.jobs().run("pull-model", &format!("Pull {source}"), |ctx| {
-        model = Some(studio.pull_model(ctx, source, name)?);
-        Ok(())
-    })?;
+    let mut failure = None;
+    let job = studio
+        .jobs()
+        .run("pull-model", &format!("Pull {source}"), |ctx| {
+            match studio.pull_model(ctx, source, name) {
+                Ok(m) => model = Some(m),
+                Err(e) => {
+                    failure = Some((e.hint(), e.kind()));
+                    return Err(e);
+                }
+            }
+            Ok(())
+        })?;
     let _ = printer.join();
     match (job.state, model) {
         (JobState::Succeeded, Some(m)) => Ok(m),
-        _ => anyhow::bail!(
-            "pulling {source} {}: {}",
-            job.state.as_str(),
-            job.error.unwrap_or_else(|| "no reason given".into())
-        ),
+        _ => {
+            let (hint, kind) = failure.unwrap_or((None, studio::error::ErrorKind::Internal));
+            Err(studio::Error::JobFailed {
+                job: format!("pulling {source} {}", job.state.as_str()),
+                message: job.error.unwrap_or_else(|| "no reason given".into()),
+                hint,
+                kind,
+            }
+            .into())
+        }
     }
 }
 
@@ -89,7 +110,11 @@ fn print_table(models: &[ModelSummary]) {
             ModelStatus::Ready => "ready".to_string(),
             ModelStatus::Missing | ModelStatus::Unreadable => format!(
                 "{}: {}",
-                if m.status == ModelStatus::Missing { "missing" } else { "unreadable" },
+                if m.status == ModelStatus::Missing {
+                    "missing"
+                } else {
+                    "unreadable"
+                },
                 m.problem.as_deref().unwrap_or("")
             ),
         };
@@ -99,7 +124,9 @@ fn print_table(models: &[ModelSummary]) {
             m.architecture,
             human_count(m.parameters),
             m.quantization,
-            m.context_length.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+            m.context_length
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
             human_bytes(m.file_size),
             status
         );

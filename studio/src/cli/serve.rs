@@ -8,10 +8,12 @@ use studio::{Studio, server};
 use super::args::ServeArgs;
 
 pub fn run(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let ip: IpAddr = args
-        .host
-        .parse()
-        .with_context(|| format!("--host {:?} is not an IP address (try 127.0.0.1 or 0.0.0.0)", args.host))?;
+    let ip: IpAddr = args.host.parse().with_context(|| {
+        format!(
+            "--host {:?} is not an IP address (try 127.0.0.1 or 0.0.0.0)",
+            args.host
+        )
+    })?;
     // Beyond loopback anyone on the network could drive the studio: require a token.
     let token = match args.token.filter(|t| !t.is_empty()) {
         Some(t) => Some(t),
@@ -26,7 +28,11 @@ pub fn run(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let listener = server::bind(SocketAddr::new(ip, args.port)).await?;
         let local = listener.local_addr().context("reading the bound address")?;
-        let shown = if ip.is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { ip };
+        let shown = if ip.is_unspecified() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            ip
+        };
         let mut url = format!("http://{}/", SocketAddr::new(shown, local.port()));
         if let Some(t) = &token {
             url.push_str(&format!("?token={t}"));
@@ -34,7 +40,9 @@ pub fn run(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         let studio = Studio::open_instance(home, &format!("modelfactory serve at {url}"))?;
         let ui = server::find_ui_dir(args.ui_dir);
         if ui.is_none() {
-            tracing::warn!("the front end is not built; the API works, pages say how to build them");
+            tracing::warn!(
+                "the front end is not built; the API works, pages say how to build them"
+            );
         }
         let app = server::router(studio, token, ui);
         println!("ModelFactory studio: {url}");
@@ -49,7 +57,13 @@ pub fn run(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn open_browser(url: &str) {
-    let opener = if cfg!(target_os = "macos") { "open" } else if cfg!(windows) { "explorer" } else { "xdg-open" };
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else if cfg!(windows) {
+        "explorer"
+    } else {
+        "xdg-open"
+    };
     if let Err(e) = std::process::Command::new(opener).arg(url).spawn() {
         tracing::warn!("could not open a browser ({opener}: {e}); open {url} yourself");
     }
@@ -61,7 +75,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -106,7 +106,9 @@ fn main() -> anyhow::Result<()> {
                                 }
                             }
                             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                                tracing::warn!("the window missed {n} job events; it re-reads them on demand");
+                                tracing::warn!(
+                                    "the window missed {n} job events; it re-reads them on demand"
+                                );
                             }
                             Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                         }

@@ -1,0 +1,190 @@
+// Desktop end-to-end test: the Tauri app (modelfactory-desktop) driven through tauri-driver,
+// which speaks W3C WebDriver and forwards to WebKitWebDriver. Plain HTTP, no client library.
+// Run it through tests/desktop/run, which provides Xvfb, tauri-driver and MODELFACTORY_HOME.
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { inspect } from "node:util";
+import {
+  DEFAULT_GGUF, DESKTOP, OUT_DIR, SCREENS, checkPrerequisites, log, registerDefaultModel, requireFile,
+} from "../lib/common.mjs";
+import { ggufFacts } from "../lib/gguf.mjs";
+
+const DRIVER = process.env.TAURI_DRIVER_URL || "http://127.0.0.1:4444";
+const HOME = process.env.MODELFACTORY_HOME;
+const ELEMENT = "element-6066-11e4-a52e-4f735466cecf";
+const UI_TIMEOUT = 20_000;
+
+/** One WebDriver command; returns `value`, throws with the driver's error otherwise. */
+async function wd(method, route, body, ms = 60_000) {
+  const r = await fetch(`${DRIVER}${route}`, {
+    method,
+    headers: body === undefined ? {} : { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(ms),
+  });
+  const text = await r.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new Error(`WebDriver ${method} ${route}: HTTP ${r.status}, not JSON: ${text.slice(0, 500)}`);
+  }
+  if (!r.ok || (json.value && json.value.error)) {
+    const v = json.value ?? {};
+    const err = new Error(`WebDriver ${method} ${route}: ${v.error ?? r.status}: ${v.message ?? text.slice(0, 500)}`);
+    err.wdError = v.error;
+    throw err;
+  }
+  return json.value;
+}
+
+class Session {
+  constructor(id) {
+    this.id = id;
+    this.base = `/session/${id}`;
+  }
+  static async create(application) {
+    const value = await wd("POST", "/session", {
+      capabilities: { alwaysMatch: { "tauri:options": { application } } },
+    }, 120_000);
+    return new Session(value.sessionId);
+  }
+  cmd(method, route, body) {
+    return wd(method, `${this.base}${route}`, body);
+  }
+  async findAll(css, from = null) {
+    const route = from ? `/element/${from}/elements` : "/elements";
+    const els = await this.cmd("POST", route, { using: "css selector", value: css });
+    return els.map((e) => e[ELEMENT]);
+  }
+  /** Polls until `css` matches; returns the first element id. */
+  async waitFor(css, what = css, ms = UI_TIMEOUT) {
+    const end = Date.now() + ms;
+    for (;;) {
+      const found = await this.findAll(css);
+      if (found.length) return found[0];
+      if (Date.now() > end) throw new Error(`${what}: nothing matched ${css} within ${ms} ms (at ${await this.url().catch(() => "?")})`);
+      await sleep(150);
+    }
+  }
+  click(el) { return this.cmd("POST", `/element/${el}/click`, {}); }
+  text(el) { return this.cmd("GET", `/element/${el}/text`); }
+  attr(el, name) { return this.cmd("GET", `/element/${el}/attribute/${encodeURIComponent(name)}`); }
+  url() { return this.cmd("GET", "/url"); }
+  exec(script, args = []) { return this.cmd("POST", "/execute/sync", { script, args }); }
+  async screenshot(file) {
+    const b64 = await this.cmd("GET", "/screenshot");
+    fs.writeFileSync(file, Buffer.from(b64, "base64"));
+  }
+  delete() { return wd("DELETE", this.base, undefined, 30_000); }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function main() {
+  checkPrerequisites();
+  requireFile(DESKTOP, "build it with `cargo build -p modelfactory-desktop`");
+  assert.ok(HOME, "MODELFACTORY_HOME must name the desktop app's workspace (tests/desktop/run sets it)");
+  fs.mkdirSync(OUT_DIR, { recursive: true });
+
+  const facts = ggufFacts(DEFAULT_GGUF);
+  log(`workspace ${HOME}: models add`);
+  const { model } = registerDefaultModel(HOME);
+  for (const k of ["architecture", "quantization", "parameters", "context_length", "file_size"]) {
+    assert.equal(model[k], facts[k], `models list --json: ${k} against the GGUF file`);
+  }
+
+  const status = await wd("GET", "/status", undefined, 10_000).catch((e) => {
+    throw new Error(`tauri-driver does not answer at ${DRIVER}: ${e.message}`);
+  });
+  log(`tauri-driver at ${DRIVER}: ${JSON.stringify(status)}`);
+
+  log(`starting ${DESKTOP}`);
+  const t0 = performance.now();
+  const s = await Session.create(DESKTOP);
+  try {
+    await s.waitFor("[data-nav]", "the studio's nav in the app window", 60_000);
+    log(`window shows the studio after ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+    const transport = await s.exec("const e = document.querySelector('.transport'); return e ? e.textContent.trim() : null;");
+    log(`transport: ${transport}; title: ${await s.cmd("GET", "/title")}`);
+    assert.equal(await s.exec("return typeof window.__TAURI_INTERNALS__;"), "object", "the page runs inside Tauri (window.__TAURI_INTERNALS__)");
+
+    const navs = [];
+    for (const el of await s.findAll("[data-nav]")) navs.push(await s.attr(el, "data-nav"));
+    assert.deepEqual(navs, SCREENS.map((x) => x.id), "the nav items, in order");
+
+    for (const screen of SCREENS) {
+      await s.click(await s.waitFor(`[data-nav="${screen.id}"]`));
+      const root = await s.waitFor(`[data-screen="${screen.id}"]`, `clicking [data-nav="${screen.id}"]`);
+      const h1s = await s.findAll("h1", root);
+      assert.equal(h1s.length, 1, `[data-screen="${screen.id}"] has one h1`);
+      const title = (await s.text(h1s[0])).trim();
+      assert.ok(title.length > 0, `[data-screen="${screen.id}"] h1 is not empty`);
+      const notBuilt = (await s.findAll("[data-not-built]", root)).length;
+      if (screen.built) assert.equal(notBuilt, 0, `${screen.id} is built, yet shows [data-not-built]`);
+      else assert.equal(notBuilt, 1, `${screen.id} is not built and must show [data-not-built]`);
+      const hash = await s.exec("return location.hash;");
+      assert.ok(hash.startsWith(`#/${screen.id}`), `the address of ${screen.id} is #/${screen.id}: ${hash}`);
+      log(`  ${screen.id}: "${title}"${screen.built ? "" : " (not built)"}`);
+    }
+
+    log("Models: the default model's row");
+    await s.click(await s.waitFor('[data-nav="models"]'));
+    const row = await s.waitFor(`[data-screen="models"] tr[data-model-row="${model.id}"]`, `the row of ${model.id}`);
+    const want = {
+      name: model.name,
+      architecture: "llama",
+      quantization: "Q4_1",
+      parameters: String(model.parameters),
+      context_length: String(model.context_length),
+      file_size: String(model.file_size),
+      format: "gguf",
+      status: "ready",
+    };
+    for (const [field, value] of Object.entries(want)) {
+      const cells = await s.findAll(`[data-field="${field}"]`, row);
+      assert.equal(cells.length, 1, `the model row has one [data-field="${field}"]`);
+      const got = await s.attr(cells[0], "data-value");
+      assert.equal(got, value, `desktop: [data-model-row="${model.id}"] [data-field="${field}"] data-value`);
+    }
+    log(`  row ${model.id}: ${Object.entries(want).map(([k, v]) => `${k}=${v}`).join(" ")}`);
+    const shot = path.join(OUT_DIR, "desktop.png");
+    await s.screenshot(shot);
+    log(`screenshot ${path.relative(process.cwd(), shot)}`);
+
+    log("Settings: the workspace");
+    await s.click(await s.waitFor('[data-nav="settings"]'));
+    const ws = await s.waitFor('[data-screen="settings"] [data-testid="settings-workspace"]');
+    const end = Date.now() + UI_TIMEOUT;
+    let text = "";
+    while (!(text.includes(HOME) || text.includes(fs.realpathSync(HOME)))) {
+      if (Date.now() > end) throw new Error(`settings-workspace should show ${HOME}; it shows ${JSON.stringify(text)}`);
+      await sleep(150);
+      text = await s.text(ws);
+    }
+  } catch (e) {
+    const shot = path.join(OUT_DIR, "desktop-failure.png");
+    await s.screenshot(shot).then(() => log(`failure screenshot ${shot}`), () => {});
+    throw e;
+  } finally {
+    await s.delete().catch((e) => console.error(`could not end the WebDriver session: ${e.message}`));
+  }
+}
+
+const started = performance.now();
+let code = 0;
+try {
+  await main();
+} catch (e) {
+  code = 1;
+  console.error(`\nFAIL: ${e.message}`);
+  if (e instanceof assert.AssertionError) {
+    if (!e.generatedMessage) console.error(`  actual:   ${inspect(e.actual, { depth: 4 })}\n  expected: ${inspect(e.expected, { depth: 4 })}`);
+  } else if (e.stack) {
+    console.error(e.stack.split("\n").slice(1, 6).join("\n"));
+  }
+}
+const secs = ((performance.now() - started) / 1000).toFixed(1);
+console.log(code === 0 ? `\ndesktop test passed in ${secs}s` : `\ndesktop test FAILED after ${secs}s`);
+process.exit(code);

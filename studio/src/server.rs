@@ -262,17 +262,34 @@ pub async fn bind(addr: SocketAddr) -> crate::Result<tokio::net::TcpListener> {
         })
 }
 
-/// Serves until `shutdown` resolves.
+/// How long open connections get to finish after shutdown begins. The live event stream
+/// never finishes by itself, so without a limit an open studio tab would keep the server up.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Serves until `shutdown` resolves, then lets requests in flight finish for a moment.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> crate::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| Error::Io {
+    let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = began_tx.send(());
+    });
+    let grace_over = async move {
+        if began_rx.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = server => served.map_err(|source| Error::Io {
             what: "serving HTTP".into(),
             source,
-        })
+        }),
+        // Dropping the server closes the connections still open (event streams).
+        () = grace_over => Ok(()),
+    }
 }

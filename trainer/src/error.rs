@@ -1,0 +1,217 @@
+//! The one error type of the `trainer` crate.
+//!
+//! Every variant carries the facts a caller needs to act (the file, the byte offset, the key
+//! names) as fields, and its message puts the path last.
+
+use std::path::PathBuf;
+
+/// Shorthand for `Result<T, trainer::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which kind of file an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A GGUF model file.
+    Gguf,
+    /// A `.safetensors` weight file.
+    Safetensors,
+    /// A `model.safetensors.index.json` shard index.
+    SafetensorsIndex,
+    /// A Hugging Face `config.json`.
+    HfConfig,
+}
+
+impl std::fmt::Display for FileKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FileKind::Gguf => "GGUF",
+            FileKind::Safetensors => "safetensors",
+            FileKind::SafetensorsIndex => "safetensors index",
+            FileKind::HfConfig => "config.json",
+        })
+    }
+}
+
+/// Errors of the `trainer` crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The operating system refused an operation on a file or folder.
+    #[error("cannot {action}: {source}: {}", .path.display())]
+    Io {
+        /// What was being done, e.g. "open the file" or "list the folder".
+        action: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The file ends before something it declares: it was cut short (or a length field is
+    /// corrupt).
+    #[error(
+        "truncated {kind} file: {what} at byte {offset} needs {needed} bytes, \
+         but the file is {file_size} bytes long: {}",
+        .path.display()
+    )]
+    Truncated {
+        /// The kind of file.
+        kind: FileKind,
+        /// What was being read, e.g. "key of metadata entry 3" or "data of tensor `output.weight`".
+        what: String,
+        /// Byte offset in the file where that item starts.
+        offset: u64,
+        /// How many bytes the item needs from `offset` on.
+        needed: u64,
+        /// The size of the file.
+        file_size: u64,
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// The file does not start with the GGUF magic bytes.
+    #[error(
+        "not a GGUF file: it starts with {found:02x?} instead of \"GGUF\": {}",
+        .path.display()
+    )]
+    BadMagic {
+        /// The first bytes of the file.
+        found: Vec<u8>,
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// A GGUF version this reader does not handle (only little-endian v2 and v3 are).
+    #[error("unsupported GGUF version {version} (this reader handles versions 2 and 3){}: {}",
+        if *.big_endian { ", and big-endian files are not supported" } else { "" },
+        .path.display())]
+    UnsupportedVersion {
+        /// The version number as read (little-endian).
+        version: u32,
+        /// Whether the version looks like a big-endian file.
+        big_endian: bool,
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// A structural problem in a file other than truncation.
+    #[error("malformed {kind} file: {what} at byte {offset}: {problem}: {}", .path.display())]
+    Malformed {
+        /// The kind of file.
+        kind: FileKind,
+        /// The item with the problem.
+        what: String,
+        /// Byte offset of that item in the file (0 when not meaningful).
+        offset: u64,
+        /// What is wrong with it.
+        problem: String,
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// A GGUF tensor uses a ggml type id this reader does not know.
+    #[error("tensor `{tensor}` has unknown ggml type id {type_id}: {}", .path.display())]
+    UnknownTensorType {
+        /// The numeric ggml type id.
+        type_id: u32,
+        /// The tensor's name.
+        tensor: String,
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// A safetensors tensor uses a dtype this reader does not know.
+    #[error("tensor `{tensor}` has unknown safetensors dtype \"{dtype}\": {}", .path.display())]
+    UnknownDtype {
+        /// The dtype as written in the header.
+        dtype: String,
+        /// The tensor's name.
+        tensor: String,
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// Required GGUF metadata keys are absent; all of them are listed.
+    #[error("missing GGUF metadata {}: {}", .keys.join(", "), .path.display())]
+    MissingMetadata {
+        /// Every missing key.
+        keys: Vec<String>,
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// A GGUF metadata value has another type than the one asked for.
+    #[error("GGUF metadata `{key}` is {found}, expected {expected}: {}", .path.display())]
+    MetadataType {
+        /// The key.
+        key: String,
+        /// The type asked for, e.g. "u32" or "array of strings".
+        expected: &'static str,
+        /// What the file holds, e.g. "string" or "u64 5000000000".
+        found: String,
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// A JSON file (config.json, a safetensors header or index) could not be parsed.
+    #[error("cannot parse {kind} JSON: {message}: {}", .path.display())]
+    Json {
+        /// Which JSON.
+        kind: FileKind,
+        /// serde's message, with line and column.
+        message: String,
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// Required `config.json` fields are absent; all of them are listed.
+    #[error("config.json lacks {}: {}", .fields.join(", "), .path.display())]
+    MissingConfigFields {
+        /// Every missing field.
+        fields: Vec<String>,
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// The path is not something a model can be read from.
+    #[error("not a model: {reason}: {}", .path.display())]
+    NotAModel {
+        /// Why, and what was expected.
+        reason: String,
+        /// The path given.
+        path: PathBuf,
+    },
+}
+
+impl Error {
+    /// The file or folder the error is about.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            Error::Io { path, .. }
+            | Error::Truncated { path, .. }
+            | Error::BadMagic { path, .. }
+            | Error::UnsupportedVersion { path, .. }
+            | Error::Malformed { path, .. }
+            | Error::UnknownTensorType { path, .. }
+            | Error::UnknownDtype { path, .. }
+            | Error::MissingMetadata { path, .. }
+            | Error::MetadataType { path, .. }
+            | Error::Json { path, .. }
+            | Error::MissingConfigFields { path, .. }
+            | Error::NotAModel { path, .. } => path,
+        }
+    }
+
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

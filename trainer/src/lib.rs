@@ -1,0 +1,34 @@
+//! `trainer`: everything about models, on burn.
+//!
+//! Today: reading model files (GGUF, safetensors, Hugging Face `config.json`), inspecting a
+//! model's metadata without loading its weights, and probing the compute backends. The model
+//! definitions, generation, LoRA/QLoRA training and adapter export build on these.
+//!
+//! - [`loading`]: the file readers ([`loading::gguf`], [`loading::safetensors`],
+//!   [`loading::hf_config`]) and, with the `test-support` feature, writers of tiny test files.
+//! - [`inspect`]: [`inspect_model`] → [`ModelInfo`].
+//! - [`backends`]: [`probe_backends`] → [`BackendStatus`] per [`BackendKind`].
+//! - [`Error`]: the crate's error type.
+
+pub mod backends;
+mod error;
+pub mod inspect;
+pub mod loading;
+
+pub use backends::{BackendKind, BackendStatus, probe_backends};
+pub use error::{Error, FileKind, Result};
+pub use inspect::{ModelFormat, ModelInfo, inspect_model};
+pub use loading::gguf::GgufFile;
+pub use loading::hf_config::HfConfig;
+
+/// Writers of tiny GGUF files and safetensors checkpoints for tests (feature `test-support`).
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support {
+    pub use crate::loading::gguf_writer::{
+        GgufTensorSpec, GgufValue, GgufWriter, TinyGguf, quantize_q8_0, test_values,
+        tiny_llama_gguf,
+    };
+    pub use crate::loading::safetensors_writer::{
+        StTensor, TinyLlama, raw_safetensors, safetensors_bytes, write_safetensors,
+    };
+}

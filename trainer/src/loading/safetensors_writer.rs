@@ -1,0 +1,235 @@
+//! Writes small safetensors files and tiny Llama checkpoint folders for tests.
+//!
+//! Only compiled for tests and with the `test-support` feature.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use half::bf16;
+use serde_json::json;
+
+use super::gguf_writer::test_values;
+use super::safetensors::{Dtype, INDEX_FILE, SINGLE_FILE};
+
+/// A tensor to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StTensor {
+    /// Name.
+    pub name: String,
+    /// Element type.
+    pub dtype: Dtype,
+    /// Shape, outermost first.
+    pub shape: Vec<u64>,
+    /// Encoded data.
+    pub data: Vec<u8>,
+}
+
+impl StTensor {
+    /// An F32 tensor.
+    pub fn f32(name: &str, shape: &[u64], values: &[f32]) -> Self {
+        StTensor {
+            name: name.to_owned(),
+            dtype: Dtype::F32,
+            shape: shape.to_vec(),
+            data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
+    /// A BF16 tensor (values rounded to bf16).
+    pub fn bf16(name: &str, shape: &[u64], values: &[f32]) -> Self {
+        StTensor {
+            name: name.to_owned(),
+            dtype: Dtype::BF16,
+            shape: shape.to_vec(),
+            data: values
+                .iter()
+                .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
+                .collect(),
+        }
+    }
+}
+
+/// Encodes a safetensors file; tensors are laid out in the given order. The header is padded
+/// with spaces to a multiple of 8 bytes, as the `safetensors` crate does.
+pub fn safetensors_bytes(tensors: &[StTensor], metadata: &BTreeMap<String, String>) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    if !metadata.is_empty() {
+        header.insert("__metadata__".into(), json!(metadata));
+    }
+    let mut offset = 0u64;
+    for t in tensors {
+        let end = offset + t.data.len() as u64;
+        header.insert(
+            t.name.clone(),
+            json!({ "dtype": t.dtype.name(), "shape": t.shape, "data_offsets": [offset, end] }),
+        );
+        offset = end;
+    }
+    let mut json = serde_json::Value::Object(header).to_string().into_bytes();
+    while !json.len().is_multiple_of(8) {
+        json.push(b' ');
+    }
+    raw_safetensors(
+        &json,
+        &tensors
+            .iter()
+            .flat_map(|t| t.data.clone())
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// A file from a header's exact bytes and data, for building broken files.
+pub fn raw_safetensors(header: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend(header);
+    out.extend(data);
+    out
+}
+
+/// Writes a safetensors file.
+pub fn write_safetensors(path: impl AsRef<Path>, tensors: &[StTensor]) -> std::io::Result<()> {
+    std::fs::write(path, safetensors_bytes(tensors, &BTreeMap::new()))
+}
+
+/// A tiny random Llama checkpoint in Hugging Face layout (config.json + safetensors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TinyLlama {
+    /// Vocabulary size.
+    pub vocab: u64,
+    /// Hidden size.
+    pub hidden: u64,
+    /// Decoder blocks.
+    pub layers: u64,
+    /// Query heads.
+    pub heads: u64,
+    /// Key/value heads.
+    pub kv_heads: u64,
+    /// MLP width.
+    pub intermediate: u64,
+    /// `max_position_embeddings`.
+    pub context: u64,
+    /// Whether `lm_head` is tied to the embedding (then it is not written).
+    pub tie_embeddings: bool,
+    /// dtype of the matrices (F32 or BF16); norms are always F32.
+    pub dtype: Dtype,
+    /// Number of shard files (1 writes `model.safetensors`, more write an index too).
+    pub shards: usize,
+}
+
+impl Default for TinyLlama {
+    fn default() -> Self {
+        TinyLlama {
+            vocab: 64,
+            hidden: 16,
+            layers: 2,
+            heads: 4,
+            kv_heads: 2,
+            intermediate: 32,
+            context: 128,
+            tie_embeddings: true,
+            dtype: Dtype::F32,
+            shards: 1,
+        }
+    }
+}
+
+impl TinyLlama {
+    /// Number of weights the checkpoint holds.
+    pub fn parameters(&self) -> u64 {
+        self.tensors()
+            .iter()
+            .map(|t| t.shape.iter().product::<u64>())
+            .sum()
+    }
+
+    /// The `config.json` contents.
+    pub fn config_json(&self) -> serde_json::Value {
+        json!({
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "hidden_size": self.hidden,
+            "intermediate_size": self.intermediate,
+            "num_hidden_layers": self.layers,
+            "num_attention_heads": self.heads,
+            "num_key_value_heads": self.kv_heads,
+            "vocab_size": self.vocab,
+            "max_position_embeddings": self.context,
+            "rms_norm_eps": 1e-5,
+            "rope_theta": 10000.0,
+            "tie_word_embeddings": self.tie_embeddings,
+            "torch_dtype": if self.dtype == Dtype::BF16 { "bfloat16" } else { "float32" },
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+            "hidden_act": "silu",
+        })
+    }
+
+    /// The tensors, with Hugging Face names, in a fixed order.
+    pub fn tensors(&self) -> Vec<StTensor> {
+        let (h, i) = (self.hidden, self.intermediate);
+        let kv = self.kv_heads * (self.hidden / self.heads);
+        let mut seed = 100;
+        let mut matrix = |name: String, rows: u64, cols: u64| {
+            seed += 1;
+            let values = test_values(seed, (rows * cols) as usize);
+            if self.dtype == Dtype::BF16 {
+                StTensor::bf16(&name, &[rows, cols], &values)
+            } else {
+                StTensor::f32(&name, &[rows, cols], &values)
+            }
+        };
+        let norm = |name: String| StTensor::f32(&name, &[h], &vec![1.0; h as usize]);
+        let mut out = vec![matrix("model.embed_tokens.weight".into(), self.vocab, h)];
+        for l in 0..self.layers {
+            let p = format!("model.layers.{l}");
+            out.push(norm(format!("{p}.input_layernorm.weight")));
+            out.push(matrix(format!("{p}.self_attn.q_proj.weight"), h, h));
+            out.push(matrix(format!("{p}.self_attn.k_proj.weight"), kv, h));
+            out.push(matrix(format!("{p}.self_attn.v_proj.weight"), kv, h));
+            out.push(matrix(format!("{p}.self_attn.o_proj.weight"), h, h));
+            out.push(norm(format!("{p}.post_attention_layernorm.weight")));
+            out.push(matrix(format!("{p}.mlp.gate_proj.weight"), i, h));
+            out.push(matrix(format!("{p}.mlp.up_proj.weight"), i, h));
+            out.push(matrix(format!("{p}.mlp.down_proj.weight"), h, i));
+        }
+        out.push(norm("model.norm.weight".into()));
+        if !self.tie_embeddings {
+            out.push(matrix("lm_head.weight".into(), self.vocab, h));
+        }
+        out
+    }
+
+    /// Writes `config.json` and the weights into `dir` (created if needed); returns the weight
+    /// files written.
+    pub fn write(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir)?;
+        let config =
+            serde_json::to_string_pretty(&self.config_json()).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("config.json"), config)?;
+        let tensors = self.tensors();
+        let metadata = BTreeMap::from([("format".to_owned(), "pt".to_owned())]);
+        if self.shards <= 1 {
+            let path = dir.join(SINGLE_FILE);
+            std::fs::write(&path, safetensors_bytes(&tensors, &metadata))?;
+            return Ok(vec![path]);
+        }
+        let per_shard = tensors.len().div_ceil(self.shards);
+        let mut files = Vec::new();
+        let mut weight_map = BTreeMap::new();
+        let mut total_size = 0;
+        for (n, chunk) in tensors.chunks(per_shard).enumerate() {
+            let name = format!("model-{:05}-of-{:05}.safetensors", n + 1, self.shards);
+            for t in chunk {
+                weight_map.insert(t.name.clone(), name.clone());
+                total_size += t.data.len();
+            }
+            let path = dir.join(&name);
+            std::fs::write(&path, safetensors_bytes(chunk, &metadata))?;
+            files.push(path);
+        }
+        let index = json!({ "metadata": { "total_size": total_size }, "weight_map": weight_map });
+        let index = serde_json::to_string_pretty(&index).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join(INDEX_FILE), index)?;
+        Ok(files)
+    }
+}

@@ -1,0 +1,32 @@
+//! Integration tests of the `trainer` crate: one binary, one module per area.
+
+mod backends;
+mod default_model;
+mod gguf;
+mod inspect;
+mod safetensors;
+
+use std::path::{Path, PathBuf};
+
+/// A temporary folder for one test.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("create a temporary folder")
+}
+
+/// Writes `bytes` to `dir/name` and returns the path.
+pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write a test file");
+    path
+}
+
+/// Asserts that an error's message ends with the path (paths go last in messages).
+pub fn assert_names_path(err: &trainer::Error, path: &Path) {
+    let message = err.to_string();
+    assert!(
+        message.ends_with(&path.display().to_string()),
+        "message does not end with {}: {message}",
+        path.display()
+    );
+    assert_eq!(err.path(), path);
+}

@@ -2,7 +2,14 @@
 
 export type BackendName = 'cpu' | 'wgpu' | 'cuda';
 
-export type BackendStatus = { name: BackendName; compiled: boolean; usable: boolean; detail: string };
+export type BackendStatus = {
+  name: BackendName;
+  compiled: boolean;
+  usable: boolean;
+  /** true when the adapter is a software emulation (e.g. Mesa lavapipe): usable but slow */
+  software: boolean;
+  detail: string;
+};
 
 export type ModelFormat = 'gguf' | 'safetensors';
 export type ModelStatus = 'ready' | 'missing' | 'unreadable';

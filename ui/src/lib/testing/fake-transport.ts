@@ -74,9 +74,9 @@ export class FakeTransport implements ApiClient {
     workspace: '/home/user/.modelfactory',
     database: '/home/user/.modelfactory/studio.db',
     backends: [
-      { name: 'cpu', compiled: true, usable: true, detail: 'flex, 2 threads' },
-      { name: 'wgpu', compiled: true, usable: false, detail: 'no adapter found' },
-      { name: 'cuda', compiled: false, usable: false, detail: 'not compiled in' },
+      { name: 'cpu', compiled: true, usable: true, software: false, detail: 'flex, 2 threads' },
+      { name: 'wgpu', compiled: true, usable: false, software: false, detail: 'no adapter found' },
+      { name: 'cuda', compiled: false, usable: false, software: false, detail: 'not compiled in' },
     ],
     models: [],
   };

@@ -64,7 +64,13 @@ fn open_browser(url: &str) {
     } else {
         "xdg-open"
     };
-    if let Err(e) = std::process::Command::new(opener).arg(url).spawn() {
+    // The opener's own complaints (no browser found) would bury the address; we say it once.
+    let spawned = std::process::Command::new(opener)
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    if let Err(e) = spawned {
         tracing::warn!("could not open a browser ({opener}: {e}); open {url} yourself");
     }
 }

@@ -435,10 +435,14 @@ pub fn pull_repo(ctx: &JobContext, repo: &str, endpoint: &str, dest: &Path) -> R
                 .await
                 .map_err(|e| fail(format!("{file}: {e}")))?;
             let target = folder.join(file);
-            // The hub cache keeps blobs; the model folder gets plain files other tools read.
-            if std::fs::hard_link(&cached, &target).is_err() {
-                std::fs::copy(&cached, &target).map_err(|source| Error::Io {
-                    what: format!("copying {} to {}", cached.display(), target.display()),
+            // The hub cache's snapshot entries are relative symlinks into its blobs: link the
+            // blob itself (a link to the symlink would dangle), so the model folder holds plain
+            // files other tools read.
+            let blob = std::fs::canonicalize(&cached).unwrap_or(cached.clone());
+            let _ = std::fs::remove_file(&target);
+            if std::fs::hard_link(&blob, &target).is_err() {
+                std::fs::copy(&blob, &target).map_err(|source| Error::Io {
+                    what: format!("copying {} to {}", blob.display(), target.display()),
                     source,
                 })?;
             }

@@ -96,7 +96,7 @@ impl Error {
                     .into(),
             ),
             Error::Model(_) => Some(
-                "the file may be incomplete: download it again, or remove it with `modelfactory models remove`"
+                "the file may be incomplete or damaged: download it again; nothing in the workspace was changed"
                     .into(),
             ),
             _ => None,

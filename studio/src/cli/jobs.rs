@@ -17,8 +17,8 @@ pub fn run(home: &Path, command: JobsCommand) -> anyhow::Result<ExitCode> {
                 println!("No jobs yet.");
             } else {
                 println!(
-                    "{:<32} {:<12} {:<11} {:>5}  {}",
-                    "ID", "KIND", "STATE", "DONE", "TITLE"
+                    "{:<32} {:<12} {:<11} {:>5}  TITLE",
+                    "ID", "KIND", "STATE", "DONE"
                 );
                 for j in jobs {
                     println!(

@@ -102,8 +102,8 @@ fn add(
 
 fn print_table(models: &[ModelSummary]) {
     println!(
-        "{:<28} {:<12} {:>8} {:<8} {:>8} {:>9}  {}",
-        "ID", "ARCH", "PARAMS", "QUANT", "CONTEXT", "SIZE", "STATUS"
+        "{:<28} {:<12} {:>8} {:<8} {:>8} {:>9}  STATUS",
+        "ID", "ARCH", "PARAMS", "QUANT", "CONTEXT", "SIZE"
     );
     for m in models {
         let status = match m.status {

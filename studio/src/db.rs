@@ -68,6 +68,9 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// How long a command waits for another process's write to finish.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A shared connection. SQLite serialises writers anyway; one connection per process keeps
 /// things simple, and the busy timeout lets a CLI command and a running server share a file.
 #[derive(Clone)]
@@ -89,10 +92,23 @@ impl Db {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(fail)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(fail)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
         // A file that is not a database fails here, before anything is written to it.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(fail)?;
+        // Switching a new file to WAL needs it to itself, and SQLite answers "busy" at once
+        // rather than waiting, so two commands starting on a new workspace retry.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(fail(e)),
+            }
+        }
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(fail)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -205,17 +221,25 @@ mod tests {
 
     #[test]
     fn processes_opening_a_new_catalog_together_migrate_it_once() {
+        // Separate connections lock like separate processes. Many rounds: the race is narrow.
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("race.sqlite3");
-        let openers: Vec<_> = (0..6)
-            .map(|_| {
-                let path = path.clone();
-                std::thread::spawn(move || Db::open(&path).map(|db| db.schema_version()))
-            })
-            .collect();
-        for t in openers {
-            let version = t.join().expect("thread").expect("open").expect("version");
-            assert_eq!(version, MIGRATIONS.len() as i64);
+        for round in 0..40 {
+            let path = dir.path().join(format!("race-{round}.sqlite3"));
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let openers: Vec<_> = (0..4)
+                .map(|_| {
+                    let path = path.clone();
+                    let barrier = barrier.clone();
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Db::open(&path).map(|db| db.schema_version())
+                    })
+                })
+                .collect();
+            for t in openers {
+                let version = t.join().expect("thread").expect("open").expect("version");
+                assert_eq!(version, MIGRATIONS.len() as i64);
+            }
         }
     }
 

@@ -337,7 +337,7 @@ fn a_pull_killed_midway_shows_as_interrupted() {
         .env("HF_ENDPOINT", format!("http://127.0.0.1:{port}"))
         .args(["models", "add", "someone/slow-model"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("pull.err")).expect("stderr file"))
         .spawn()
         .expect("spawn");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -348,7 +348,11 @@ fn a_pull_killed_midway_shows_as_interrupted() {
         if jobs[0]["state"] == "running" {
             break;
         }
-        assert!(Instant::now() < deadline, "the pull never started: {jobs}");
+        assert!(
+            Instant::now() < deadline,
+            "the pull never started: {jobs}; its stderr: {}",
+            std::fs::read_to_string(dir.path().join("pull.err")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     pull.kill().expect("kill");

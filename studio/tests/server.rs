@@ -35,43 +35,35 @@ async fn start(token: Option<&str>, ui_dir: Option<std::path::PathBuf>) -> Runni
     }
 }
 
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    let response = request.send().await.expect("request sent");
+    response.json().await.expect("a JSON body")
+}
+
+async fn text_of(url: String) -> String {
+    let response = reqwest::get(url).await.expect("request sent");
+    response.text().await.expect("a text body")
+}
+
 #[tokio::test]
 async fn models_are_added_listed_and_removed_over_http() {
     let s = start(None, None).await;
     let (gguf, expected) = common::tiny_gguf(s._dir.path());
     let http = reqwest::Client::new();
 
-    let list: Value = http
-        .get(format!("{}/api/models", s.base))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let list: Value = json_of(http.get(format!("{}/api/models", s.base))).await;
     assert_eq!(list, json!([]));
 
-    let added: Value = http
-        .post(format!("{}/api/models", s.base))
-        .json(&json!({ "source": gguf }))
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
+    let added: Value = json_of(
+        http.post(format!("{}/api/models", s.base))
+            .json(&json!({ "source": gguf })),
+    )
+    .await;
     assert_eq!(added["job"], Value::Null);
     assert_eq!(added["model"]["parameters"], expected.parameters);
     let id = added["model"]["id"].as_str().expect("id").to_string();
 
-    let list: Value = http
-        .get(format!("{}/api/models", s.base))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let list: Value = json_of(http.get(format!("{}/api/models", s.base))).await;
     assert_eq!(list[0]["id"], id.as_str());
 
     let r = http
@@ -113,24 +105,13 @@ async fn settings_round_trip_and_invalid_ones_are_refused() {
     let s = start(None, None).await;
     let http = reqwest::Client::new();
     let url = format!("{}/api/settings", s.base);
-    let put: Value = http
-        .put(&url)
-        .json(&json!({ "hub_endpoint": "http://127.0.0.1:9999", "default_backend": "cpu" }))
-        .send()
-        .await
-        .expect("put")
-        .json()
-        .await
-        .expect("json");
+    let put: Value = json_of(
+        http.put(&url)
+            .json(&json!({ "hub_endpoint": "http://127.0.0.1:9999", "default_backend": "cpu" })),
+    )
+    .await;
     assert_eq!(put["default_backend"], "cpu");
-    let got: Value = http
-        .get(&url)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let got: Value = json_of(http.get(&url)).await;
     assert_eq!(got, put);
     let r = http
         .put(&url)
@@ -236,12 +217,8 @@ async fn job_progress_streams_as_server_sent_events_and_is_replayable() {
         ["queued", "started", "step 1", "step 2", "step 3", "done"]
     );
 
-    let stored: Value = reqwest::get(format!("{}/api/jobs/{}/events", s.base, job.id))
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let stored: Value =
+        json_of(reqwest::Client::new().get(format!("{}/api/jobs/{}/events", s.base, job.id))).await;
     let stored = stored.as_array().expect("array");
     assert_eq!(
         stored, &seen,
@@ -263,37 +240,17 @@ async fn the_built_ui_is_served_with_a_fallback_for_client_routes() {
     .expect("write");
     std::fs::write(ui.path().join("app.js"), "console.log(1)").expect("write");
     let s = start(None, Some(ui.path().to_path_buf())).await;
-    let root = reqwest::get(format!("{}/", s.base))
-        .await
-        .expect("get")
-        .text()
-        .await
-        .expect("text");
+    let root = text_of(format!("{}/", s.base)).await;
     assert!(root.contains("studio shell"));
-    let js = reqwest::get(format!("{}/app.js", s.base))
-        .await
-        .expect("get")
-        .text()
-        .await
-        .expect("text");
+    let js = text_of(format!("{}/app.js", s.base)).await;
     assert_eq!(js, "console.log(1)");
-    let deep = reqwest::get(format!("{}/models/anything", s.base))
-        .await
-        .expect("get")
-        .text()
-        .await
-        .expect("text");
+    let deep = text_of(format!("{}/models/anything", s.base)).await;
     assert!(deep.contains("studio shell"));
 }
 
 #[tokio::test]
 async fn without_a_built_ui_the_page_says_how_to_build_it() {
     let s = start(None, None).await;
-    let page = reqwest::get(format!("{}/", s.base))
-        .await
-        .expect("get")
-        .text()
-        .await
-        .expect("text");
+    let page = text_of(format!("{}/", s.base)).await;
     assert!(page.contains("not built"), "{page}");
 }

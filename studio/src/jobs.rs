@@ -373,10 +373,6 @@ pub struct JobContext {
 }
 
 impl JobContext {
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
     /// True once anyone asked the job to stop.
     pub fn is_cancelled(&self) -> bool {
         self.cancel.load(Ordering::SeqCst)

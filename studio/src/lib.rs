@@ -116,10 +116,6 @@ impl Studio {
         self.inner.models.list()
     }
 
-    pub fn get_model(&self, id: &str) -> Result<ModelSummary> {
-        self.inner.models.get(id)
-    }
-
     pub fn remove_model(&self, id: &str) -> Result<()> {
         self.inner.models.remove(id)
     }

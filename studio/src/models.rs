@@ -229,13 +229,6 @@ impl Models {
             .collect())
     }
 
-    pub fn get(&self, id: &str) -> Result<ModelSummary> {
-        self.list()?
-            .into_iter()
-            .find(|m| m.id == id)
-            .ok_or_else(|| Error::ModelNotFound(id.to_string()))
-    }
-
     /// Forgets a model. Its files stay where they are.
     pub fn remove(&self, id: &str) -> Result<()> {
         let n = self

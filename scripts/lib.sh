@@ -93,3 +93,19 @@ register_default_model() {
   fi
   "$BIN_DIR/modelfactory" --home "$home" models add "$dest" --name "SmolLM2-135M-Instruct" >/dev/null
 }
+
+# The reference peer for the model runtime: llama.cpp through llama-cpp-python, in its own
+# virtual environment. Opt-in (it compiles llama.cpp, about 10 minutes on 2 cores): used by
+# `scripts/reference` to regenerate golden values and by `modelfactory bench generate`.
+REFERENCE_VENV="$MODELFACTORY_CACHE/reference/venv"
+LLAMA_CPP_PYTHON_PKG="llama-cpp-python==0.3.36"
+export MODELFACTORY_REFERENCE_PYTHON="${MODELFACTORY_REFERENCE_PYTHON:-$REFERENCE_VENV/bin/python}"
+
+install_reference_peer() {
+  if [ -x "$REFERENCE_VENV/bin/python" ] && "$REFERENCE_VENV/bin/python" -c 'import llama_cpp' 2>/dev/null; then
+    return
+  fi
+  say "building llama.cpp through $LLAMA_CPP_PYTHON_PKG (about 10 minutes)"
+  python3 -m venv "$REFERENCE_VENV"
+  "$REFERENCE_VENV/bin/pip" install --quiet "$LLAMA_CPP_PYTHON_PKG" numpy
+}

@@ -182,12 +182,106 @@ pub enum Error {
         /// The path given.
         path: PathBuf,
     },
+
+    /// The model's architecture is not one this runtime implements.
+    #[error(
+        "unsupported architecture \"{architecture}\" (supported: llama, mistral, qwen2, qwen3): {}",
+        .path.display()
+    )]
+    UnsupportedArchitecture {
+        /// The architecture named by the file.
+        architecture: String,
+        /// The model file or folder.
+        path: PathBuf,
+    },
+
+    /// The model's configuration asks for something this runtime does not implement.
+    #[error("unsupported model setting: {what}: {}", .path.display())]
+    UnsupportedConfig {
+        /// The setting and its value.
+        what: String,
+        /// The model file or folder.
+        path: PathBuf,
+    },
+
+    /// A weight the architecture needs is not in the files.
+    #[error("missing tensor `{tensor}`: {}", .path.display())]
+    MissingTensor {
+        /// The tensor's name in the file's own naming.
+        tensor: String,
+        /// The model file or folder.
+        path: PathBuf,
+    },
+
+    /// A weight has a shape other than the configuration implies.
+    #[error("tensor `{tensor}` has shape {found:?}, expected {expected:?}: {}", .path.display())]
+    TensorShape {
+        /// The tensor.
+        tensor: String,
+        /// Its shape in the file, outermost dimension first.
+        found: Vec<u64>,
+        /// The shape the configuration implies.
+        expected: Vec<u64>,
+        /// The model file or folder.
+        path: PathBuf,
+    },
+
+    /// A weight's element type cannot be decoded.
+    #[error("tensor `{tensor}`: {source}: {}", .path.display())]
+    TensorData {
+        /// The tensor.
+        tensor: String,
+        /// What is wrong with its data.
+        #[source]
+        source: crate::quant::DequantError,
+        /// The model file or folder.
+        path: PathBuf,
+    },
+
+    /// The tokenizer could not be built or loaded.
+    #[error("tokenizer: {message}: {}", .path.display())]
+    Tokenizer {
+        /// What went wrong.
+        message: String,
+        /// The tokenizer file or the model file that carries it.
+        path: PathBuf,
+    },
+
+    /// The chat template failed to compile or render.
+    #[error("chat template: {message}: {}", .path.display())]
+    ChatTemplate {
+        /// minijinja's explanation, with the line.
+        message: String,
+        /// Where the template came from.
+        path: PathBuf,
+    },
+
+    /// The prompt does not fit in the context window.
+    #[error(
+        "the prompt is {tokens} tokens but the context window is {limit} tokens \
+         (shorten the conversation or start a new one)"
+    )]
+    PromptTooLong {
+        /// Tokens in the rendered prompt.
+        tokens: usize,
+        /// The context window.
+        limit: usize,
+    },
+
+    /// The backend asked for is not compiled in or not usable here.
+    #[error("backend {backend} is not available: {detail}")]
+    BackendUnavailable {
+        /// The backend.
+        backend: crate::BackendKind,
+        /// Why.
+        detail: String,
+    },
 }
 
 impl Error {
-    /// The file or folder the error is about.
-    pub fn path(&self) -> &std::path::Path {
-        match self {
+    /// The file or folder the error is about, if it is about one.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        let path = match self {
             Error::Io { path, .. }
             | Error::Truncated { path, .. }
             | Error::BadMagic { path, .. }
@@ -199,8 +293,17 @@ impl Error {
             | Error::MetadataType { path, .. }
             | Error::Json { path, .. }
             | Error::MissingConfigFields { path, .. }
-            | Error::NotAModel { path, .. } => path,
-        }
+            | Error::NotAModel { path, .. }
+            | Error::UnsupportedArchitecture { path, .. }
+            | Error::UnsupportedConfig { path, .. }
+            | Error::MissingTensor { path, .. }
+            | Error::TensorShape { path, .. }
+            | Error::TensorData { path, .. }
+            | Error::Tokenizer { path, .. }
+            | Error::ChatTemplate { path, .. } => path,
+            Error::PromptTooLong { .. } | Error::BackendUnavailable { .. } => return None,
+        };
+        Some(path)
     }
 
     pub(crate) fn io(

@@ -11,15 +11,24 @@
 //! - [`Error`]: the crate's error type.
 
 pub mod backends;
+pub mod bench;
 mod error;
 pub mod inspect;
+pub mod generate;
 pub mod loading;
+pub mod model;
+pub mod quant;
+pub mod runtime;
+pub mod tokenizer;
 
 pub use backends::{BackendKind, BackendStatus, probe_backends};
 pub use error::{Error, FileKind, Result};
 pub use inspect::{ModelFormat, ModelInfo, inspect_model};
 pub use loading::gguf::GgufFile;
 pub use loading::hf_config::HfConfig;
+pub use runtime::{
+    ChatMessage, ChatModel, GenerationStats, LoadOptions, SamplingParams, StopReason,
+};
 
 /// Writers of tiny GGUF files and safetensors checkpoints for tests (feature `test-support`).
 #[cfg(any(test, feature = "test-support"))]

@@ -233,3 +233,136 @@ impl TinyLlama {
         Ok(files)
     }
 }
+
+/// Token texts of the tiny vocabularies: two control tokens, then the ASCII letters and
+/// digits, then `tok64`, `tok65`, … for larger vocabularies.
+fn tiny_tokens(vocab: u64) -> Vec<String> {
+    let chars = ('a'..='z').chain('A'..='Z').chain('0'..='9');
+    ["<s>".to_owned(), "</s>".to_owned()]
+        .into_iter()
+        .chain(chars.map(String::from))
+        .chain((64..).map(|i| format!("tok{i}")))
+        .take(vocab as usize)
+        .collect()
+}
+
+impl TinyLlama {
+    /// A byte-level BPE `tokenizer.json` over [`TinyLlama::vocab`] tokens, with a ChatML
+    /// `tokenizer_config.json`, so the folder loads as a chat model.
+    pub fn write_tokenizer(&self, dir: &Path) -> std::io::Result<()> {
+        let tokens = tiny_tokens(self.vocab);
+        let vocab: serde_json::Map<String, serde_json::Value> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), json!(i)))
+            .collect();
+        let tokenizer = json!({
+            "version": "1.0",
+            "added_tokens": [
+                {"id": 0, "content": "<s>", "single_word": false, "lstrip": false,
+                 "rstrip": false, "normalized": false, "special": true},
+                {"id": 1, "content": "</s>", "single_word": false, "lstrip": false,
+                 "rstrip": false, "normalized": false, "special": true},
+            ],
+            "normalizer": null,
+            "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false,
+                              "trim_offsets": true, "use_regex": true},
+            "post_processor": null,
+            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true,
+                        "use_regex": true},
+            "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                      "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                      "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                      "vocab": vocab, "merges": []},
+        });
+        let config = json!({"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": false});
+        std::fs::write(
+            dir.join("tokenizer.json"),
+            serde_json::to_string(&tokenizer).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::write(
+            dir.join("tokenizer_config.json"),
+            serde_json::to_string(&config).map_err(std::io::Error::other)?,
+        )
+    }
+
+    /// The same model as a GGUF file, converted the way llama.cpp's `convert_hf_to_gguf.py`
+    /// does: its tensor names, q/k rows permuted for its RoPE layout, F32 tensors, and the
+    /// vocabulary of [`TinyLlama::write_tokenizer`].
+    pub fn to_gguf(&self) -> super::gguf_writer::GgufWriter {
+        use super::gguf_writer::{GgufValue, GgufWriter};
+        let arch = "llama";
+        let head_dim = (self.hidden / self.heads) as usize;
+        let mut w = GgufWriter::new()
+            .meta_str("general.architecture", arch)
+            .meta_str("general.name", "Tiny Llama")
+            .meta_u32(&format!("{arch}.context_length"), self.context as u32)
+            .meta_u32(&format!("{arch}.embedding_length"), self.hidden as u32)
+            .meta_u32(&format!("{arch}.block_count"), self.layers as u32)
+            .meta_u32(&format!("{arch}.feed_forward_length"), self.intermediate as u32)
+            .meta_u32(&format!("{arch}.attention.head_count"), self.heads as u32)
+            .meta_u32(&format!("{arch}.attention.head_count_kv"), self.kv_heads as u32)
+            .meta(&format!("{arch}.rope.freq_base"), GgufValue::F32(10000.0))
+            .meta(
+                &format!("{arch}.attention.layer_norm_rms_epsilon"),
+                GgufValue::F32(1e-5),
+            )
+            .meta_str("tokenizer.ggml.model", "gpt2")
+            .meta_str("tokenizer.ggml.pre", "default")
+            .meta("tokenizer.ggml.tokens", GgufValue::strings(tiny_tokens(self.vocab)))
+            .meta(
+                "tokenizer.ggml.token_type",
+                GgufValue::i32s((0..self.vocab).map(|i| if i < 2 { 3 } else { 1 })),
+            )
+            .meta("tokenizer.ggml.merges", GgufValue::strings(Vec::<String>::new()))
+            .meta_u32("tokenizer.ggml.bos_token_id", 0)
+            .meta_u32("tokenizer.ggml.eos_token_id", 1);
+        for t in self.tensors() {
+            let values: Vec<f32> = match t.dtype {
+                Dtype::BF16 => t
+                    .data
+                    .chunks_exact(2)
+                    .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                _ => t
+                    .data
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+            };
+            let heads = if t.name.ends_with("q_proj.weight") {
+                Some(self.heads as usize)
+            } else if t.name.ends_with("k_proj.weight") {
+                Some(self.kv_heads as usize)
+            } else {
+                None
+            };
+            let values = match heads {
+                Some(heads) => permute_like_llama_cpp(&values, heads, head_dim),
+                None => values,
+            };
+            let dims: Vec<u64> = t.shape.iter().rev().copied().collect();
+            w = w.f32_tensor(&crate::model::gguf_name(&t.name), &dims, &values);
+        }
+        w
+    }
+}
+
+/// llama.cpp's q/k permutation: GGUF row `h·hd + 2i + j` is Hugging Face row
+/// `h·hd + j·hd/2 + i`.
+fn permute_like_llama_cpp(values: &[f32], heads: usize, head_dim: usize) -> Vec<f32> {
+    let cols = values.len() / (heads * head_dim);
+    let half = head_dim / 2;
+    let mut out = vec![0.0; values.len()];
+    for h in 0..heads {
+        for i in 0..half {
+            for j in 0..2 {
+                let from = h * head_dim + j * half + i;
+                let to = h * head_dim + 2 * i + j;
+                out[to * cols..(to + 1) * cols]
+                    .copy_from_slice(&values[from * cols..(from + 1) * cols]);
+            }
+        }
+    }
+    out
+}

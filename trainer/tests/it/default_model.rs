@@ -13,7 +13,7 @@ use trainer::{HfConfig, ModelFormat, inspect_model};
 /// Where `scripts/setup` puts the model, under `$MODELFACTORY_CACHE` (`~/.cache/modelfactory`).
 const SETUP_PATH: &str = "default-model/SmolLM2-135M-Instruct.Q4_1.gguf";
 /// `$MODELFACTORY_DEFAULT_GGUF`, else the setup script's cache.
-fn default_gguf() -> PathBuf {
+pub fn default_gguf() -> PathBuf {
     let candidates: Vec<PathBuf> = match std::env::var_os("MODELFACTORY_DEFAULT_GGUF") {
         Some(path) => vec![PathBuf::from(path)],
         None => {

@@ -4,6 +4,9 @@ mod backends;
 mod default_model;
 mod gguf;
 mod inspect;
+mod llama_cpp;
+mod quant;
+mod runtime;
 mod safetensors;
 
 use std::path::{Path, PathBuf};
@@ -28,5 +31,5 @@ pub fn assert_names_path(err: &trainer::Error, path: &Path) {
         "message does not end with {}: {message}",
         path.display()
     );
-    assert_eq!(err.path(), path);
+    assert_eq!(err.path(), Some(path));
 }

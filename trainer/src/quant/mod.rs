@@ -1,0 +1,311 @@
+//! Block-quantised weights: decoding GGUF tensor data to f32, and matrix products that read
+//! the weights in their stored encoding.
+//!
+//! - [`dequantize`] / [`dequantize_into`]: a whole tensor's bytes to f32, for F32, F16, BF16,
+//!   Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K. The block layouts and the
+//!   arithmetic follow ggml's `dequantize_row_*` (ggml-quants.c) operation for operation, so the
+//!   values are bit-identical to ggml's and to gguf-py's `gguf.quants.dequantize`.
+//! - [`QuantMatrix`]: a `rows × cols` weight (the PyTorch `[out_features, in_features]` Linear
+//!   weight, one row of `cols` elements after the other, as ggml stores it) kept in its GGUF
+//!   encoding, with [`QuantMatrix::matmul_t`] computing `x · Wᵀ` without materialising `W`:
+//!   the CPU decode and prefill path.
+//!
+//! How [`QuantMatrix::matmul_t`] computes, per type:
+//!
+//! - Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (32-element blocks): as llama.cpp does, the input rows are
+//!   first quantised to 8 bits in blocks of 32 (one f32 scale per block, `round(x / d)` with
+//!   `d = max|x| / 127`; see [`q8_activations`]), then each weight block is dotted with the
+//!   matching input block in integer arithmetic and scaled once. The result is therefore the
+//!   exact product with the 8-bit-rounded input, up to f32 summation order; it differs from the
+//!   product with the unrounded input by llama.cpp's activation quantisation error (a relative
+//!   error of about 0.5 % of `Σ|w·x|` at worst, far less on average).
+//! - The K-quants, F32, F16 and BF16: each weight row is decoded to f32 (bit-identical to
+//!   [`dequantize`]) into a per-thread buffer and dotted with the f32 input rows.
+//!
+//! Rows are split among rayon's threads in chunks of [`ROWS_PER_TASK`]. On x86-64 the dot
+//! products use AVX2 and FMA when the processor has them (detected at run time, see
+//! [`Simd`]); a portable scalar path is used otherwise, and both are tested against each other.
+
+mod dequant;
+mod matmul;
+
+use crate::loading::ggml::GgmlType;
+
+pub use dequant::{dequantize, dequantize_into, dequantize_with, is_supported};
+pub use matmul::{ROWS_PER_TASK, Simd, q8_activations};
+
+/// Why tensor data cannot be decoded.
+///
+/// The messages name the ggml type and the sizes involved; the caller adds the tensor's name
+/// and the file (see [`crate::Error::TensorData`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DequantError {
+    /// A type this module cannot decode.
+    #[error(
+        "ggml type {ty} cannot be decoded (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, \
+         Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)"
+    )]
+    Unsupported {
+        /// The type.
+        ty: GgmlType,
+    },
+
+    /// The element count is not a whole number of blocks.
+    #[error(
+        "{n_elements} elements of {ty} are not a whole number of blocks \
+         ({ty} stores {block_size} elements per block)"
+    )]
+    PartialBlock {
+        /// The type.
+        ty: GgmlType,
+        /// The element count asked for.
+        n_elements: usize,
+        /// Elements per block of the type.
+        block_size: usize,
+    },
+
+    /// A matrix row is not a whole number of blocks (blocks never cross rows).
+    #[error(
+        "rows of {cols} elements are not a whole number of {ty} blocks \
+         ({ty} stores {block_size} elements per block)"
+    )]
+    PartialRow {
+        /// The type.
+        ty: GgmlType,
+        /// Elements per row.
+        cols: usize,
+        /// Elements per block of the type.
+        block_size: usize,
+    },
+
+    /// The data has another length than the element count implies.
+    #[error("{n_elements} elements of {ty} take {expected} bytes, but the data is {got} bytes")]
+    ByteLength {
+        /// The type.
+        ty: GgmlType,
+        /// The element count.
+        n_elements: usize,
+        /// Bytes that many elements take.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+
+    /// `rows × cols` does not fit in memory's address range.
+    #[error("a {rows} × {cols} matrix is too large to address")]
+    TooLarge {
+        /// Rows.
+        rows: usize,
+        /// Columns.
+        cols: usize,
+    },
+}
+
+/// A `rows × cols` weight matrix kept in its GGUF block encoding.
+///
+/// Row `r` is the `cols` elements `r·cols .. (r+1)·cols` of the tensor (ggml's order, the
+/// PyTorch `[out_features, in_features]` layout); its bytes are
+/// `r·row_bytes .. (r+1)·row_bytes` of [`QuantMatrix::bytes`], since `cols` is a whole number of
+/// blocks.
+#[derive(Clone)]
+pub struct QuantMatrix {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for QuantMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuantMatrix")
+            .field("ty", &self.ty)
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl QuantMatrix {
+    /// A matrix over `bytes`, the tensor data of `rows × cols` elements of type `ty`.
+    ///
+    /// Fails when the type cannot be decoded, `cols` is not a whole number of blocks, or
+    /// `bytes` has another length than `rows × cols` elements take.
+    pub fn new(
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        bytes: Vec<u8>,
+    ) -> Result<Self, DequantError> {
+        if !is_supported(ty) {
+            return Err(DequantError::Unsupported { ty });
+        }
+        let (block_size, type_size) = dequant::block_geometry(ty);
+        if !cols.is_multiple_of(block_size) {
+            return Err(DequantError::PartialRow {
+                ty,
+                cols,
+                block_size,
+            });
+        }
+        let n_elements = rows
+            .checked_mul(cols)
+            .ok_or(DequantError::TooLarge { rows, cols })?;
+        let row_bytes = cols / block_size * type_size;
+        let expected = rows
+            .checked_mul(row_bytes)
+            .ok_or(DequantError::TooLarge { rows, cols })?;
+        if bytes.len() != expected {
+            return Err(DequantError::ByteLength {
+                ty,
+                n_elements,
+                expected,
+                got: bytes.len(),
+            });
+        }
+        Ok(QuantMatrix {
+            ty,
+            rows,
+            cols,
+            row_bytes,
+            bytes,
+        })
+    }
+
+    /// An F32 matrix holding `values` (`rows × cols`, row after row).
+    ///
+    /// # Panics
+    ///
+    /// When `values.len() != rows × cols`.
+    pub fn from_f32(rows: usize, cols: usize, values: &[f32]) -> Self {
+        assert_eq!(
+            Some(values.len()),
+            rows.checked_mul(cols),
+            "QuantMatrix::from_f32: {} values for a {rows} × {cols} matrix",
+            values.len()
+        );
+        QuantMatrix {
+            ty: GgmlType::F32,
+            rows,
+            cols,
+            row_bytes: cols * 4,
+            bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
+    /// The element type.
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Number of rows (output features).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns (input features).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The stored tensor data.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Bytes per row.
+    pub fn row_bytes(&self) -> usize {
+        self.row_bytes
+    }
+
+    /// Whether [`QuantMatrix::matmul_t`] rounds its input to 8 bits first (see the module
+    /// documentation and [`q8_activations`]): true for Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1.
+    pub fn quantizes_input(&self) -> bool {
+        matmul::int_kernel(self.ty).is_some()
+    }
+
+    /// All elements as f32, row after row.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut out = vec![0.0; self.rows * self.cols];
+        dequant::decode(self.ty, &self.bytes, &mut out, Simd::detect());
+        out
+    }
+
+    /// Row `i` as f32.
+    ///
+    /// # Panics
+    ///
+    /// When `i >= rows`.
+    pub fn row(&self, i: usize) -> Vec<f32> {
+        let mut out = vec![0.0; self.cols];
+        self.row_into(i, &mut out);
+        out
+    }
+
+    /// Decodes row `i` into `out`.
+    ///
+    /// # Panics
+    ///
+    /// When `i >= rows` or `out.len() != cols`.
+    pub fn row_into(&self, i: usize, out: &mut [f32]) {
+        assert!(i < self.rows, "row {i} of a matrix of {} rows", self.rows);
+        assert_eq!(out.len(), self.cols, "row buffer length");
+        dequant::decode(self.ty, self.row_data(i), out, Simd::detect());
+    }
+
+    /// A matrix whose row `k` is this matrix's row `order[k]` (a gather: `order` is usually a
+    /// permutation, and the result has `order.len()` rows).
+    ///
+    /// # Panics
+    ///
+    /// When an index in `order` is `>= rows`.
+    pub fn permute_rows(&self, order: &[usize]) -> Self {
+        let mut bytes = Vec::with_capacity(order.len() * self.row_bytes);
+        for &r in order {
+            assert!(
+                r < self.rows,
+                "permute_rows: row {r} of a matrix of {} rows",
+                self.rows
+            );
+            bytes.extend_from_slice(self.row_data(r));
+        }
+        QuantMatrix {
+            ty: self.ty,
+            rows: order.len(),
+            cols: self.cols,
+            row_bytes: self.row_bytes,
+            bytes,
+        }
+    }
+
+    /// `out = x · Wᵀ`: `x` is `n × cols` (row after row), `out` is `n × rows`; `out[i·rows + r]`
+    /// is the dot product of input row `i` with weight row `r`.
+    ///
+    /// Runs on rayon's current thread pool, with AVX2 and FMA when the processor has them. For
+    /// Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 the input is rounded to 8 bits first, as llama.cpp
+    /// does (see the module documentation).
+    ///
+    /// # Panics
+    ///
+    /// When `x.len() != n × cols` or `out.len() != n × rows`.
+    pub fn matmul_t(&self, x: &[f32], n: usize, out: &mut [f32]) {
+        self.matmul_t_with(x, n, out, Simd::detect());
+    }
+
+    /// [`QuantMatrix::matmul_t`] with the given instruction set; [`Simd::Avx2`] falls back to
+    /// [`Simd::Scalar`] where the processor lacks AVX2, FMA or F16C. For tests and benchmarks.
+    ///
+    /// # Panics
+    ///
+    /// As [`QuantMatrix::matmul_t`].
+    pub fn matmul_t_with(&self, x: &[f32], n: usize, out: &mut [f32], simd: Simd) {
+        matmul::matmul_t(self, x, n, out, simd.or_scalar());
+    }
+
+    /// The bytes of row `i`.
+    fn row_data(&self, i: usize) -> &[u8] {
+        &self.bytes[i * self.row_bytes..(i + 1) * self.row_bytes]
+    }
+}

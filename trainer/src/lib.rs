@@ -13,8 +13,8 @@
 pub mod backends;
 pub mod bench;
 mod error;
-pub mod inspect;
 pub mod generate;
+pub mod inspect;
 pub mod loading;
 pub mod model;
 pub mod quant;

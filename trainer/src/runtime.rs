@@ -123,11 +123,11 @@ pub struct LoadOptions {
 
 /// The decoder on whichever backend was chosen.
 enum Engine {
-    Cpu(Decoder<burn::backend::flex::Flex>),
+    Cpu(Box<Decoder<burn::backend::flex::Flex>>),
     #[cfg(feature = "wgpu")]
-    Wgpu(Decoder<burn::backend::wgpu::Wgpu>),
+    Wgpu(Box<Decoder<burn::backend::wgpu::Wgpu>>),
     #[cfg(feature = "cuda")]
-    Cuda(Decoder<burn::backend::cuda::Cuda>),
+    Cuda(Box<Decoder<burn::backend::cuda::Cuda>>),
 }
 
 /// Calls `$body` with `$d` bound to the engine's decoder, whatever its backend.
@@ -184,7 +184,13 @@ impl ChatModel {
         };
         progress(0.0, "loading weights");
         let mut on_layer = |f: f32| progress(f, "loading weights");
-        let engine = load_engine(backend, options.dense_weights, config, &files, &mut on_layer)?;
+        let engine = load_engine(
+            backend,
+            options.dense_weights,
+            config,
+            &files,
+            &mut on_layer,
+        )?;
         progress(1.0, "ready");
         tracing::info!(model = %path.display(), %backend, "model loaded");
         Ok(Self {
@@ -303,8 +309,8 @@ fn load_engine(
         mode: WeightMode,
         device: &B::Device,
         progress: &mut dyn FnMut(f32),
-    ) -> Result<Decoder<B>> {
-        Decoder::load(config, files, mode, device, progress)
+    ) -> Result<Box<Decoder<B>>> {
+        Decoder::load(config, files, mode, device, progress).map(Box::new)
     }
     match backend {
         BackendKind::Cpu => Ok(Engine::Cpu(load(

@@ -299,9 +299,15 @@ impl TinyLlama {
             .meta_u32(&format!("{arch}.context_length"), self.context as u32)
             .meta_u32(&format!("{arch}.embedding_length"), self.hidden as u32)
             .meta_u32(&format!("{arch}.block_count"), self.layers as u32)
-            .meta_u32(&format!("{arch}.feed_forward_length"), self.intermediate as u32)
+            .meta_u32(
+                &format!("{arch}.feed_forward_length"),
+                self.intermediate as u32,
+            )
             .meta_u32(&format!("{arch}.attention.head_count"), self.heads as u32)
-            .meta_u32(&format!("{arch}.attention.head_count_kv"), self.kv_heads as u32)
+            .meta_u32(
+                &format!("{arch}.attention.head_count_kv"),
+                self.kv_heads as u32,
+            )
             .meta(&format!("{arch}.rope.freq_base"), GgufValue::F32(10000.0))
             .meta(
                 &format!("{arch}.attention.layer_norm_rms_epsilon"),
@@ -309,12 +315,18 @@ impl TinyLlama {
             )
             .meta_str("tokenizer.ggml.model", "gpt2")
             .meta_str("tokenizer.ggml.pre", "default")
-            .meta("tokenizer.ggml.tokens", GgufValue::strings(tiny_tokens(self.vocab)))
+            .meta(
+                "tokenizer.ggml.tokens",
+                GgufValue::strings(tiny_tokens(self.vocab)),
+            )
             .meta(
                 "tokenizer.ggml.token_type",
                 GgufValue::i32s((0..self.vocab).map(|i| if i < 2 { 3 } else { 1 })),
             )
-            .meta("tokenizer.ggml.merges", GgufValue::strings(Vec::<String>::new()))
+            .meta(
+                "tokenizer.ggml.merges",
+                GgufValue::strings(Vec::<String>::new()),
+            )
             .meta_u32("tokenizer.ggml.bos_token_id", 0)
             .meta_u32("tokenizer.ggml.eos_token_id", 1);
         for t in self.tensors() {

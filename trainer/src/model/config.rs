@@ -115,12 +115,12 @@ impl DecoderConfig {
         let heads = need(config.num_attention_heads);
         let kv_heads = config.kv_heads().unwrap_or(heads as u64) as usize;
         let head_dim = config.head_dim().unwrap_or_default() as usize;
-        if heads == 0 || kv_heads == 0 || head_dim == 0 || heads % kv_heads != 0 {
+        if heads == 0 || kv_heads == 0 || head_dim == 0 || !heads.is_multiple_of(kv_heads) {
             return Err(unsupported(format!(
                 "{heads} query heads, {kv_heads} key/value heads of width {head_dim}"
             )));
         }
-        if head_dim % 2 != 0 {
+        if !head_dim.is_multiple_of(2) {
             return Err(unsupported(format!("odd head width {head_dim}")));
         }
         if let Some(act) = config.hidden_act.as_deref()

@@ -146,10 +146,18 @@ impl<B: Backend> Decoder<B> {
             if permuted {
                 values = permute_values(&values, &unpermute_order(heads, c.head_dim));
             }
-            Ok(Some(Tensor::from_data(TensorData::new(values, [n]), device)))
+            Ok(Some(Tensor::from_data(
+                TensorData::new(values, [n]),
+                device,
+            )))
         };
         // `heads` > 0 marks a q/k projection whose rows llama.cpp permuted.
-        let linear = |name: &str, rows: usize, cols: usize, heads: usize, bias: Option<Tensor<B, 1>>| -> Result<Linear<B>> {
+        let linear = |name: &str,
+                      rows: usize,
+                      cols: usize,
+                      heads: usize,
+                      bias: Option<Tensor<B, 1>>|
+         -> Result<Linear<B>> {
             let mut matrix = files.matrix(name, rows, cols)?;
             if permuted && heads > 0 {
                 matrix = matrix.permute_rows(&unpermute_order(heads, c.head_dim));
@@ -258,7 +266,9 @@ impl<B: Backend> Decoder<B> {
         let hidden = self.forward_hidden(tokens, cache)?;
         let [n, _] = hidden.dims();
         let last = hidden.narrow(0, n - 1, 1);
-        let logits = self.lm_head.forward(rms_norm(last, &self.norm, self.config.rms_norm_eps));
+        let logits = self
+            .lm_head
+            .forward(rms_norm(last, &self.norm, self.config.rms_norm_eps));
         Ok(logits
             .into_data()
             .convert::<f32>()
@@ -270,7 +280,9 @@ impl<B: Backend> Decoder<B> {
     /// `[tokens, vocab]` row-major.
     pub fn forward_all(&self, tokens: &[u32], cache: &mut KvCache<B>) -> Result<Vec<f32>> {
         let hidden = self.forward_hidden(tokens, cache)?;
-        let logits = self.lm_head.forward(rms_norm(hidden, &self.norm, self.config.rms_norm_eps));
+        let logits = self
+            .lm_head
+            .forward(rms_norm(hidden, &self.norm, self.config.rms_norm_eps));
         Ok(logits
             .into_data()
             .convert::<f32>()
@@ -283,7 +295,10 @@ impl<B: Backend> Decoder<B> {
         let n = tokens.len();
         let start = cache.len;
         if n == 0 {
-            return Err(Error::PromptTooLong { tokens: 0, limit: c.context_length });
+            return Err(Error::PromptTooLong {
+                tokens: 0,
+                limit: c.context_length,
+            });
         }
         if start + n > c.context_length {
             return Err(Error::PromptTooLong {
@@ -293,7 +308,10 @@ impl<B: Backend> Decoder<B> {
         }
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
             return Err(Error::UnsupportedConfig {
-                what: format!("token id {bad} is outside the vocabulary of {}", c.vocab_size),
+                what: format!(
+                    "token id {bad} is outside the vocabulary of {}",
+                    c.vocab_size
+                ),
                 path: "<input>".into(),
             });
         }
@@ -408,13 +426,20 @@ impl<B: Backend> Decoder<B> {
             scores = scores.mask_fill(mask, f32::NEG_INFINITY);
         }
         let out = softmax(scores, 2).matmul(v);
-        let out = out.reshape([heads, n, hd]).swap_dims(0, 1).reshape([n, heads * hd]);
+        let out = out
+            .reshape([heads, n, hd])
+            .swap_dims(0, 1)
+            .reshape([n, heads * hd]);
         block.o.forward(out)
     }
 }
 
 /// RMSNorm over the last dimension.
-fn rms_norm<B: Backend, const D: usize>(x: Tensor<B, D>, weight: &Tensor<B, 1>, eps: f32) -> Tensor<B, D> {
+fn rms_norm<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    weight: &Tensor<B, 1>,
+    eps: f32,
+) -> Tensor<B, D> {
     let mean_square = (x.clone() * x.clone()).mean_dim(D - 1);
     x * (mean_square + eps).sqrt().recip() * weight.clone().unsqueeze::<D>()
 }
@@ -478,7 +503,10 @@ mod tests {
                 }
             }
         }
-        let back: Vec<usize> = unpermute_order(heads, hd).iter().map(|&r| gguf[r]).collect();
+        let back: Vec<usize> = unpermute_order(heads, hd)
+            .iter()
+            .map(|&r| gguf[r])
+            .collect();
         assert_eq!(back, hf);
     }
 }

@@ -170,13 +170,16 @@ impl WeightFiles {
     pub fn f32s(&self, hf_name: &str, expected: &[u64]) -> Result<Vec<f32>> {
         let raw = self.require(hf_name)?;
         self.check_shape(&raw, expected)?;
-        dequantize(raw.ty, raw.bytes, raw.shape.iter().product::<u64>() as usize).map_err(
-            |source| Error::TensorData {
-                tensor: raw.name.clone(),
-                source,
-                path: self.path().to_path_buf(),
-            },
+        dequantize(
+            raw.ty,
+            raw.bytes,
+            raw.shape.iter().product::<u64>() as usize,
         )
+        .map_err(|source| Error::TensorData {
+            tensor: raw.name.clone(),
+            source,
+            path: self.path().to_path_buf(),
+        })
     }
 
     /// A 2-D weight `[rows, cols]` kept in its stored encoding.

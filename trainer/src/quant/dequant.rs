@@ -305,10 +305,7 @@ fn q3_k(b: &[u8; 110], y: &mut [f32; QK_K]) {
     let sc = &b[96..108];
     for (g, y) in y.as_chunks_mut::<16>().0.iter_mut().enumerate() {
         let (h, j, s) = (g / 8, (g / 2) % 4, g % 2);
-        let low = if g < 8 { sc[g] & 0x0f } else { sc[g - 8] >> 4 };
-        let high = (sc[8 + g % 4] >> (2 * (g / 4))) & 3;
-        let scale = i32::from(low | (high << 4)) - 32;
-        let dl = d * scale as f32;
+        let dl = d * f32::from(scale_q3_k(g, sc));
         let bit = 1u8 << (4 * h + j);
         let q = &qs[32 * h + 16 * s..][..16];
         let hm = &hmask[16 * s..][..16];
@@ -319,10 +316,35 @@ fn q3_k(b: &[u8; 110], y: &mut [f32; QK_K]) {
     }
 }
 
+/// The signed 6-bit scale of group `g` (0..16) of a Q3_K block from its 12 packed scale bytes:
+/// low 4 bits in `sc[0..8]` (low nibbles for groups 0..8, high nibbles for 8..16), high 2 bits
+/// in `sc[8..12]`, offset by 32.
+#[inline(always)]
+pub(crate) fn scale_q3_k(g: usize, sc: &[u8]) -> i8 {
+    let low = if g < 8 { sc[g] & 0x0f } else { sc[g - 8] >> 4 };
+    let high = (sc[8 + g % 4] >> (2 * (g / 4))) & 3;
+    (low | (high << 4)) as i8 - 32
+}
+
+/// All eight 6-bit scales and minimums of a Q4_K or Q5_K block at once (as
+/// [`scale_min_k4`] for `j` = 0..8), branch-free.
+#[inline(always)]
+pub(crate) fn scales_mins_k4(q: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+    let mut sc = [0u8; 8];
+    let mut m = [0u8; 8];
+    for j in 0..4 {
+        sc[j] = q[j] & 63;
+        m[j] = q[j + 4] & 63;
+        sc[j + 4] = (q[j + 8] & 0x0f) | ((q[j] >> 6) << 4);
+        m[j + 4] = (q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4);
+    }
+    (sc, m)
+}
+
 /// ggml's `get_scale_min_k4`: the 6-bit scale and minimum of group `j` (0..8) of a Q4_K or
 /// Q5_K block from its 12 packed scale bytes.
 #[inline(always)]
-fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {

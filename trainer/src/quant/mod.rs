@@ -4,7 +4,8 @@
 //! - [`dequantize`] / [`dequantize_into`]: a whole tensor's bytes to f32, for F32, F16, BF16,
 //!   Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K. The block layouts and the
 //!   arithmetic follow ggml's `dequantize_row_*` (ggml-quants.c) operation for operation, so the
-//!   values are bit-identical to ggml's and to gguf-py's `gguf.quants.dequantize`.
+//!   values are bit-identical to ggml's; the tests check them bit for bit against gguf-py's
+//!   `gguf.quants.dequantize` (trainer/tests/golden/quant).
 //! - [`QuantMatrix`]: a `rows × cols` weight (the PyTorch `[out_features, in_features]` Linear
 //!   weight, one row of `cols` elements after the other, as ggml stores it) kept in its GGUF
 //!   encoding, with [`QuantMatrix::matmul_t`] computing `x · Wᵀ` without materialising `W`:
@@ -12,15 +13,17 @@
 //!
 //! How [`QuantMatrix::matmul_t`] computes, per type:
 //!
-//! - Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (32-element blocks): as llama.cpp does, the input rows are
-//!   first quantised to 8 bits in blocks of 32 (one f32 scale per block, `round(x / d)` with
-//!   `d = max|x| / 127`; see [`q8_activations`]), then each weight block is dotted with the
-//!   matching input block in integer arithmetic and scaled once. The result is therefore the
-//!   exact product with the 8-bit-rounded input, up to f32 summation order; it differs from the
-//!   product with the unrounded input by llama.cpp's activation quantisation error (a relative
-//!   error of about 0.5 % of `Σ|w·x|` at worst, far less on average).
-//! - The K-quants, F32, F16 and BF16: each weight row is decoded to f32 (bit-identical to
-//!   [`dequantize`]) into a per-thread buffer and dotted with the f32 input rows.
+//! - Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and the K-quants: as llama.cpp does, the input rows are
+//!   first rounded to 8 bits, with one f32 scale per block of 32 elements (llama.cpp's
+//!   Q8_0/Q8_1) or, for the K-quants, of 256 (its Q8_K): `d = max|x| / 127`, `q = round(x / d)`.
+//!   Each weight block is then dotted with the matching input block in integer arithmetic and
+//!   scaled once. The result is the exact product with the rounded input
+//!   ([`QuantMatrix::rounded_input`]) up to f32 summation order; it differs from the product
+//!   with the unrounded input by llama.cpp's activation quantisation error: each input
+//!   element moves by at most half a step, `max|x| / 254` over its block.
+//! - F32, F16 and BF16: the input stays f32. With AVX2 the weights are widened 32 at a time
+//!   inside the dot product (F16C for F16); otherwise each weight row is decoded to f32 into a
+//!   per-thread buffer and dotted with the input rows.
 //!
 //! Rows are split among rayon's threads in chunks of [`ROWS_PER_TASK`]. On x86-64 the dot
 //! products use AVX2 and FMA when the processor has them (detected at run time, see
@@ -32,7 +35,7 @@ mod matmul;
 use crate::loading::ggml::GgmlType;
 
 pub use dequant::{dequantize, dequantize_into, dequantize_with, is_supported};
-pub use matmul::{ROWS_PER_TASK, Simd, q8_activations};
+pub use matmul::{ROWS_PER_TASK, Simd};
 
 /// Why tensor data cannot be decoded.
 ///
@@ -221,9 +224,29 @@ impl QuantMatrix {
     }
 
     /// Whether [`QuantMatrix::matmul_t`] rounds its input to 8 bits first (see the module
-    /// documentation and [`q8_activations`]): true for Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1.
+    /// documentation and [`QuantMatrix::rounded_input`]): true for every supported type but
+    /// F32, F16 and BF16.
     pub fn quantizes_input(&self) -> bool {
-        matmul::int_kernel(self.ty).is_some()
+        matmul::Kernel::of(self.ty).input_block().is_some()
+    }
+
+    /// `x` (rows of `cols` elements) as [`QuantMatrix::matmul_t`] multiplies it: for the types
+    /// where [`QuantMatrix::quantizes_input`] is true, each block of 32 (Q8_0, Q4_0, Q4_1,
+    /// Q5_0, Q5_1) or 256 (the K-quants) input elements rounded to `d · round(x / d)` with
+    /// `d = max|x| / 127`; `x` unchanged for the others. `matmul_t` computes the exact product
+    /// of the dequantised weights with these values, up to f32 summation order.
+    ///
+    /// # Panics
+    ///
+    /// When `x.len()` is not a multiple of `cols`.
+    pub fn rounded_input(&self, x: &[f32]) -> Vec<f32> {
+        assert!(
+            x.len().is_multiple_of(self.cols),
+            "rounded_input: {} values are not rows of {}",
+            x.len(),
+            self.cols
+        );
+        matmul::rounded_input(self.ty, x)
     }
 
     /// All elements as f32, row after row.

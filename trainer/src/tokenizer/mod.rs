@@ -43,7 +43,9 @@ impl TextTokenizer {
         let bos = file.opt_u32("tokenizer.ggml.bos_token_id")?;
         let eos = file.opt_u32("tokenizer.ggml.eos_token_id")?;
         let eot = file.opt_u32("tokenizer.ggml.eot_token_id")?;
-        let add_bos = file.opt_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(false);
+        let add_bos = file
+            .opt_bool("tokenizer.ggml.add_bos_token")?
+            .unwrap_or(false);
         let template = file.opt_str("tokenizer.chat_template")?;
         Self::assemble(
             inner,
@@ -114,11 +116,12 @@ impl TextTokenizer {
         eos: impl IntoIterator<Item = u32>,
     ) -> Result<Self> {
         let mut stop: BTreeSet<u32> = eos.into_iter().collect();
-        stop.extend(END_OF_TURN_TOKENS.iter().filter_map(|t| inner.token_to_id(t)));
-        let text_of = |id: Option<u32>| {
-            id.and_then(|id| inner.id_to_token(id))
-                .unwrap_or_default()
-        };
+        stop.extend(
+            END_OF_TURN_TOKENS
+                .iter()
+                .filter_map(|t| inner.token_to_id(t)),
+        );
+        let text_of = |id: Option<u32>| id.and_then(|id| inner.id_to_token(id)).unwrap_or_default();
         let bos_text = text_of(bos);
         let eos_text = text_of(stop.iter().next().copied());
         let template = match template {
@@ -166,7 +169,11 @@ impl TextTokenizer {
     }
 
     /// The conversation rendered with the model's chat template.
-    pub fn render_chat(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+    pub fn render_chat(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         self.template.render(messages, add_generation_prompt)
     }
 
@@ -206,7 +213,10 @@ fn read_json_if_present(path: &Path) -> Result<Value> {
 fn token_text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
-        Value::Object(map) => map.get("content").and_then(Value::as_str).map(str::to_owned),
+        Value::Object(map) => map
+            .get("content")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         _ => None,
     }
 }

@@ -35,9 +35,7 @@ impl ChatTemplate {
         env.add_function("raise_exception", |message: String| -> Result<Value, _> {
             Err(JinjaError::new(ErrorKind::InvalidOperation, message))
         });
-        env.add_function("strftime_now", |format: String| {
-            format_today(&format)
-        });
+        env.add_function("strftime_now", |format: String| format_today(&format));
         env.add_template_owned("chat", template.to_owned())
             .map_err(|e| template_error(&e, source))?;
         Ok(Self {
@@ -93,8 +91,18 @@ fn format_today(format: &str) -> String {
         .unwrap_or(0) as i64;
     let (year, month, day) = civil_from_days(days);
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September",
-        "October", "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ];
     let month_name = MONTHS[(month - 1) as usize];
     format
@@ -129,7 +137,10 @@ mod tests {
         let text = t
             .render(&[ChatMessage::new("user", "Hi")], true)
             .expect("render");
-        assert_eq!(text, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(
+            text,
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
         let text = t
             .render(&[ChatMessage::new("user", "Hi")], false)
             .expect("render");

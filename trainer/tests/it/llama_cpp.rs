@@ -116,8 +116,12 @@ fn compare_logits(model: &ChatModel) {
         let last = &all[(tokens.len() - 1) * vocab..];
         let expected = &prompt["logits"];
         let (mut worst, mut sum, mut count) = (0.0f64, 0.0f64, 0usize);
-        for (ids_key, values_key) in [("top_ids", "top_values"), ("strided_ids", "strided_values")] {
-            for (id, want) in ids(&expected[ids_key]).iter().zip(floats(&expected[values_key])) {
+        for (ids_key, values_key) in [("top_ids", "top_values"), ("strided_ids", "strided_values")]
+        {
+            for (id, want) in ids(&expected[ids_key])
+                .iter()
+                .zip(floats(&expected[values_key]))
+            {
                 let diff = (f64::from(last[*id as usize]) - want).abs();
                 worst = worst.max(diff);
                 sum += diff;
@@ -129,7 +133,10 @@ fn compare_logits(model: &ChatModel) {
         let decisive = top[0] - top[1] > DECISIVE_MARGIN;
         let ours = trainer::generate::argmax(last);
         let theirs = expected["argmax"].as_u64().expect("argmax") as u32;
-        let tail: String = text.chars().skip(text.chars().count().saturating_sub(40)).collect();
+        let tail: String = text
+            .chars()
+            .skip(text.chars().count().saturating_sub(40))
+            .collect();
         eprintln!(
             "…{tail:?}: |Δlogit| max {worst:.3} mean {mean:.3}; next token ours {ours}, \
              llama.cpp {theirs} (margin {:.3})",
@@ -142,7 +149,10 @@ fn compare_logits(model: &ChatModel) {
             failures.push(tail);
         }
     }
-    assert!(failures.is_empty(), "logits differ from llama.cpp's after {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "logits differ from llama.cpp's after {failures:?}"
+    );
 }
 
 #[test]

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use trainer::loading::ggml::GgmlType;
 use trainer::quant::{
     DequantError, QuantMatrix, Simd, dequantize, dequantize_into, dequantize_with, is_supported,
-    q8_activations,
 };
 
 /// Every type the module decodes.
@@ -261,12 +260,9 @@ fn matmul_t_matches_dequantise_then_multiply() {
             let w = m.dequantize();
             for n in [1, 3, 17] {
                 let x: Vec<f32> = (0..n * cols).map(|_| rng.float() * 2.0).collect();
-                // The integer kernels multiply with x rounded to 8 bits per block of 32.
-                let seen = if m.quantizes_input() {
-                    q8_activations(&x)
-                } else {
-                    x.clone()
-                };
+                // The integer kernels multiply with x rounded to 8 bits per block.
+                let seen = m.rounded_input(&x);
+                assert_eq!(seen == x, !m.quantizes_input(), "{ty}: rounded input");
                 let (expected, mag) = reference(&w, rows, cols, &seen, n);
                 for simd in simds() {
                     let mut out = vec![f32::NAN; n * rows];
@@ -295,7 +291,15 @@ fn matmul_t_matches_dequantise_then_multiply() {
     }
 }
 
-/// The 8-bit input rounding costs at most half a step per element: for each block of 32,
+/// Elements per input scale of the integer kernels (see the `trainer::quant` docs).
+fn input_block(ty: GgmlType) -> usize {
+    match ty {
+        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => 256,
+        _ => 32,
+    }
+}
+
+/// The 8-bit input rounding costs at most half a step per element: for each input block,
 /// `|x - x̃| ≤ max|x| / 254`. So the product with the real input is within that bound (plus
 /// the summation tolerance) of the kernels' result. This is llama.cpp's activation error.
 #[test]
@@ -308,6 +312,7 @@ fn quantised_input_error_is_bounded_by_half_a_step() {
         if !m.quantizes_input() {
             continue;
         }
+        let block = input_block(ty);
         let w = m.dequantize();
         let n = 3;
         let x: Vec<f32> = (0..n * cols).map(|_| rng.float() * 3.0).collect();
@@ -318,9 +323,9 @@ fn quantised_input_error_is_bounded_by_half_a_step() {
         for i in 0..n {
             for r in 0..rows {
                 let mut bound = 0.0;
-                for b in 0..cols / 32 {
-                    let xs = &x[i * cols + 32 * b..][..32];
-                    let ws = &w[r * cols + 32 * b..][..32];
+                for b in 0..cols / block {
+                    let xs = &x[i * cols + block * b..][..block];
+                    let ws = &w[r * cols + block * b..][..block];
                     let amax = xs.iter().fold(0.0f32, |a, v| a.max(v.abs()));
                     let wsum: f64 = ws.iter().map(|v| f64::from(v.abs())).sum();
                     bound += wsum * f64::from(amax) / 254.0 * 1.001;
@@ -341,31 +346,44 @@ fn quantised_input_error_is_bounded_by_half_a_step() {
 }
 
 #[test]
-fn q8_activations_round_half_a_step_at_most() {
+fn rounded_input_is_within_half_a_step() {
     let mut rng = Rng(3);
-    let x: Vec<f32> = (0..32 * 5 + 7).map(|_| rng.float() * 10.0).collect();
-    let q = q8_activations(&x);
-    assert_eq!(q.len(), x.len());
-    for (xb, qb) in x.chunks(32).zip(q.chunks(32)) {
-        let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-        let d = amax / 127.0;
-        for (&a, &b) in xb.iter().zip(qb) {
-            assert!((a - b).abs() <= d * 0.5001, "{a} → {b} (step {d})");
-            let steps = b / d;
-            assert!(
-                (steps.round() - steps).abs() < 1e-4,
-                "{b} is a multiple of {d}"
-            );
+    for ty in [
+        GgmlType::Q8_0,
+        GgmlType::Q4_1,
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+    ] {
+        let cols = 512;
+        let m = QuantMatrix::new(ty, 1, cols, random_data(ty, cols, &mut rng)).expect("a matrix");
+        let block = input_block(ty);
+        let x: Vec<f32> = (0..3 * cols).map(|_| rng.float() * 10.0).collect();
+        let q = m.rounded_input(&x);
+        assert_eq!(q.len(), x.len());
+        for (xb, qb) in x.chunks(block).zip(q.chunks(block)) {
+            let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+            let d = amax / 127.0;
+            for (&a, &b) in xb.iter().zip(qb) {
+                assert!((a - b).abs() <= d * 0.5001, "{ty}: {a} → {b} (step {d})");
+                let steps = b / d;
+                assert!(
+                    (steps.round() - steps).abs() < 1e-4,
+                    "{ty}: {b} is a multiple of {d}"
+                );
+            }
         }
+        // Zeros stay zero; the largest element is kept (up to the scale's rounding).
+        assert_eq!(m.rounded_input(&vec![0.0; cols]), vec![0.0; cols]);
+        let mut x = vec![0.0f32; cols];
+        x[5] = -3.0;
+        x[6] = 1.5;
+        let q = m.rounded_input(&x);
+        assert!((q[5] + 3.0).abs() < 1e-6, "{ty}: {}", q[5]);
+        assert!((q[6] - 1.5).abs() <= 3.0 / 254.0, "{ty}: {}", q[6]);
     }
-    // The largest element is represented exactly (up to the scale's rounding), zeros stay zero.
-    assert_eq!(q8_activations(&[0.0; 32]), vec![0.0; 32]);
-    let mut x = vec![0.0f32; 32];
-    x[5] = -3.0;
-    x[6] = 1.5;
-    let q = q8_activations(&x);
-    assert!((q[5] + 3.0).abs() < 1e-6, "{}", q[5]);
-    assert!((q[6] - 1.5).abs() <= 3.0 / 254.0);
+    // The other types take their input as it is.
+    let f = QuantMatrix::from_f32(1, 3, &[1.0, 2.0, 3.0]);
+    assert_eq!(f.rounded_input(&[0.1, 0.2, 0.3]), vec![0.1, 0.2, 0.3]);
 }
 
 #[test]
@@ -381,11 +399,7 @@ fn scalar_and_avx2_kernels_agree() {
         let m = QuantMatrix::new(ty, rows, cols, bytes).expect("a matrix");
         let n = 2;
         let x: Vec<f32> = (0..n * cols).map(|_| rng.float()).collect();
-        let seen = if m.quantizes_input() {
-            q8_activations(&x)
-        } else {
-            x.clone()
-        };
+        let seen = m.rounded_input(&x);
         let (_, mag) = reference(&m.dequantize(), rows, cols, &seen, n);
         let mut scalar = vec![0.0; n * rows];
         let mut avx2 = vec![0.0; n * rows];
@@ -632,6 +646,7 @@ fn timing() {
     let cases = [
         (GgmlType::Q4_1, 1536, 576, 1),
         (GgmlType::Q4_1, 576, 1536, 1),
+        (GgmlType::Q4_1, 576, 576, 1),
         (GgmlType::Q4_1, 192, 576, 1),
         (GgmlType::Q8_0, 49152, 576, 1),
         (GgmlType::Q4_0, 1536, 576, 1),
@@ -679,7 +694,7 @@ fn timing() {
                     })
                 });
                 println!(
-                    "dequantize {ty:>5} {simd:?} 1t: {:.2} G elements/s",
+                    "dequantize {ty:>5} {simd:?} 1t (with allocation): {:.2} G elements/s",
                     (rows * cols) as f64 / secs / 1e9
                 );
             }

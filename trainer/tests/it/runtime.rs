@@ -6,7 +6,9 @@ use std::sync::atomic::AtomicBool;
 
 use trainer::loading::safetensors::Dtype;
 use trainer::test_support::TinyLlama;
-use trainer::{BackendKind, ChatMessage, ChatModel, Error, LoadOptions, SamplingParams, StopReason};
+use trainer::{
+    BackendKind, ChatMessage, ChatModel, Error, LoadOptions, SamplingParams, StopReason,
+};
 
 use crate::temp_dir;
 
@@ -149,7 +151,13 @@ fn a_prompt_longer_than_the_context_is_refused() {
         )
         .expect_err("too long");
     assert!(
-        matches!(err, Error::PromptTooLong { tokens: 40, limit: 16 }),
+        matches!(
+            err,
+            Error::PromptTooLong {
+                tokens: 40,
+                limit: 16
+            }
+        ),
         "{err}"
     );
     let text = "abcdef".repeat(10);
@@ -161,7 +169,10 @@ fn a_prompt_longer_than_the_context_is_refused() {
             &mut |_| {},
         )
         .expect_err("too long");
-    assert!(err.to_string().contains("context window is 16 tokens"), "{err}");
+    assert!(
+        err.to_string().contains("context window is 16 tokens"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -214,8 +225,14 @@ fn a_tensor_of_the_wrong_shape_is_named() {
         .expect("wrong shape");
     let message = err.to_string();
     assert!(matches!(err, Error::TensorShape { .. }), "{message}");
-    assert!(message.contains("model.layers.0.mlp.gate_proj.weight"), "{message}");
-    assert!(message.contains("[32, 16]") && message.contains("[48, 16]"), "{message}");
+    assert!(
+        message.contains("model.layers.0.mlp.gate_proj.weight"),
+        "{message}"
+    );
+    assert!(
+        message.contains("[32, 16]") && message.contains("[48, 16]"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -232,7 +249,11 @@ fn an_unknown_architecture_is_named() {
     let err = ChatModel::load(&folder, &cpu(), &mut |_, _| {})
         .err()
         .expect("unknown architecture");
-    assert!(err.to_string().contains("unsupported architecture \"gpt_neox\""), "{err}");
+    assert!(
+        err.to_string()
+            .contains("unsupported architecture \"gpt_neox\""),
+        "{err}"
+    );
 }
 
 #[test]
@@ -251,4 +272,65 @@ fn a_truncated_gguf_is_an_error_not_a_panic() {
             "cut at {cut}: {err}"
         );
     }
+}
+
+/// The GPU code path (dense f32 weights multiplied by burn) against the CPU one (our block
+/// kernels) on one prompt. Runs with `--features wgpu`; on a machine without a GPU, wgpu runs
+/// on Mesa's lavapipe software Vulkan driver.
+#[cfg(feature = "wgpu")]
+#[test]
+fn cpu_and_wgpu_give_the_same_logits() {
+    let status = trainer::backends::probe_backend(
+        BackendKind::Wgpu,
+        trainer::backends::DEFAULT_PROBE_TIMEOUT,
+    );
+    assert!(
+        status.usable,
+        "wgpu is compiled in but not usable here ({}); install a Vulkan driver \
+         (Debian: mesa-vulkan-drivers)",
+        status.detail
+    );
+    let dir = temp_dir();
+    let spec = TinyLlama {
+        hidden: 32,
+        intermediate: 64,
+        ..TinyLlama::default()
+    };
+    let (folder, gguf) = tiny_pair(&spec, dir.path());
+    let wgpu = LoadOptions {
+        backend: Some(BackendKind::Wgpu),
+        ..LoadOptions::default()
+    };
+    for path in [&folder, &gguf] {
+        let on_cpu = load(path).logits(&PROMPT).expect("cpu logits");
+        let on_wgpu = ChatModel::load(path, &wgpu, &mut |_, _| {})
+            .expect("loads on wgpu")
+            .logits(&PROMPT)
+            .expect("wgpu logits");
+        let diff = max_abs_diff(&on_cpu, &on_wgpu);
+        assert!(
+            diff < 1e-4,
+            "{}: cpu and wgpu differ by {diff}",
+            path.display()
+        );
+    }
+}
+
+/// Both CPU paths, block kernels and dense burn matmuls, on F32 weights: the kernels do not
+/// round F32 inputs, so they must agree to float precision.
+#[test]
+fn dense_and_block_kernel_paths_agree() {
+    let dir = temp_dir();
+    let (folder, _) = tiny_pair(&TinyLlama::default(), dir.path());
+    let dense = LoadOptions {
+        backend: Some(BackendKind::Cpu),
+        dense_weights: true,
+    };
+    let a = load(&folder).logits(&PROMPT).expect("kernels");
+    let b = ChatModel::load(&folder, &dense, &mut |_, _| {})
+        .expect("dense")
+        .logits(&PROMPT)
+        .expect("dense logits");
+    let diff = max_abs_diff(&a, &b);
+    assert!(diff < 1e-4, "the two CPU paths differ by {diff}");
 }

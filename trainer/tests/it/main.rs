@@ -8,6 +8,7 @@ mod llama_cpp;
 mod quant;
 mod runtime;
 mod safetensors;
+mod tokenizer;
 
 use std::path::{Path, PathBuf};
 

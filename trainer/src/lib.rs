@@ -38,6 +38,6 @@ pub mod test_support {
         tiny_llama_gguf,
     };
     pub use crate::loading::safetensors_writer::{
-        StTensor, TinyLlama, raw_safetensors, safetensors_bytes, write_safetensors,
+        StTensor, TinyFamily, TinyLlama, raw_safetensors, safetensors_bytes, write_safetensors,
     };
 }

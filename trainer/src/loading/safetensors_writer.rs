@@ -91,9 +91,34 @@ pub fn write_safetensors(path: impl AsRef<Path>, tensors: &[StTensor]) -> std::i
     std::fs::write(path, safetensors_bytes(tensors, &BTreeMap::new()))
 }
 
-/// A tiny random Llama checkpoint in Hugging Face layout (config.json + safetensors).
+/// Which member of the Llama family a tiny checkpoint is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TinyFamily {
+    /// Llama: no biases, q/k rows permuted in GGUF.
+    #[default]
+    Llama,
+    /// Qwen2: biases on q, k and v.
+    Qwen2,
+    /// Qwen3: RMSNorm on each head's queries and keys.
+    Qwen3,
+}
+
+impl TinyFamily {
+    /// `model_type` / GGUF architecture name.
+    pub fn name(self) -> &'static str {
+        match self {
+            TinyFamily::Llama => "llama",
+            TinyFamily::Qwen2 => "qwen2",
+            TinyFamily::Qwen3 => "qwen3",
+        }
+    }
+}
+
+/// A tiny random Llama-family checkpoint in Hugging Face layout (config.json + safetensors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TinyLlama {
+    /// Llama, Qwen2 or Qwen3.
+    pub family: TinyFamily,
     /// Vocabulary size.
     pub vocab: u64,
     /// Hidden size.
@@ -119,6 +144,7 @@ pub struct TinyLlama {
 impl Default for TinyLlama {
     fn default() -> Self {
         TinyLlama {
+            family: TinyFamily::Llama,
             vocab: 64,
             hidden: 16,
             layers: 2,
@@ -144,9 +170,14 @@ impl TinyLlama {
 
     /// The `config.json` contents.
     pub fn config_json(&self) -> serde_json::Value {
+        let architecture = match self.family {
+            TinyFamily::Llama => "LlamaForCausalLM",
+            TinyFamily::Qwen2 => "Qwen2ForCausalLM",
+            TinyFamily::Qwen3 => "Qwen3ForCausalLM",
+        };
         json!({
-            "architectures": ["LlamaForCausalLM"],
-            "model_type": "llama",
+            "architectures": [architecture],
+            "model_type": self.family.name(),
             "hidden_size": self.hidden,
             "intermediate_size": self.intermediate,
             "num_hidden_layers": self.layers,
@@ -179,6 +210,16 @@ impl TinyLlama {
             }
         };
         let norm = |name: String| StTensor::f32(&name, &[h], &vec![1.0; h as usize]);
+        let head_dim = self.hidden / self.heads;
+        let mut vector_seed = 5000;
+        let mut vector = |name: String, n: u64, offset: f32| {
+            vector_seed += 1;
+            let values: Vec<f32> = test_values(vector_seed, n as usize)
+                .iter()
+                .map(|v| v * 0.5 + offset)
+                .collect();
+            StTensor::f32(&name, &[n], &values)
+        };
         let mut out = vec![matrix("model.embed_tokens.weight".into(), self.vocab, h)];
         for l in 0..self.layers {
             let p = format!("model.layers.{l}");
@@ -187,6 +228,26 @@ impl TinyLlama {
             out.push(matrix(format!("{p}.self_attn.k_proj.weight"), kv, h));
             out.push(matrix(format!("{p}.self_attn.v_proj.weight"), kv, h));
             out.push(matrix(format!("{p}.self_attn.o_proj.weight"), h, h));
+            match self.family {
+                TinyFamily::Llama => {}
+                TinyFamily::Qwen2 => {
+                    out.push(vector(format!("{p}.self_attn.q_proj.bias"), h, 0.0));
+                    out.push(vector(format!("{p}.self_attn.k_proj.bias"), kv, 0.0));
+                    out.push(vector(format!("{p}.self_attn.v_proj.bias"), kv, 0.0));
+                }
+                TinyFamily::Qwen3 => {
+                    out.push(vector(
+                        format!("{p}.self_attn.q_norm.weight"),
+                        head_dim,
+                        1.0,
+                    ));
+                    out.push(vector(
+                        format!("{p}.self_attn.k_norm.weight"),
+                        head_dim,
+                        1.0,
+                    ));
+                }
+            }
             out.push(norm(format!("{p}.post_attention_layernorm.weight")));
             out.push(matrix(format!("{p}.mlp.gate_proj.weight"), i, h));
             out.push(matrix(format!("{p}.mlp.up_proj.weight"), i, h));
@@ -291,7 +352,7 @@ impl TinyLlama {
     /// vocabulary of [`TinyLlama::write_tokenizer`].
     pub fn to_gguf(&self) -> super::gguf_writer::GgufWriter {
         use super::gguf_writer::{GgufValue, GgufWriter};
-        let arch = "llama";
+        let arch = self.family.name();
         let head_dim = (self.hidden / self.heads) as usize;
         let mut w = GgufWriter::new()
             .meta_str("general.architecture", arch)
@@ -342,7 +403,10 @@ impl TinyLlama {
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                     .collect(),
             };
-            let heads = if t.name.ends_with("q_proj.weight") {
+            let permuted = self.family == TinyFamily::Llama;
+            let heads = if !permuted {
+                None
+            } else if t.name.ends_with("q_proj.weight") {
                 Some(self.heads as usize)
             } else if t.name.ends_with("k_proj.weight") {
                 Some(self.kv_heads as usize)

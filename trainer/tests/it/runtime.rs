@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use trainer::loading::safetensors::Dtype;
-use trainer::test_support::TinyLlama;
+use trainer::test_support::{TinyFamily, TinyLlama};
 use trainer::{
     BackendKind, ChatMessage, ChatModel, Error, LoadOptions, SamplingParams, StopReason,
 };
@@ -56,6 +56,15 @@ fn safetensors_and_gguf_give_the_same_logits() {
         },
         TinyLlama {
             dtype: Dtype::BF16,
+            ..TinyLlama::default()
+        },
+        TinyLlama {
+            family: TinyFamily::Qwen2,
+            ..TinyLlama::default()
+        },
+        TinyLlama {
+            family: TinyFamily::Qwen3,
+            tie_embeddings: false,
             ..TinyLlama::default()
         },
     ] {

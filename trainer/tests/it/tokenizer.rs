@@ -19,8 +19,8 @@ fn sentencepiece_gguf() -> GgufWriter {
         types.push(6);
     }
     let pieces = [
-        "▁", "h", "e", "l", "o", "w", "r", "d", "▁h", "ll", "llo", "ello", "▁hello", "or",
-        "orl", "orld", "world", "▁world",
+        "▁", "h", "e", "l", "o", "w", "r", "d", "▁h", "ll", "llo", "ello", "▁hello", "or", "orl",
+        "orld", "world", "▁world",
     ];
     for p in pieces {
         tokens.push(p.to_owned());

@@ -123,6 +123,27 @@ impl DecoderConfig {
         if !head_dim.is_multiple_of(2) {
             return Err(unsupported(format!("odd head width {head_dim}")));
         }
+        // Sizes far beyond any real model come from a corrupt file; refuse them before they
+        // size an allocation.
+        let limits = [
+            ("hidden_size", config.hidden_size, 1 << 16),
+            ("intermediate_size", config.intermediate_size, 1 << 18),
+            ("num_hidden_layers", config.num_hidden_layers, 1 << 10),
+            ("num_attention_heads", Some(heads as u64), 1 << 10),
+            ("head_dim", Some(head_dim as u64), 1 << 12),
+            ("vocab_size", config.vocab_size, 1 << 22),
+        ];
+        for (name, value, limit) in limits {
+            match value {
+                Some(v) if v > 0 && v <= limit => {}
+                other => {
+                    return Err(unsupported(format!(
+                        "{name} = {} (expected 1 to {limit})",
+                        other.unwrap_or(0)
+                    )));
+                }
+            }
+        }
         if let Some(act) = config.hidden_act.as_deref()
             && act != "silu"
         {

@@ -343,3 +343,21 @@ fn dense_and_block_kernel_paths_agree() {
     let diff = max_abs_diff(&a, &b);
     assert!(diff < 1e-4, "the two CPU paths differ by {diff}");
 }
+
+/// Found by fuzzing: a corrupt header that claims an enormous width must be refused before
+/// it sizes an allocation.
+#[test]
+fn absurd_sizes_in_the_configuration_are_refused() {
+    let dir = temp_dir();
+    let spec = TinyLlama::default();
+    let folder = dir.path().join("hf");
+    spec.write(&folder).expect("write");
+    spec.write_tokenizer(&folder).expect("tokenizer");
+    let mut config = spec.config_json();
+    config["hidden_size"] = serde_json::json!(1u64 << 40);
+    std::fs::write(folder.join("config.json"), config.to_string()).expect("config");
+    let err = ChatModel::load(&folder, &cpu(), &mut |_, _| {})
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("hidden_size = 1099511627776"), "{err}");
+}

@@ -4,10 +4,14 @@
 // No console window on Windows release builds.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
+use std::sync::atomic::Ordering;
+
 use studio::{
-    AddModelResult, ApiError, DoctorReport, JobEvent, JobInfo, ModelSummary, Settings, Studio,
+    AddModelResult, ApiError, ChatToken, Conversation, ConversationSummary, ConversationUpdate,
+    DoctorReport, JobEvent, JobInfo, ModelSummary, NewConversation, SamplingParams, SendMessage,
+    SendResult, Settings, StopResult, Studio,
 };
-use tauri::{Emitter, Manager, State};
+use tauri::{AppHandle, Emitter, Manager, State};
 
 type CommandResult<T> = Result<T, ApiError>;
 
@@ -76,6 +80,79 @@ async fn put_settings(studio: State<'_, Studio>, settings: Settings) -> CommandR
     blocking(&studio, move |s| s.save_settings(&settings)).await
 }
 
+#[tauri::command]
+async fn list_conversations(studio: State<'_, Studio>) -> CommandResult<Vec<ConversationSummary>> {
+    blocking(&studio, |s| s.list_conversations()).await
+}
+
+#[tauri::command]
+async fn create_conversation(
+    studio: State<'_, Studio>,
+    conversation: NewConversation,
+) -> CommandResult<Conversation> {
+    blocking(&studio, move |s| s.create_conversation(&conversation)).await
+}
+
+#[tauri::command]
+async fn get_conversation(studio: State<'_, Studio>, id: String) -> CommandResult<Conversation> {
+    blocking(&studio, move |s| s.get_conversation(&id)).await
+}
+
+#[tauri::command]
+async fn update_conversation(
+    studio: State<'_, Studio>,
+    id: String,
+    update: ConversationUpdate,
+) -> CommandResult<Conversation> {
+    blocking(&studio, move |s| s.update_conversation(&id, &update)).await
+}
+
+#[tauri::command]
+async fn delete_conversation(studio: State<'_, Studio>, id: String) -> CommandResult<()> {
+    blocking(&studio, move |s| s.delete_conversation(&id)).await
+}
+
+#[tauri::command]
+async fn stop_answer(studio: State<'_, Studio>, id: String) -> CommandResult<StopResult> {
+    blocking(&studio, move |s| s.stop_answer(&id)).await
+}
+
+/// Sends a question; the answer arrives as `chat-token` events while it is generated, and the
+/// command resolves with the stored answer (or rejects with an `ApiError`).
+#[tauri::command]
+async fn send_message(
+    app: AppHandle,
+    studio: State<'_, Studio>,
+    id: String,
+    content: String,
+    sampling: Option<SamplingParams>,
+) -> CommandResult<SendResult> {
+    let request = SendMessage { content, sampling };
+    // Checking and storing the question is quick; generating is not: both off the event loop.
+    let pending = blocking(&studio, move |s| s.begin_answer(&id, &request)).await?;
+    let cancel = pending.cancel_flag();
+    let conversation_id = pending.conversation_id().to_string();
+    let run = tauri::async_runtime::spawn_blocking(move || {
+        pending.run(&mut |text: &str| {
+            let token = ChatToken {
+                conversation_id: conversation_id.clone(),
+                text: text.to_string(),
+            };
+            if let Err(err) = app.emit("chat-token", &token) {
+                tracing::warn!("could not forward a chat token, stopping the answer: {err}");
+                cancel.store(true, Ordering::SeqCst);
+            }
+        })
+    });
+    match run.await {
+        Ok(result) => result.map_err(|e| ApiError::from(&e)),
+        Err(e) => Err(ApiError {
+            error: format!("internal error: {e}"),
+            hint: None,
+        }),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     studio::init_logging("info");
     let home = studio::Workspace::default_root();
@@ -127,7 +204,14 @@ fn main() -> anyhow::Result<()> {
             job_events,
             cancel_job,
             get_settings,
-            put_settings
+            put_settings,
+            list_conversations,
+            create_conversation,
+            get_conversation,
+            update_conversation,
+            delete_conversation,
+            send_message,
+            stop_answer
         ])
         .run(tauri::generate_context!())?;
     Ok(())

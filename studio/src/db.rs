@@ -66,6 +66,28 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (job_id, seq)
     );
     "#,
+    // 2: local chat. A conversation keeps its model's id even when the model is removed later.
+    r#"
+    CREATE TABLE conversations (
+        id            TEXT PRIMARY KEY,
+        -- NULL until the first answer: the title is then taken from the first question
+        title         TEXT,
+        model_id      TEXT NOT NULL,
+        sampling_json TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+    );
+    CREATE TABLE messages (
+        conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        seq             INTEGER NOT NULL,
+        role            TEXT NOT NULL,
+        content         TEXT NOT NULL,
+        -- assistant messages: how the answer was generated and why it stopped
+        stats_json      TEXT,
+        created_at      TEXT NOT NULL,
+        PRIMARY KEY (conversation_id, seq)
+    );
+    "#,
 ];
 
 /// How long a command waits for another process's write to finish.

@@ -54,6 +54,23 @@ pub enum Error {
     Cancelled,
     #[error("invalid setting {key}: {message}")]
     InvalidSetting { key: String, message: String },
+    #[error("no conversation with id {0:?}")]
+    ConversationNotFound(String),
+    #[error("invalid {field}: {message}")]
+    InvalidInput { field: String, message: String },
+    #[error("{0}")]
+    ChatBusy(String),
+    /// The runtime could not load a model for chat; the cause is trainer's own message.
+    #[error("cannot load the model {model} for chat")]
+    ChatLoad {
+        model: String,
+        #[source]
+        source: trainer::Error,
+    },
+    #[error("generating the answer failed")]
+    Generation(#[source] trainer::Error),
+    #[error("LoRA adapters are not supported by chat yet: {}", .path.display())]
+    AdaptersNotSupported { path: PathBuf },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -95,6 +112,20 @@ impl Error {
                  models already in the workspace keep working offline"
                     .into(),
             ),
+            Error::ConversationNotFound(_) => {
+                Some("the conversation may have been deleted; reload the list".into())
+            }
+            Error::ChatBusy(_) => {
+                Some("wait for the answer being generated to finish, or stop it".into())
+            }
+            Error::ChatLoad { source, .. } => Some(load_hint(source)),
+            Error::Generation(trainer::Error::PromptTooLong { .. }) => Some(
+                "start a new conversation, or lower the maximum number of new tokens".into(),
+            ),
+            Error::AdaptersNotSupported { .. } => Some(
+                "adapters arrive with fine-tuning; chat with the base model for now (leave out --adapter)"
+                    .into(),
+            ),
             Error::Model(_) => Some(
                 "the file may be incomplete or damaged: download it again; nothing in the workspace was changed"
                     .into(),
@@ -106,11 +137,22 @@ impl Error {
     /// A short machine-usable category, used for HTTP status codes.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::ModelNotFound(_) | Error::JobNotFound(_) => ErrorKind::NotFound,
-            Error::UnknownModelSource { .. } | Error::InvalidSetting { .. } | Error::Model(_) => {
-                ErrorKind::BadInput
+            Error::ModelNotFound(_) | Error::JobNotFound(_) | Error::ConversationNotFound(_) => {
+                ErrorKind::NotFound
             }
-            Error::WorkspaceBusy { .. } => ErrorKind::Conflict,
+            Error::UnknownModelSource { .. }
+            | Error::InvalidSetting { .. }
+            | Error::InvalidInput { .. }
+            | Error::AdaptersNotSupported { .. }
+            | Error::Model(_)
+            | Error::Generation(trainer::Error::PromptTooLong { .. }) => ErrorKind::BadInput,
+            Error::ChatLoad { source, .. } => match source {
+                trainer::Error::Io { .. } | trainer::Error::BackendUnavailable { .. } => {
+                    ErrorKind::Environment
+                }
+                _ => ErrorKind::BadInput,
+            },
+            Error::WorkspaceBusy { .. } | Error::ChatBusy(_) => ErrorKind::Conflict,
             Error::Download { .. } => ErrorKind::Unavailable,
             Error::WorkspaceReadOnly { .. }
             | Error::WorkspaceUnusable { .. }
@@ -120,6 +162,25 @@ impl Error {
             Error::JobFailed { kind, .. } => *kind,
             _ => ErrorKind::Internal,
         }
+    }
+}
+
+/// What to do when a model cannot be loaded for chat, by what went wrong.
+fn load_hint(source: &trainer::Error) -> String {
+    match source {
+        trainer::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            "the model's file is gone: add it again with `modelfactory models add`".into()
+        }
+        trainer::Error::Io { .. } => "check that the model's files can be read".into(),
+        trainer::Error::UnsupportedArchitecture { .. } | trainer::Error::UnsupportedConfig { .. } => {
+            "chat runs Llama-family models (Llama, Mistral, Qwen2, Qwen3, SmolLM); pick another model".into()
+        }
+        trainer::Error::BackendUnavailable { .. } => {
+            "choose another backend (Settings, or --backend); `modelfactory doctor` shows which ones work here"
+                .into()
+        }
+        _ => "the file may be incomplete or damaged: download it again; nothing in the workspace was changed"
+            .into(),
     }
 }
 

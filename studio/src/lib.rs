@@ -1,7 +1,8 @@
 //! The ModelFactory application core shared by every front end: the workspace folder and its
-//! catalog, settings, models, and the job runner. The `modelfactory` CLI, its HTTP server and
-//! the desktop app all call [`Studio`].
+//! catalog, settings, models, the job runner and local chat. The `modelfactory` CLI, its HTTP
+//! server and the desktop app all call [`Studio`].
 
+pub mod chat;
 pub mod db;
 pub mod error;
 pub mod jobs;
@@ -15,6 +16,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use chat::{
+    ChatRole, ChatToken, Conversation, ConversationSummary, ConversationUpdate, GenerationStats,
+    MessageStats, NewConversation, PendingAnswer, SamplingParams, SendMessage, SendResult,
+    StopReason, StopResult, StoredMessage,
+};
 pub use error::{ApiError, Error, Result};
 pub use jobs::{JobContext, JobEvent, JobInfo, JobState, Jobs};
 pub use models::{ModelStatus, ModelSummary};
@@ -62,6 +68,7 @@ struct Inner {
     db: db::Db,
     jobs: Jobs,
     models: models::Models,
+    chat: chat::ChatState,
     _instance: Option<InstanceLock>,
 }
 
@@ -90,6 +97,7 @@ impl Studio {
                 db,
                 jobs,
                 models,
+                chat: chat::ChatState::default(),
                 _instance: instance,
             }),
         })

@@ -229,6 +229,31 @@ impl Models {
             .collect())
     }
 
+    /// One registered model, checked against its files like the list.
+    pub fn find(&self, id: &str) -> Result<ModelSummary> {
+        let row: Option<(String, String, String, String, String, String)> = self
+            .db
+            .lock()
+            .query_row(
+                "SELECT id, name, source, path, info_json, added_at FROM models WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let (id, name, source, path, info_json, added_at) =
+            row.ok_or_else(|| Error::ModelNotFound(id.to_string()))?;
+        Ok(self.check(id, name, source, path, &info_json, added_at))
+    }
+
     /// Forgets a model. Its files stay where they are.
     pub fn remove(&self, id: &str) -> Result<()> {
         let n = self

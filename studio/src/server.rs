@@ -1,10 +1,11 @@
 //! `modelfactory serve`: the studio over HTTP. Serves the built `ui/` and the API of
-//! docs/api.md, with job progress as server-sent events.
+//! docs/api.md, with job progress and chat answers as server-sent events.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -16,11 +17,14 @@ use axum::{Json, Router};
 use futures_util::Stream;
 use serde::Deserialize;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::{BroadcastStream, UnboundedReceiverStream};
 
 use crate::error::{ApiError, Error, ErrorKind};
-use crate::{AddModelResult, DoctorReport, JobEvent, JobInfo, ModelSummary, Settings, Studio};
+use crate::{
+    AddModelResult, ChatToken, Conversation, ConversationSummary, ConversationUpdate, DoctorReport,
+    JobEvent, JobInfo, ModelSummary, NewConversation, SendMessage, Settings, StopResult, Studio,
+};
 
 #[derive(Clone)]
 struct AppState {
@@ -127,6 +131,103 @@ async fn put_settings(
     blocking(move || s.studio.save_settings(&body)).await
 }
 
+async fn list_conversations(State(s): State<AppState>) -> ApiResult<Vec<ConversationSummary>> {
+    blocking(move || s.studio.list_conversations()).await
+}
+
+async fn create_conversation(
+    State(s): State<AppState>,
+    Json(body): Json<NewConversation>,
+) -> ApiResult<Conversation> {
+    blocking(move || s.studio.create_conversation(&body)).await
+}
+
+async fn get_conversation(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Conversation> {
+    blocking(move || s.studio.get_conversation(&id)).await
+}
+
+async fn update_conversation(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    Json(body): Json<ConversationUpdate>,
+) -> ApiResult<Conversation> {
+    blocking(move || s.studio.update_conversation(&id, &body)).await
+}
+
+async fn delete_conversation(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<StatusCode, HttpError> {
+    let Json(()) = blocking(move || s.studio.delete_conversation(&id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn stop_answer(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<StopResult> {
+    blocking(move || s.studio.stop_answer(&id)).await
+}
+
+/// Sends a question. A bad request answers 4xx with an `ApiError`, as everywhere; once the
+/// question is stored the answer streams as server-sent events: `token` events, then one
+/// `done` (`SendResult`) or `error` (`ApiError`). A client that goes away stops the answer.
+async fn send_message(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    Json(body): Json<SendMessage>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, HttpError> {
+    let studio = s.studio.clone();
+    let Json(pending) = blocking(move || studio.begin_answer(&id, &body)).await?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let cancel = pending.cancel_flag();
+    let conversation_id = pending.conversation_id().to_string();
+    // Loading and generating are seconds of CPU work: a blocking thread, not the async ones.
+    tokio::task::spawn_blocking(move || {
+        let tokens = tx.clone();
+        let result = pending.run(&mut |text: &str| {
+            let token = ChatToken {
+                conversation_id: conversation_id.clone(),
+                text: text.to_string(),
+            };
+            let sent = Event::default()
+                .event("token")
+                .json_data(&token)
+                .map(|event| tokens.send(event).is_ok());
+            if !matches!(sent, Ok(true)) {
+                // Nobody is listening any more: stop generating for no one.
+                cancel.store(true, Ordering::SeqCst);
+            }
+        });
+        let last = match result {
+            Ok(done) => Event::default().event("done").json_data(&done),
+            Err(e) => {
+                let api = ApiError::from(&e);
+                if e.kind() == ErrorKind::Internal {
+                    tracing::error!("answering failed: {}", api.error);
+                } else {
+                    tracing::info!("answering failed: {}", api.error);
+                }
+                Event::default().event("error").json_data(api)
+            }
+        };
+        let last = last.unwrap_or_else(|e| {
+            Event::default()
+                .event("error")
+                .data(
+                    serde_json::json!({ "error": format!("cannot encode the answer: {e}"), "hint": null })
+                        .to_string(),
+                )
+        });
+        let _ = tx.send(last);
+    });
+    let stream = UnboundedReceiverStream::new(rx).map(Ok::<_, Infallible>);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
 /// Live job events. A client that falls behind gets a `lagged` event and should re-read
 /// `/api/jobs/{id}/events`, where every event is stored.
 async fn events(State(s): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
@@ -200,6 +301,18 @@ pub fn router(studio: Studio, token: Option<String>, ui_dir: Option<PathBuf>) ->
         .route("/jobs/{id}/events", get(job_events))
         .route("/jobs/{id}/cancel", post(cancel_job))
         .route("/settings", get(get_settings).put(put_settings))
+        .route(
+            "/conversations",
+            get(list_conversations).post(create_conversation),
+        )
+        .route(
+            "/conversations/{id}",
+            get(get_conversation)
+                .patch(update_conversation)
+                .delete(delete_conversation),
+        )
+        .route("/conversations/{id}/messages", post(send_message))
+        .route("/conversations/{id}/stop", post(stop_answer))
         .route("/events", get(events))
         .fallback(|| async {
             let body = ApiError {

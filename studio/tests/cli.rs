@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{tiny_gguf, tiny_safetensors_folder};
+use common::{default_gguf, tiny_chat_gguf, tiny_gguf, tiny_safetensors_folder};
 use serde_json::Value;
 
 fn modelfactory(home: &std::path::Path) -> Command {
@@ -38,7 +38,7 @@ fn help_names_every_command() {
     let o = run(Command::new(env!("CARGO_BIN_EXE_modelfactory")).arg("--help"));
     assert!(o.status.success());
     let text = String::from_utf8_lossy(&o.stdout);
-    for cmd in ["doctor", "models", "jobs", "serve"] {
+    for cmd in ["doctor", "models", "jobs", "chat", "serve"] {
         assert!(text.contains(cmd), "--help lacks {cmd}:\n{text}");
     }
 }
@@ -255,6 +255,8 @@ fn serve(home: &std::path::Path, extra: &[&str]) -> Server {
             _ => panic!("serve exited before printing its address"),
         }
     };
+    // Keep reading: with the pipe closed, the server's next line to stdout would fail and end it.
+    std::thread::spawn(move || lines.for_each(drop));
     Server { child, url }
 }
 
@@ -361,4 +363,197 @@ fn a_pull_killed_midway_shows_as_interrupted() {
         modelfactory(dir.path()).args(["jobs", "list", "--json"])
     ));
     assert_eq!(jobs[0]["state"], "interrupted", "{jobs}");
+}
+
+/// Sampling flags that make the tiny random model write a few tokens, the same ones each time.
+const FEW_TOKENS: &[&str] = &[
+    "--temperature",
+    "1",
+    "--top-k",
+    "0",
+    "--seed",
+    "7",
+    "--max-tokens",
+    "12",
+];
+
+#[test]
+fn chat_streams_one_answer_to_stdout_and_its_speed_to_stderr() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gguf = tiny_chat_gguf(dir.path());
+    let o = run(modelfactory(&dir.path().join("ws"))
+        .args(["chat", "--model"])
+        .arg(&gguf)
+        .args([
+            "--prompt",
+            "What is the capital of France?",
+            "--backend",
+            "cpu",
+        ])
+        .args(FEW_TOKENS));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let answer = String::from_utf8_lossy(&o.stdout);
+    assert!(!answer.trim().is_empty(), "no answer on stdout");
+    let err = stderr(&o);
+    assert!(err.contains("tokens/s"), "{err}");
+    assert!(err.contains("on cpu"), "{err}");
+    assert!(
+        !answer.contains("tokens/s"),
+        "figures belong on stderr: {answer}"
+    );
+
+    // By id, once registered; the same seed gives the same answer.
+    let added = json(&run(modelfactory(&dir.path().join("ws"))
+        .args(["models", "add"])
+        .arg(&gguf)
+        .arg("--json")));
+    let id = added["id"].as_str().expect("id");
+    let again = run(modelfactory(&dir.path().join("ws"))
+        .args([
+            "chat",
+            "--model",
+            id,
+            "--prompt",
+            "What is the capital of France?",
+        ])
+        .args(FEW_TOKENS));
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(String::from_utf8_lossy(&again.stdout), answer);
+}
+
+#[test]
+fn chat_in_the_terminal_keeps_the_conversation_until_reset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gguf = tiny_chat_gguf(dir.path());
+    let mut child = modelfactory(dir.path())
+        .args(["chat", "--model"])
+        .arg(&gguf)
+        .args(["--system", "Be brief."])
+        .args(FEW_TOKENS)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn chat");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(b"Hello there\n\nAnd again?\n/reset\nA fresh start\n/exit\nnever read\n")
+            .expect("write");
+    }
+    let o = child.wait_with_output().expect("wait");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(
+        err.matches("tokens/s (prompt").count(),
+        3,
+        "three answers: {err}"
+    );
+    assert!(err.contains("starts over"), "{err}");
+    // Each answer's prompt: the first holds one question, the second two turns more, and
+    // after /reset the prompt is as short as the first again.
+    let prompts: Vec<u64> = err
+        .lines()
+        .filter_map(|l| l.split("prompt: ").nth(1))
+        .filter_map(|rest| rest.split(' ').next())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert_eq!(prompts.len(), 3, "{err}");
+    assert!(prompts[1] > prompts[0], "{prompts:?}");
+    assert!(prompts[2] < prompts[1], "{prompts:?}");
+}
+
+#[test]
+fn chat_with_an_unknown_model_says_where_the_ids_are() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o =
+        run(modelfactory(dir.path()).args(["chat", "--model", "no-such-model", "--prompt", "hi"]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("no-such-model"), "{err}");
+    assert!(
+        err.contains("hint:") && err.contains("models list"),
+        "{err}"
+    );
+}
+
+#[test]
+fn chat_with_a_file_that_is_not_a_model_passes_on_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bogus = dir.path().join("notes.gguf");
+    std::fs::write(&bogus, b"just some notes, not weights").expect("write");
+    let o = run(modelfactory(dir.path())
+        .args(["chat", "--model"])
+        .arg(&bogus)
+        .args(["--prompt", "hi"]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("cannot load the model notes.gguf"), "{err}");
+    assert!(
+        err.contains("GGUF") && err.contains(&bogus.display().to_string()),
+        "{err}"
+    );
+    assert!(err.contains("hint:"), "{err}");
+}
+
+#[test]
+fn chat_refuses_an_adapter_rather_than_ignoring_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gguf = tiny_chat_gguf(dir.path());
+    let adapter = dir.path().join("my-adapter");
+    std::fs::create_dir_all(&adapter).expect("mkdir");
+    let o = run(modelfactory(dir.path())
+        .args(["chat", "--model"])
+        .arg(&gguf)
+        .arg("--adapter")
+        .arg(&adapter)
+        .args(["--prompt", "hi"]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("adapters are not supported"), "{err}");
+    assert!(err.contains("my-adapter") && err.contains("hint:"), "{err}");
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn chat_refuses_sampling_settings_out_of_range() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gguf = tiny_chat_gguf(dir.path());
+    let o = run(modelfactory(dir.path())
+        .args(["chat", "--model"])
+        .arg(&gguf)
+        .args(["--prompt", "hi", "--top-p", "1.5"]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("top_p"), "{}", stderr(&o));
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "default-model"),
+    ignore = "needs the default model: run with --features studio/default-model after scripts/setup"
+)]
+fn chat_with_the_default_model_knows_the_capital_of_france() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws = dir.path().join("ws");
+    let added = json(&run(modelfactory(&ws)
+        .args(["models", "add"])
+        .arg(default_gguf())
+        .args(["--name", "SmolLM2-135M-Instruct", "--json"])));
+    assert_eq!(added["id"], "smollm2-135m-instruct");
+    let o = run(modelfactory(&ws).args([
+        "chat",
+        "--model",
+        "smollm2-135m-instruct",
+        "--prompt",
+        "What is the capital of France?",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "64",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let answer = String::from_utf8_lossy(&o.stdout);
+    assert!(answer.contains("Paris"), "{answer}");
+    assert!(stderr(&o).contains("tokens/s"), "{}", stderr(&o));
 }

@@ -1,7 +1,8 @@
 // Browser end-to-end test: Chromium (through playwright-core, the system's /usr/bin/chromium)
 // against `modelfactory serve`, with the default model registered through the CLI. Checks the
 // CLI's figures against the GGUF file itself, the HTTP API, the token rule, the one-instance
-// rule, and every screen of the studio. Run: node tests/browser/studio.test.mjs
+// rule, every screen of the studio, and a chat with the default model streamed into the Chat
+// screen. Run: node tests/browser/studio.test.mjs
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
@@ -16,6 +17,9 @@ import { ggufFacts } from "../lib/gguf.mjs";
 
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const UI_TIMEOUT = 15_000;
+/** Loading the default model and answering a short question takes seconds; leave room. */
+const ANSWER_TIMEOUT = 180_000;
+const QUESTION = "What is the capital of France?";
 
 let browser; // a persistent context
 const failures = [];
@@ -93,6 +97,8 @@ async function main() {
     log("copied it to docs/screenshot.png");
   }
 
+  await checkChat(page, base, model);
+
   log("Settings: the workspace");
   await page.locator('[data-nav="settings"]').click();
   const ws = page.locator('[data-screen="settings"] [data-testid="settings-workspace"]');
@@ -141,6 +147,89 @@ async function main() {
   log(`  exited in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
   await page2.close();
   await stop(tokened.child);
+}
+
+/**
+ * The Chat screen with the real default model: a long answer stopped midway, then a question
+ * whose greedy answer must name Paris, streamed piece by piece, stored in the workspace, and
+ * shown with its speed. Saves the screenshot of the screen.
+ */
+async function checkChat(page, base, m) {
+  log("Chat: the default model, a stopped answer, then a greedy one");
+  await page.locator('[data-nav="chat"]').click();
+  const chat = page.locator('[data-screen="chat"]');
+  await chat.waitFor();
+  await chat.locator(`[data-chat-model] option[value="${m.id}"]`).waitFor({ state: "attached" });
+  await chat.locator("[data-chat-model]").selectOption(m.id);
+  await chat.locator("[data-chat-settings] summary").click();
+  const send = chat.locator("[data-chat-send]");
+  const stop = chat.locator("[data-chat-stop]");
+  const input = chat.locator("[data-chat-input]");
+
+  // 1. Stop: a long answer, stopped once it has started.
+  await chat.locator('[data-sampling="max_new_tokens"]').fill("400");
+  await input.fill("Write a long story about a lighthouse keeper.");
+  await send.click();
+  const streaming = chat.locator('[data-message-role="assistant"][data-state="streaming"] [data-message-content]');
+  await waitForText(streaming, (t) => t.trim().length > 0, "the long answer starts streaming", ANSWER_TIMEOUT);
+  assert.equal(await stop.isEnabled(), true, "[data-chat-stop] is enabled while an answer streams");
+  await stop.click();
+  const stopped = chat.locator('[data-message-role="assistant"][data-state="done"] [data-message-stats]');
+  await stopped.waitFor({ timeout: ANSWER_TIMEOUT });
+  assert.equal(await stopped.getAttribute("data-stop-reason"), "cancelled", "a stopped answer is marked cancelled");
+  log(`  stopped: ${(await stopped.innerText()).trim()}`);
+
+  // 2. A new conversation, greedy: the answer names Paris.
+  await chat.locator("[data-chat-new]").click();
+  await chat.locator('[data-sampling="temperature"]').fill("0");
+  await chat.locator('[data-sampling="max_new_tokens"]').fill("64");
+  await input.fill(QUESTION);
+  const footer = chat.locator('[data-testid="cli"]');
+  const command = `modelfactory chat --model ${m.id} --temperature 0 --max-tokens 64 --prompt '${QUESTION}'`;
+  await waitForText(footer, (t) => t.includes(command), `the CLI footer shows \`${command}\``);
+  await send.click();
+
+  // Streamed: the answer grows in the page before it is done.
+  const partials = new Set();
+  const done = chat.locator('[data-message-role="assistant"][data-state="done"]');
+  const end = Date.now() + ANSWER_TIMEOUT;
+  while ((await done.count()) === 0) {
+    assert.ok(Date.now() < end, `no answer after ${ANSWER_TIMEOUT / 1000} s`);
+    const error = chat.locator('[data-testid="chat-error"]');
+    if ((await error.count()) > 0) throw new Error(`the Chat screen shows an error: ${await error.innerText()}`);
+    const text = await streaming.allInnerTexts();
+    if (text.length && text[0].trim()) partials.add(text[0].trim());
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  assert.ok(partials.size >= 2, `the answer did not stream: saw ${partials.size} partial text(s) ${JSON.stringify([...partials])}`);
+  const answer = (await done.locator("[data-message-content]").innerText()).trim();
+  assert.match(answer, /Paris/, `the greedy answer to "${QUESTION}" names Paris`);
+  const stats = done.locator("[data-message-stats]");
+  const rate = Number(await stats.getAttribute("data-tokens-per-s"));
+  assert.ok(rate > 0, `tokens/s is shown: ${await stats.innerText()}`);
+  assert.match(await stats.innerText(), /tokens\/s/, "the answer shows its speed");
+  assert.equal(await send.isDisabled(), true, "Send waits for a new question");
+  assert.equal(await stop.isDisabled(), true, "Stop is disabled once the answer is done");
+  log(`  answer: ${JSON.stringify(answer)} (${(await stats.innerText()).trim()}; streamed in ${partials.size} steps)`);
+
+  // Kept in the workspace, as the API tells.
+  const conversations = await getJson(new URL("/api/conversations", base), 200);
+  assert.equal(conversations.length, 2, `two conversations: ${JSON.stringify(conversations)}`);
+  const asked = conversations.find((c) => c.title === QUESTION);
+  assert.ok(asked, `a conversation titled with the question: ${JSON.stringify(conversations)}`);
+  const stored = await getJson(new URL(`/api/conversations/${asked.id}`, base), 200);
+  assert.deepEqual(stored.messages.map((x) => x.role), ["user", "assistant"], "the stored messages");
+  assert.equal(stored.messages[1].content.trim(), answer, "the stored answer is the one shown");
+  assert.equal(stored.sampling.temperature, 0, "the conversation keeps its sampling settings");
+  await chat.locator(`[data-conversation="${asked.id}"]`).waitFor();
+
+  const shot = path.join(OUT_DIR, "chat.png");
+  await page.screenshot({ path: shot, fullPage: true });
+  log(`screenshot ${path.relative(REPO_ROOT, shot)}`);
+  if (process.env.UPDATE_SCREENSHOT === "1") {
+    fs.copyFileSync(shot, path.join(REPO_ROOT, "docs", "chat.png"));
+    log("copied it to docs/chat.png");
+  }
 }
 
 /** The CLI's ModelSummary against what our own reader finds in the file. */
@@ -235,8 +324,8 @@ function watchPage(page) {
   return errors;
 }
 
-async function waitForText(locator, pred, what) {
-  const end = Date.now() + UI_TIMEOUT;
+async function waitForText(locator, pred, what, timeout = UI_TIMEOUT) {
+  const end = Date.now() + timeout;
   let text = "";
   while (Date.now() < end) {
     text = await locator.innerText();

@@ -69,6 +69,10 @@ class Session {
     }
   }
   click(el) { return this.cmd("POST", `/element/${el}/click`, {}); }
+  async type(el, text) {
+    await this.cmd("POST", `/element/${el}/clear`, {});
+    return this.cmd("POST", `/element/${el}/value`, { text });
+  }
   text(el) { return this.cmd("GET", `/element/${el}/text`); }
   attr(el, name) { return this.cmd("GET", `/element/${el}/attribute/${encodeURIComponent(name)}`); }
   url() { return this.cmd("GET", "/url"); }
@@ -163,6 +167,8 @@ async function main() {
       await sleep(150);
       text = await s.text(ws);
     }
+
+    await checkChat(s);
   } catch (e) {
     const shot = path.join(OUT_DIR, "desktop-failure.png");
     await s.screenshot(shot).then(() => log(`failure screenshot ${shot}`), () => {});
@@ -170,6 +176,37 @@ async function main() {
   } finally {
     await s.delete().catch((e) => console.error(`could not end the WebDriver session: ${e.message}`));
   }
+}
+
+/** Chat through the Tauri commands: the answer streams in as `chat-token` events, then is stored. */
+async function checkChat(s) {
+  log("Chat: a greedy answer from the default model, streamed through Tauri events");
+  await s.click(await s.waitFor('[data-nav="chat"]'));
+  await s.waitFor('[data-screen="chat"] [data-chat-model] option[value="smollm2-135m-instruct"]', "the default model in the picker");
+  await s.click(await s.waitFor("[data-chat-settings] summary"));
+  await s.type(await s.waitFor('[data-sampling="temperature"]'), "0");
+  await s.type(await s.waitFor('[data-sampling="max_new_tokens"]'), "64");
+  await s.type(await s.waitFor("[data-chat-input]"), "What is the capital of France?");
+  await s.click(await s.waitFor("[data-chat-send]"));
+  let partial = "";
+  const end = Date.now() + 180_000;
+  for (;;) {
+    if ((await s.findAll('[data-message-role="assistant"][data-state="done"]')).length) break;
+    const errors = await s.findAll('[data-testid="chat-error"]');
+    if (errors.length) throw new Error(`the Chat screen shows an error: ${await s.text(errors[0])}`);
+    if (Date.now() > end) throw new Error("no answer within 180 s");
+    const streaming = await s.findAll('[data-message-role="assistant"][data-state="streaming"] [data-message-content]');
+    if (streaming.length && !partial) partial = (await s.text(streaming[0]).catch(() => "")).trim();
+    await sleep(50);
+  }
+  const done = await s.waitFor('[data-message-role="assistant"][data-state="done"]');
+  const answer = (await s.text((await s.findAll("[data-message-content]", done))[0])).trim();
+  const stats = (await s.findAll("[data-message-stats]", done))[0];
+  assert.ok(partial.length > 0, "the answer streamed in before it was done");
+  assert.ok(answer.startsWith(partial.slice(0, 5)), `the streamed text ${JSON.stringify(partial)} begins the answer ${JSON.stringify(answer)}`);
+  assert.match(answer, /Paris/, "the greedy answer names Paris");
+  assert.ok(Number(await s.attr(stats, "data-tokens-per-s")) > 0, "the answer shows its speed");
+  log(`  answer: ${JSON.stringify(answer)} (${(await s.text(stats)).trim()})`);
 }
 
 const started = performance.now();

@@ -24,7 +24,7 @@ export const SCREENS = [
   { id: "datanets", built: false },
   { id: "datasets", built: false },
   { id: "finetune", built: false },
-  { id: "chat", built: false },
+  { id: "chat", built: true },
   { id: "models", built: true },
   { id: "publish", built: false },
   { id: "settings", built: true },

@@ -1,6 +1,7 @@
 import { flushSync, mount, unmount } from 'svelte';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import App from './App.svelte';
+import { chatManager } from './lib/managers/chat.svelte';
 import { jobsManager } from './lib/managers/jobs.svelte';
 import { modelsManager } from './lib/managers/models.svelte';
 import { router } from './lib/router.svelte';
@@ -14,6 +15,7 @@ async function start(hash: string) {
   const api = new FakeTransport();
   router.start(window);
   modelsManager.connect(api);
+  chatManager.connect(api);
   await jobsManager.connect(api);
   app = mount(App, { target, props: { client: api } });
   flushSync();
@@ -39,6 +41,7 @@ afterEach(() => {
   router.stop();
   jobsManager.disconnect();
   modelsManager.disconnect();
+  chatManager.disconnect();
   target.remove();
 });
 
@@ -73,7 +76,6 @@ describe('App shell', () => {
       ['datanets', 'Datanets'],
       ['datasets', 'Datasets'],
       ['finetune', 'Fine-tune'],
-      ['chat', 'Chat'],
       ['publish', 'Publish'],
     ] as const) {
       await go(`#/${id}`);
@@ -87,6 +89,15 @@ describe('App shell', () => {
     }
     await go('#/finetune');
     expect(target.querySelector('[data-not-built]')?.textContent).toContain('modelfactory train');
+  });
+
+  it('opens the Chat screen', async () => {
+    await start('#/models');
+    await go('#/chat');
+    const screen = target.querySelector('[data-screen="chat"]');
+    expect(screen?.querySelector('h1')?.textContent).toBe('Chat');
+    expect(screen?.querySelector('[data-not-built]')).toBeNull();
+    expect(screen?.querySelector('[data-chat-input]')).not.toBeNull();
   });
 
   it('switches to Settings', async () => {

@@ -2,6 +2,7 @@ import { mount } from 'svelte';
 import App from './App.svelte';
 import './app.css';
 import { createClient } from './lib/api/select';
+import { chatManager } from './lib/managers/chat.svelte';
 import { jobsManager } from './lib/managers/jobs.svelte';
 import { modelsManager } from './lib/managers/models.svelte';
 import { router } from './lib/router.svelte';
@@ -21,6 +22,7 @@ if (client.transport === 'http') {
 
 router.start(window);
 modelsManager.connect(client);
+chatManager.connect(client);
 void jobsManager.connect(client);
 
 const target = document.getElementById('app');

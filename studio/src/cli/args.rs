@@ -34,8 +34,92 @@ pub enum Command {
     /// Background jobs: list them, cancel one
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Chat with a model: one answer with --prompt, else a conversation in the terminal
+    Chat(ChatArgs),
     /// Serve the studio and its API over HTTP, for a browser
     Serve(ServeArgs),
+    /// Benchmarks that print a table, beside a reference engine where one is installed
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Prompt processing and decode speed of the runtime, and of llama.cpp on the same file
+    /// and thread count when llama-cpp-python is installed (scripts/reference)
+    Generate(GenerateBenchArgs),
+}
+
+#[derive(Args)]
+pub struct GenerateBenchArgs {
+    /// A model id from `modelfactory models list`, or the path of a .gguf file or model folder
+    #[arg(
+        long,
+        short,
+        value_name = "ID|PATH",
+        default_value = "smollm2-135m-instruct"
+    )]
+    pub model: String,
+    /// CPU threads, for both engines [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Tokens in the prompt
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    pub prompt_tokens: usize,
+    /// Tokens decoded after the prompt, one at a time
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub tokens: usize,
+    /// Runs per engine; the best is reported
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub repeats: usize,
+    /// The backend of our runtime: cpu, wgpu or cuda (llama.cpp is only run beside cpu)
+    #[arg(long, value_name = "NAME")]
+    pub backend: Option<trainer::BackendKind>,
+    /// The Python that has llama_cpp [default: $MODELFACTORY_REFERENCE_PYTHON, else the one
+    /// scripts/reference sets up]
+    #[arg(long, value_name = "PATH")]
+    pub reference_python: Option<PathBuf>,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct ChatArgs {
+    /// A model id from `modelfactory models list`, or the path of a .gguf file or model folder
+    #[arg(long, short, value_name = "ID|PATH")]
+    pub model: String,
+    /// A LoRA adapter folder to apply to the model (not supported yet)
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
+    /// Ask this one question, stream the answer to stdout and exit ("-" reads it from stdin).
+    /// Without it, chat in the terminal: /reset clears the conversation, /exit leaves
+    #[arg(long, short)]
+    pub prompt: Option<String>,
+    /// A system prompt that opens the conversation
+    #[arg(long)]
+    pub system: Option<String>,
+    /// The compute backend: cpu, wgpu or cuda (default: the one in Settings, else the best usable)
+    #[arg(long, value_name = "NAME")]
+    pub backend: Option<trainer::BackendKind>,
+    /// Sampling temperature; 0 always takes the most likely token [default: 0.7]
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f32>,
+    /// Sample among the K most likely tokens; 0 keeps all [default: 40]
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
+    /// Sample among the most likely tokens whose probabilities add up to P [default: 0.9]
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f32>,
+    /// Make tokens already in the conversation less likely; 1 turns it off [default: 1.1]
+    #[arg(long, value_name = "X")]
+    pub repeat_penalty: Option<f32>,
+    /// Seed of the sampler, for repeatable answers [default: from the clock]
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Stop an answer after this many tokens [default: 512]
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<usize>,
 }
 
 #[derive(Args)]

@@ -2,6 +2,8 @@
 //! parsed arguments and returns; errors are printed once, here, with their hint.
 
 mod args;
+mod bench;
+mod chat;
 mod doctor;
 mod jobs;
 mod models;
@@ -26,7 +28,9 @@ pub fn main() -> ExitCode {
         Command::Doctor(a) => doctor::run(&home, a),
         Command::Models(a) => models::run(&home, a),
         Command::Jobs(a) => jobs::run(&home, a),
+        Command::Chat(a) => chat::run(&home, a),
         Command::Serve(a) => serve::run(&home, a),
+        Command::Bench(a) => bench::run(&home, a),
     };
     match outcome {
         Ok(code) => code,

@@ -75,3 +75,44 @@ pub fn tiny_safetensors_folder(dir: &Path) -> (PathBuf, Expected) {
         },
     )
 }
+
+/// A tiny random Llama for chat, with a vocabulary and a chat template: large enough that the
+/// end-of-sequence token is rarely drawn, with a context long enough for answers that run
+/// until they are stopped.
+pub fn tiny_chat_gguf(dir: &Path) -> PathBuf {
+    let spec = TinyLlama {
+        vocab: 1024,
+        hidden: 64,
+        layers: 2,
+        heads: 4,
+        kv_heads: 2,
+        intermediate: 128,
+        context: 4096,
+        ..TinyLlama::default()
+    };
+    let path = dir.join("tiny-chat.gguf");
+    spec.to_gguf().write(&path).expect("write tiny chat gguf");
+    path
+}
+
+/// The default model where `scripts/setup` puts it: `$MODELFACTORY_DEFAULT_GGUF`, else
+/// `$MODELFACTORY_CACHE` (`~/.cache/modelfactory`)`/default-model/`.
+pub fn default_gguf() -> PathBuf {
+    let path = match std::env::var_os("MODELFACTORY_DEFAULT_GGUF") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::var_os("MODELFACTORY_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/modelfactory"))
+            })
+            .expect("HOME or MODELFACTORY_CACHE is set")
+            .join("default-model/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    };
+    assert!(
+        path.is_file(),
+        "the default model is not at {}. Run scripts/setup, or point MODELFACTORY_DEFAULT_GGUF at \
+         SmolLM2-135M-Instruct.Q4_1.gguf",
+        path.display()
+    );
+    path
+}

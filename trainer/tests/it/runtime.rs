@@ -359,5 +359,8 @@ fn absurd_sizes_in_the_configuration_are_refused() {
     let err = ChatModel::load(&folder, &cpu(), &mut |_, _| {})
         .err()
         .expect("refused");
-    assert!(err.to_string().contains("hidden_size = 1099511627776"), "{err}");
+    assert!(
+        err.to_string().contains("hidden_size = 1099511627776"),
+        "{err}"
+    );
 }

@@ -7,7 +7,6 @@ per evaluation, as in a chat.
 """
 
 import json
-import resource
 import sys
 import time
 
@@ -45,7 +44,10 @@ def main():
         decode = time.perf_counter() - start
         best_prefill = max(best_prefill, prompt_n / prefill)
         best_decode = max(best_decode, gen_n / decode)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM belongs to this process image; ru_maxrss would carry over the parent's peak
+    # across exec on Linux.
+    with open("/proc/self/status") as status:
+        peak_kib = next(int(l.split()[1]) for l in status if l.startswith("VmHWM:"))
     print(
         json.dumps(
             {

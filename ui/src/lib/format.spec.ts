@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatBytes, formatContextLength, formatCount, formatFraction, formatParameters, rawValue } from './format';
+import { formatBytes, formatContextLength, formatCount, formatFraction, formatParameters, formatTokensPerSecond, rawValue } from './format';
 
 describe('formatParameters', () => {
   it('uses M and B with three significant digits', () => {
@@ -70,5 +70,14 @@ describe('rawValue', () => {
     expect(rawValue(134_515_008)).toBe('134515008');
     expect(rawValue(null)).toBe('');
     expect(rawValue('Q4_1')).toBe('Q4_1');
+  });
+});
+
+describe('formatTokensPerSecond', () => {
+  it('keeps one decimal below 100', () => {
+    expect(formatTokensPerSecond(41.25)).toBe('41.3 tokens/s');
+    expect(formatTokensPerSecond(0)).toBe('0.0 tokens/s');
+    expect(formatTokensPerSecond(212.5)).toBe('213 tokens/s');
+    expect(formatTokensPerSecond(Number.NaN)).toBe('—');
   });
 });

@@ -75,3 +75,10 @@ export function rawValue(value: string | number | null | undefined): string {
   if (value === null || value === undefined) return '';
   return String(value);
 }
+
+/** Generation speed: 41.25 → "41.3 tokens/s", 212.5 → "213 tokens/s" (one decimal below 100). */
+export function formatTokensPerSecond(rate: number | null | undefined): string {
+  if (rate === null || rate === undefined || !Number.isFinite(rate)) return '—';
+  const digits = Math.abs(rate) < 100 ? 1 : 0;
+  return `${rate.toFixed(digits)} tokens/s`;
+}

@@ -32,13 +32,7 @@ export const SCREENS: readonly ScreenInfo[] = [
     notBuilt:
       'Not built yet. Fine-tuning with LoRA and QLoRA arrives with the training milestone; the CLI command will be `modelfactory train`.',
   },
-  {
-    id: 'chat',
-    title: 'Chat',
-    cli: 'modelfactory chat',
-    notBuilt:
-      "Not built yet. Local chat with streaming tokens, the model's own chat template and base and adapter side by side arrives with the inference milestone; the CLI command will be `modelfactory chat`.",
-  },
+  { id: 'chat', title: 'Chat', cli: 'modelfactory chat' },
   { id: 'models', title: 'Models', cli: 'modelfactory models list' },
   {
     id: 'publish',

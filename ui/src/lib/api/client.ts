@@ -1,4 +1,18 @@
-import type { AddModelResult, DoctorReport, JobEvent, JobInfo, ModelSummary, Settings } from './types';
+import type {
+  AddModelResult,
+  Conversation,
+  ConversationSummary,
+  ConversationUpdate,
+  DoctorReport,
+  JobEvent,
+  JobInfo,
+  ModelSummary,
+  NewConversation,
+  SendMessage,
+  SendResult,
+  Settings,
+  StopResult,
+} from './types';
 
 export type Unsubscribe = () => void;
 
@@ -26,6 +40,19 @@ export interface ApiClient {
   cancelJob(id: string): Promise<JobInfo>;
   getSettings(): Promise<Settings>;
   putSettings(settings: Settings): Promise<Settings>;
+  listConversations(): Promise<ConversationSummary[]>;
+  createConversation(request: NewConversation): Promise<Conversation>;
+  getConversation(id: string): Promise<Conversation>;
+  updateConversation(id: string, update: ConversationUpdate): Promise<Conversation>;
+  deleteConversation(id: string): Promise<void>;
+  /**
+   * Sends a question. `onToken` gets the answer's text piece by piece as it is generated; the
+   * promise resolves with the stored answer, or rejects when the question is refused or the
+   * answer fails (the conversation is then left as it was).
+   */
+  sendMessage(conversationId: string, request: SendMessage, onToken: (text: string) => void): Promise<SendResult>;
+  /** Stops the answer being generated in a conversation; it is kept as far as it got. */
+  stopAnswer(conversationId: string): Promise<StopResult>;
   /** Job progress as it happens. Returns a function that stops the subscription. */
   subscribe(onEvent: (event: JobEvent) => void, options?: SubscribeOptions): Unsubscribe;
 }

@@ -198,3 +198,83 @@ describe('HttpSseTransport events', () => {
     expect(source.closed).toBe(true);
   });
 });
+
+function streamResponse(chunks: string[], status = 200): Response {
+  const encoder = new TextEncoder();
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      for (const c of chunks) controller.enqueue(encoder.encode(c));
+      controller.close();
+    },
+  });
+  return new Response(body, { status, headers: { 'Content-Type': 'text/event-stream' } });
+}
+
+describe('HttpSseTransport chat', () => {
+  const result = { message: { seq: 2, role: 'assistant', content: 'Paris.', stats: null, created_at: 't' }, stats: {} };
+
+  it('calls the conversation routes', async () => {
+    const fetch = vi.fn(async () => jsonResponse(200, {}));
+    const api = new HttpSseTransport({ token: 't', fetch });
+    await api.listConversations();
+    await api.createConversation({ model_id: 'm' });
+    await api.getConversation('c/1');
+    await api.updateConversation('c1', { title: 'x' });
+    await api.stopAnswer('c1');
+    const calls = fetch.mock.calls as unknown as [string, RequestInit][];
+    expect(calls.map(([url, init]) => `${init.method} ${url}`)).toEqual([
+      'GET /api/conversations',
+      'POST /api/conversations',
+      'GET /api/conversations/c%2F1',
+      'PATCH /api/conversations/c1',
+      'POST /api/conversations/c1/stop',
+    ]);
+    expect(JSON.parse(String(calls[1]![1].body))).toEqual({ model_id: 'm' });
+  });
+
+  it('streams the answer from the POST response and resolves with `done`', async () => {
+    const fetch = vi.fn(async () =>
+      streamResponse([
+        'event: token\ndata: {"conversation_id":"c1","text":"Pa"}\n\nevent: tok',
+        'en\ndata: {"conversation_id":"c1","text":"ris."}\n\n:\n\n',
+        `event: done\ndata: ${JSON.stringify(result)}\n\n`,
+      ]),
+    );
+    const api = new HttpSseTransport({ token: 't', fetch });
+    const tokens: string[] = [];
+    const done = await api.sendMessage('c1', { content: 'Capital of France?', sampling: null }, (t) => tokens.push(t));
+    expect(tokens).toEqual(['Pa', 'ris.']);
+    expect(done).toEqual(result);
+    const [url, init] = fetch.mock.calls[0] as unknown as [string, RequestInit];
+    expect(url).toBe('/api/conversations/c1/messages');
+    expect(init.method).toBe('POST');
+    expect((init.headers as Record<string, string>).Accept).toBe('text/event-stream');
+    expect((init.headers as Record<string, string>).Authorization).toBe('Bearer t');
+    expect(JSON.parse(String(init.body))).toEqual({ content: 'Capital of France?', sampling: null });
+  });
+
+  it('rejects with the `error` event', async () => {
+    const api = new HttpSseTransport({
+      fetch: async () =>
+        streamResponse(['event: error\ndata: {"error":"cannot load the model m for chat: not a GGUF file: /m.gguf","hint":"download it again"}\n\n']),
+    });
+    await expect(api.sendMessage('c1', { content: 'hi' }, () => {})).rejects.toMatchObject({
+      error: 'cannot load the model m for chat: not a GGUF file: /m.gguf',
+      hint: 'download it again',
+    });
+  });
+
+  it('rejects a refused question with the 4xx body', async () => {
+    const api = new HttpSseTransport({ fetch: async () => jsonResponse(409, { error: 'busy', hint: 'wait' }) });
+    await expect(api.sendMessage('c1', { content: 'hi' }, () => {})).rejects.toMatchObject({ error: 'busy', status: 409 });
+  });
+
+  it('rejects a stream that ends before `done`', async () => {
+    const api = new HttpSseTransport({ fetch: async () => streamResponse(['event: token\ndata: {"text":"Pa"}\n\n']) });
+    const tokens: string[] = [];
+    await expect(api.sendMessage('c1', { content: 'hi' }, (t) => tokens.push(t))).rejects.toMatchObject({
+      error: expect.stringContaining('stopped before it was complete'),
+    });
+    expect(tokens).toEqual(['Pa']);
+  });
+});

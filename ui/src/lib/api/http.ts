@@ -1,6 +1,21 @@
 import type { ApiClient, SubscribeOptions, Unsubscribe } from './client';
 import { ApiException, isApiErrorShape } from './errors';
-import type { AddModelResult, DoctorReport, JobEvent, JobInfo, ModelSummary, Settings } from './types';
+import { SseParser } from './sse';
+import type {
+  AddModelResult,
+  Conversation,
+  ConversationSummary,
+  ConversationUpdate,
+  DoctorReport,
+  JobEvent,
+  JobInfo,
+  ModelSummary,
+  NewConversation,
+  SendMessage,
+  SendResult,
+  Settings,
+  StopResult,
+} from './types';
 
 /** sessionStorage key of the access token for `modelfactory serve`. */
 export const TOKEN_KEY = 'modelfactory.token';
@@ -73,8 +88,8 @@ export class HttpSseTransport implements ApiClient {
     return this.#token ? `${url}?token=${encodeURIComponent(this.#token)}` : url;
   }
 
-  async #request<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const headers: Record<string, string> = { Accept: 'application/json' };
+  async #send(method: string, path: string, body: unknown, accept: string): Promise<Response> {
+    const headers: Record<string, string> = { Accept: accept };
     if (this.#token) headers.Authorization = `Bearer ${this.#token}`;
     const init: RequestInit = { method, headers };
     if (body !== undefined) {
@@ -85,12 +100,14 @@ export class HttpSseTransport implements ApiClient {
     try {
       response = await this.#fetch(this.url(path), init);
     } catch (e) {
-      throw new ApiException(
-        `Cannot reach the ModelFactory server (${e instanceof Error ? e.message : String(e)})`,
-        'Check that `modelfactory serve` is still running and that this page was opened from its address.',
-      );
+      throw unreachable(e);
     }
     if (!response.ok) throw await errorFromResponse(response);
+    return response;
+  }
+
+  async #request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const response = await this.#send(method, path, body, 'application/json');
     if (response.status === 204) return undefined as T;
     const text = await response.text();
     if (text === '') return undefined as T;
@@ -132,6 +149,65 @@ export class HttpSseTransport implements ApiClient {
     return this.#request('PUT', '/api/settings', settings);
   }
 
+  listConversations(): Promise<ConversationSummary[]> {
+    return this.#request('GET', '/api/conversations');
+  }
+  createConversation(request: NewConversation): Promise<Conversation> {
+    return this.#request('POST', '/api/conversations', request);
+  }
+  getConversation(id: string): Promise<Conversation> {
+    return this.#request('GET', `/api/conversations/${encodeURIComponent(id)}`);
+  }
+  updateConversation(id: string, update: ConversationUpdate): Promise<Conversation> {
+    return this.#request('PATCH', `/api/conversations/${encodeURIComponent(id)}`, update);
+  }
+  async deleteConversation(id: string): Promise<void> {
+    await this.#request<unknown>('DELETE', `/api/conversations/${encodeURIComponent(id)}`);
+  }
+  stopAnswer(conversationId: string): Promise<StopResult> {
+    return this.#request('POST', `/api/conversations/${encodeURIComponent(conversationId)}/stop`);
+  }
+
+  /** The answer arrives as server-sent events on the POST's own response: `token`s, then `done` or `error`. */
+  async sendMessage(conversationId: string, request: SendMessage, onToken: (text: string) => void): Promise<SendResult> {
+    const path = `/api/conversations/${encodeURIComponent(conversationId)}/messages`;
+    const response = await this.#send('POST', path, request, 'text/event-stream');
+    if (!response.body) throw new ApiException('The server answered the question without a body', null, response.status);
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    const parser = new SseParser();
+    try {
+      for (;;) {
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await reader.read();
+        } catch (e) {
+          throw unreachable(e);
+        }
+        if (chunk.done) break;
+        for (const { event, data } of parser.push(decoder.decode(chunk.value, { stream: true }))) {
+          const value = parseJson(data, event);
+          if (event === 'token') {
+            const text = (value as { text?: unknown }).text;
+            if (typeof text === 'string') onToken(text);
+          } else if (event === 'done') {
+            return value as SendResult;
+          } else if (event === 'error') {
+            if (isApiErrorShape(value)) throw new ApiException(value.error, value.hint ?? null);
+            throw new ApiException('The answer failed', null);
+          }
+        }
+      }
+    } finally {
+      parser.end();
+      reader.cancel().catch(() => {});
+    }
+    throw new ApiException(
+      'The answer stopped before it was complete: the connection to the server ended',
+      'Check that `modelfactory serve` is still running; what was answered so far is kept in the conversation.',
+    );
+  }
+
   subscribe(onEvent: (event: JobEvent) => void, options: SubscribeOptions = {}): Unsubscribe {
     const Source = this.#eventSource;
     if (!Source) return () => {};
@@ -160,6 +236,21 @@ export class HttpSseTransport implements ApiClient {
       }
     };
     return () => source.close();
+  }
+}
+
+function unreachable(e: unknown): ApiException {
+  return new ApiException(
+    `Cannot reach the ModelFactory server (${e instanceof Error ? e.message : String(e)})`,
+    'Check that `modelfactory serve` is still running and that this page was opened from its address.',
+  );
+}
+
+function parseJson(data: string, event: string): unknown {
+  try {
+    return JSON.parse(data) as unknown;
+  } catch {
+    throw new ApiException(`The server sent a \`${event}\` event that is not JSON`, null);
   }
 }
 

@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { ApiException } from './errors';
-import { JOB_EVENT, TauriTransport, type InvokeFn, type ListenFn } from './tauri';
-import type { JobEvent } from './types';
+import { CHAT_TOKEN_EVENT, JOB_EVENT, TauriTransport, type InvokeFn, type ListenFn } from './tauri';
+import type { ChatToken, JobEvent } from './types';
 
 describe('TauriTransport', () => {
   it('invokes the documented commands with camelCase argument keys', async () => {
@@ -74,6 +74,61 @@ describe('TauriTransport', () => {
     resolveListen(unlisten);
     await Promise.resolve();
     await Promise.resolve();
+    expect(unlisten).toHaveBeenCalledTimes(1);
+  });
+
+  it('invokes the chat commands', async () => {
+    const invoke = vi.fn(async () => null);
+    const api = new TauriTransport(invoke as unknown as InvokeFn, vi.fn() as unknown as ListenFn);
+    await api.listConversations();
+    await api.createConversation({ model_id: 'm' });
+    await api.getConversation('c');
+    await api.updateConversation('c', { model_id: 'n' });
+    await api.deleteConversation('c');
+    await api.stopAnswer('c');
+    expect(invoke.mock.calls).toEqual([
+      ['list_conversations'],
+      ['create_conversation', { conversation: { model_id: 'm' } }],
+      ['get_conversation', { id: 'c' }],
+      ['update_conversation', { id: 'c', update: { model_id: 'n' } }],
+      ['delete_conversation', { id: 'c' }],
+      ['stop_answer', { id: 'c' }],
+    ]);
+  });
+
+  it('streams chat-token events of its own conversation while send_message runs', async () => {
+    let handler: ((e: { payload: ChatToken }) => void) | null = null;
+    const unlisten = vi.fn();
+    const listen = vi.fn(async (name: string, fn: (e: { payload: ChatToken }) => void) => {
+      expect(name).toBe(CHAT_TOKEN_EVENT);
+      handler = fn;
+      return unlisten;
+    });
+    const result = { message: { seq: 2, role: 'assistant', content: 'Paris.', stats: null, created_at: 't' }, stats: {} };
+    const invoke = vi.fn(async () => {
+      handler!({ payload: { conversation_id: 'c1', text: 'Pa' } });
+      handler!({ payload: { conversation_id: 'other', text: 'xx' } });
+      handler!({ payload: { conversation_id: 'c1', text: 'ris.' } });
+      return result;
+    });
+    const api = new TauriTransport(invoke as unknown as InvokeFn, listen as unknown as ListenFn);
+    const tokens: string[] = [];
+    await expect(api.sendMessage('c1', { content: 'Capital?' }, (t) => tokens.push(t))).resolves.toEqual(result);
+    expect(tokens).toEqual(['Pa', 'ris.']);
+    expect(invoke.mock.calls).toEqual([['send_message', { id: 'c1', content: 'Capital?', sampling: null }]]);
+    expect(unlisten).toHaveBeenCalledTimes(1);
+    expect(CHAT_TOKEN_EVENT).toBe('chat-token');
+  });
+
+  it('stops listening when send_message rejects', async () => {
+    const unlisten = vi.fn();
+    const api = new TauriTransport(
+      vi.fn(async () => {
+        throw { error: 'busy', hint: null };
+      }) as unknown as InvokeFn,
+      vi.fn(async () => unlisten) as unknown as ListenFn,
+    );
+    await expect(api.sendMessage('c1', { content: 'hi' }, () => {})).rejects.toMatchObject({ error: 'busy' });
     expect(unlisten).toHaveBeenCalledTimes(1);
   });
 });

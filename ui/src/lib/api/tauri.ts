@@ -2,13 +2,30 @@ import { invoke as tauriInvoke } from '@tauri-apps/api/core';
 import { listen as tauriListen } from '@tauri-apps/api/event';
 import type { ApiClient, SubscribeOptions, Unsubscribe } from './client';
 import { toApiException } from './errors';
-import type { AddModelResult, DoctorReport, JobEvent, JobInfo, ModelSummary, Settings } from './types';
+import type {
+  AddModelResult,
+  ChatToken,
+  Conversation,
+  ConversationSummary,
+  ConversationUpdate,
+  DoctorReport,
+  JobEvent,
+  JobInfo,
+  ModelSummary,
+  NewConversation,
+  SendMessage,
+  SendResult,
+  Settings,
+  StopResult,
+} from './types';
 
 export type InvokeFn = <T>(cmd: string, args?: Record<string, unknown>) => Promise<T>;
 export type ListenFn = <T>(event: string, handler: (event: { payload: T }) => void) => Promise<() => void>;
 
 /** The Tauri event that carries a `JobEvent` payload. */
 export const JOB_EVENT = 'job-event';
+/** The Tauri event that carries a `ChatToken` payload while an answer is generated. */
+export const CHAT_TOKEN_EVENT = 'chat-token';
 
 /**
  * Calls the desktop shell's Tauri commands (docs/api.md, "Tauri"). Command names are the Rust
@@ -61,6 +78,48 @@ export class TauriTransport implements ApiClient {
   }
   putSettings(settings: Settings): Promise<Settings> {
     return this.#call('put_settings', { settings });
+  }
+
+  listConversations(): Promise<ConversationSummary[]> {
+    return this.#call('list_conversations');
+  }
+  createConversation(request: NewConversation): Promise<Conversation> {
+    return this.#call('create_conversation', { conversation: request });
+  }
+  getConversation(id: string): Promise<Conversation> {
+    return this.#call('get_conversation', { id });
+  }
+  updateConversation(id: string, update: ConversationUpdate): Promise<Conversation> {
+    return this.#call('update_conversation', { id, update });
+  }
+  async deleteConversation(id: string): Promise<void> {
+    await this.#call<unknown>('delete_conversation', { id });
+  }
+  stopAnswer(conversationId: string): Promise<StopResult> {
+    return this.#call('stop_answer', { id: conversationId });
+  }
+
+  /** Tokens arrive as `chat-token` events while the `send_message` command runs; it resolves with the answer. */
+  async sendMessage(conversationId: string, request: SendMessage, onToken: (text: string) => void): Promise<SendResult> {
+    let open = true;
+    let unlisten: () => void;
+    try {
+      unlisten = await this.#listen<ChatToken>(CHAT_TOKEN_EVENT, (e) => {
+        if (open && e.payload.conversation_id === conversationId) onToken(e.payload.text);
+      });
+    } catch (e) {
+      throw toApiException(e);
+    }
+    try {
+      return await this.#call<SendResult>('send_message', {
+        id: conversationId,
+        content: request.content,
+        sampling: request.sampling ?? null,
+      });
+    } finally {
+      open = false;
+      unlisten();
+    }
   }
 
   subscribe(onEvent: (event: JobEvent) => void, _options?: SubscribeOptions): Unsubscribe {

@@ -1,6 +1,23 @@
 import type { ApiClient, SubscribeOptions, Unsubscribe } from '../api/client';
 import { ApiException } from '../api/errors';
-import type { AddModelResult, DoctorReport, JobEvent, JobInfo, ModelSummary, Settings } from '../api/types';
+import {
+  DEFAULT_SAMPLING,
+  type AddModelResult,
+  type Conversation,
+  type ConversationSummary,
+  type ConversationUpdate,
+  type DoctorReport,
+  type JobEvent,
+  type JobInfo,
+  type MessageStats,
+  type ModelSummary,
+  type NewConversation,
+  type SendMessage,
+  type SendResult,
+  type Settings,
+  type StopReason,
+  type StopResult,
+} from '../api/types';
 
 /** Test data builders. */
 export function model(overrides: Partial<ModelSummary> = {}): ModelSummary {
@@ -56,6 +73,32 @@ export function jobEvent(overrides: Partial<JobEvent> = {}): JobEvent {
   };
 }
 
+export function stats(overrides: Partial<MessageStats> = {}): MessageStats {
+  return {
+    prompt_tokens: 31,
+    generated_tokens: 8,
+    prefill_tokens_per_s: 412.5,
+    decode_tokens_per_s: 41.25,
+    stop_reason: 'end_of_turn',
+    model_id: 'smollm2-135m-instruct',
+    backend: 'cpu',
+    ...overrides,
+  };
+}
+
+export function conversation(overrides: Partial<Conversation> = {}): Conversation {
+  return {
+    id: 'conv-1',
+    title: 'New conversation',
+    model_id: 'smollm2-135m-instruct',
+    sampling: { ...DEFAULT_SAMPLING },
+    created_at: '2025-01-01T00:00:00Z',
+    updated_at: '2025-01-01T00:00:00Z',
+    messages: [],
+    ...overrides,
+  };
+}
+
 type Call = { method: string; args: unknown[] };
 
 /**
@@ -84,6 +127,14 @@ export class FakeTransport implements ApiClient {
   addResult: AddModelResult | ((source: string) => AddModelResult) = { model: null, job: null };
   /** When set, the next call of that method rejects with it. */
   failures: Partial<Record<keyof ApiClient, ApiException>> = {};
+  /** Conversations, with their messages. */
+  conversations: Conversation[] = [];
+  /** The pieces every answer streams. */
+  answer: string[] = ['The capital', ' of France', ' is Paris.'];
+  /** When true, an answer streams its pieces and then waits for `stopAnswer` or `finishAnswers`. */
+  holdAnswers = false;
+  #held = new Map<string, (reason: StopReason) => void>();
+  #nextId = 1;
   listeners = new Set<(e: JobEvent) => void>();
   resyncs = new Set<() => void>();
 
@@ -152,6 +203,98 @@ export class FakeTransport implements ApiClient {
       return this.settings;
     });
   }
+  #conversation(id: string): Conversation {
+    const found = this.conversations.find((c) => c.id === id);
+    if (!found) throw new ApiException(`no conversation with id "${id}"`, null, 404);
+    return found;
+  }
+  listConversations() {
+    return this.#record('listConversations', [], (): ConversationSummary[] =>
+      this.conversations.map((c) => ({
+        id: c.id,
+        title: c.title,
+        model_id: c.model_id,
+        message_count: c.messages.filter((m) => m.role !== 'system').length,
+        created_at: c.created_at,
+        updated_at: c.updated_at,
+      })),
+    );
+  }
+  createConversation(request: NewConversation) {
+    return this.#record('createConversation', [request], () => {
+      const created = conversation({
+        id: `conv-${this.#nextId++}`,
+        model_id: request.model_id,
+        title: request.title ?? 'New conversation',
+        sampling: request.sampling ?? { ...DEFAULT_SAMPLING },
+        messages: request.system
+          ? [{ seq: 1, role: 'system', content: request.system, stats: null, created_at: '2025-01-01T00:00:00Z' }]
+          : [],
+      });
+      this.conversations = [created, ...this.conversations];
+      return created;
+    });
+  }
+  getConversation(id: string) {
+    return this.#record('getConversation', [id], () => this.#conversation(id));
+  }
+  updateConversation(id: string, update: ConversationUpdate) {
+    return this.#record('updateConversation', [id, update], () => {
+      const c = this.#conversation(id);
+      if (update.title) c.title = update.title;
+      if (update.model_id) c.model_id = update.model_id;
+      if (update.sampling) c.sampling = { ...update.sampling };
+      return c;
+    });
+  }
+  deleteConversation(id: string) {
+    return this.#record('deleteConversation', [id], () => {
+      this.#conversation(id);
+      this.conversations = this.conversations.filter((c) => c.id !== id);
+      return undefined;
+    });
+  }
+  stopAnswer(id: string) {
+    return this.#record('stopAnswer', [id], (): StopResult => {
+      this.#conversation(id);
+      const held = this.#held.get(id);
+      this.#held.delete(id);
+      held?.('cancelled');
+      return { stopped: held !== undefined };
+    });
+  }
+  /** Lets every held answer finish normally. */
+  finishAnswers(): void {
+    for (const [id, finish] of [...this.#held]) {
+      this.#held.delete(id);
+      finish('end_of_turn');
+    }
+  }
+  async sendMessage(id: string, request: SendMessage, onToken: (text: string) => void): Promise<SendResult> {
+    this.calls.push({ method: 'sendMessage', args: [id, request] });
+    const failure = this.failures.sendMessage;
+    if (failure) {
+      delete this.failures.sendMessage;
+      throw failure;
+    }
+    const c = this.#conversation(id);
+    if (request.sampling) c.sampling = { ...request.sampling };
+    const next = () => c.messages.reduce((n, m) => Math.max(n, m.seq), 0) + 1;
+    c.messages.push({ seq: next(), role: 'user', content: request.content, stats: null, created_at: '2025-01-01T00:00:01Z' });
+    let text = '';
+    for (const piece of this.answer) {
+      await Promise.resolve();
+      text += piece;
+      onToken(piece);
+    }
+    const reason = this.holdAnswers ? await new Promise<StopReason>((resolve) => this.#held.set(id, resolve)) : 'end_of_turn';
+    const s = stats({ stop_reason: reason, model_id: c.model_id, generated_tokens: this.answer.length });
+    const message = { seq: next(), role: 'assistant' as const, content: text, stats: s, created_at: '2025-01-01T00:00:02Z' };
+    c.messages.push(message);
+    if (c.title === 'New conversation') c.title = request.content;
+    return structuredClone({ message, stats: s });
+  }
+
   subscribe(onEvent: (event: JobEvent) => void, options?: SubscribeOptions): Unsubscribe {
     this.calls.push({ method: 'subscribe', args: [] });
     this.listeners.add(onEvent);

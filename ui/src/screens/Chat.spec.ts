@@ -1,0 +1,173 @@
+import { flushSync, mount, unmount } from 'svelte';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ApiException } from '../lib/api/errors';
+import { chatManager } from '../lib/managers/chat.svelte';
+import { modelsManager } from '../lib/managers/models.svelte';
+import { FakeTransport, conversation, flush, model, stats } from '../lib/testing/fake-transport';
+import Chat from './Chat.svelte';
+
+let mounted: ReturnType<typeof mount> | null = null;
+let target: HTMLElement;
+let api: FakeTransport;
+
+async function render(setup: (api: FakeTransport) => void = () => {}) {
+  api = new FakeTransport();
+  api.models = [model()];
+  setup(api);
+  modelsManager.connect(api);
+  chatManager.connect(api);
+  mounted = mount(Chat, { target });
+  await settle();
+}
+
+async function settle() {
+  for (let i = 0; i < 3; i++) {
+    flushSync();
+    await flush();
+  }
+  flushSync();
+}
+
+function $(selector: string): HTMLElement {
+  const el = target.querySelector<HTMLElement>(selector);
+  if (!el) throw new Error(`nothing matches ${selector}`);
+  return el;
+}
+
+function type(selector: string, value: string) {
+  const el = $(selector) as HTMLInputElement | HTMLTextAreaElement;
+  el.value = value;
+  el.dispatchEvent(new Event('input', { bubbles: true }));
+  flushSync();
+}
+
+beforeEach(() => {
+  target = document.createElement('div');
+  document.body.appendChild(target);
+});
+
+afterEach(() => {
+  if (mounted) unmount(mounted);
+  mounted = null;
+  modelsManager.disconnect();
+  chatManager.disconnect();
+  target.remove();
+});
+
+describe('Chat screen', () => {
+  it('picks the ready model and shows the equivalent command', async () => {
+    await render((api) => {
+      api.models = [model({ id: 'broken', name: 'Broken', status: 'unreadable' }), model()];
+    });
+    const picker = $('[data-chat-model]') as HTMLSelectElement;
+    expect(picker.value).toBe('smollm2-135m-instruct');
+    expect(picker.querySelector<HTMLOptionElement>('option[value="broken"]')?.disabled).toBe(true);
+    expect($('[data-testid="cli"]').textContent).toContain('modelfactory chat --model smollm2-135m-instruct');
+    expect(($('[data-chat-send]') as HTMLButtonElement).disabled).toBe(true);
+    expect(($('[data-chat-stop]') as HTMLButtonElement).disabled).toBe(true);
+  });
+
+  it('sends a question, streams the answer and shows its speed', async () => {
+    await render((api) => {
+      api.holdAnswers = true;
+    });
+    type('[data-sampling="temperature"]', '0');
+    type('[data-chat-input]', 'What is the capital of France?');
+    expect($('[data-testid="cli"]').textContent).toContain(
+      "modelfactory chat --model smollm2-135m-instruct --temperature 0 --prompt 'What is the capital of France?'",
+    );
+    $('[data-chat-send]').click();
+    await settle();
+
+    const streaming = $('[data-message-role="assistant"][data-state="streaming"]');
+    expect(streaming.textContent).toContain('The capital of France is Paris.');
+    expect(($('[data-chat-stop]') as HTMLButtonElement).disabled).toBe(false);
+    expect(($('[data-chat-send]') as HTMLButtonElement).disabled).toBe(true);
+    expect(($('[data-chat-input]') as HTMLTextAreaElement).value).toBe('');
+
+    api.finishAnswers();
+    await settle();
+    const answer = $('[data-message-role="assistant"][data-state="done"]');
+    expect(answer.querySelector('[data-message-content]')?.textContent).toBe('The capital of France is Paris.');
+    expect(answer.querySelector('[data-message-stats]')?.textContent).toContain('41.3 tokens/s');
+    expect($('[data-message-role="user"]').textContent).toContain('What is the capital of France?');
+    expect(api.callsOf('sendMessage')[0]?.[1]).toMatchObject({ sampling: { temperature: 0 } });
+    expect($('[data-conversation="conv-1"]').textContent).toContain('What is the capital of France?');
+  });
+
+  it('sends with Enter, not with Shift+Enter', async () => {
+    await render();
+    type('[data-chat-input]', 'Hello');
+    $('[data-chat-input]').dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', shiftKey: true, bubbles: true }));
+    await settle();
+    expect(api.callsOf('sendMessage')).toEqual([]);
+    $('[data-chat-input]').dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true }));
+    await settle();
+    expect(api.callsOf('sendMessage')).toHaveLength(1);
+  });
+
+  it('stops an answer and marks it as stopped', async () => {
+    await render((api) => {
+      api.holdAnswers = true;
+    });
+    type('[data-chat-input]', 'Tell me a story');
+    $('[data-chat-send]').click();
+    await settle();
+    $('[data-chat-stop]').click();
+    await settle();
+    expect(api.callsOf('stopAnswer')).toEqual([['conv-1']]);
+    const answer = $('[data-message-role="assistant"][data-state="done"]');
+    expect(answer.querySelector('[data-message-stats]')?.getAttribute('data-stop-reason')).toBe('cancelled');
+    expect(answer.textContent).toContain('stopped');
+  });
+
+  it('shows why a question failed and gives it back to the input box', async () => {
+    await render((api) => {
+      api.failures.sendMessage = new ApiException('cannot load the model x for chat: not a GGUF file: /m/x.gguf', 'download it again');
+    });
+    type('[data-chat-input]', 'Hello?');
+    $('[data-chat-send]').click();
+    await settle();
+    expect($('[data-testid="chat-error"]').textContent).toContain('not a GGUF file');
+    expect($('[data-testid="chat-error"]').textContent).toContain('download it again');
+    expect(($('[data-chat-input]') as HTMLTextAreaElement).value).toBe('Hello?');
+    expect(target.querySelector('[data-message-role="user"]')).toBeNull();
+  });
+
+  it('opens, starts and deletes conversations', async () => {
+    await render((api) => {
+      api.conversations = [
+        conversation({
+          id: 'old',
+          title: 'Geography',
+          messages: [
+            { seq: 1, role: 'user', content: 'Capital of Italy?', stats: null, created_at: '' },
+            { seq: 2, role: 'assistant', content: 'Rome.', stats: stats(), created_at: '' },
+          ],
+        }),
+      ];
+    });
+    $('[data-conversation="old"] button.open').click();
+    await settle();
+    expect($('[data-message-role="assistant"]').textContent).toContain('Rome.');
+    $('[data-chat-new]').click();
+    await settle();
+    expect(target.querySelector('[data-message-role]')).toBeNull();
+
+    $('[data-conversation="old"] [data-conversation-delete]').click();
+    await settle();
+    expect(api.callsOf('deleteConversation')).toEqual([]);
+    $('[data-conversation="old"] [data-conversation-confirm-delete]').click();
+    await settle();
+    expect(api.callsOf('deleteConversation')).toEqual([['old']]);
+    expect(target.querySelector('[data-conversation="old"]')).toBeNull();
+  });
+
+  it('says where to get a model when none is ready', async () => {
+    await render((api) => {
+      api.models = [];
+    });
+    expect($('[data-testid="chat-no-models"]').textContent).toContain('Models');
+    expect(($('[data-chat-input]') as HTMLTextAreaElement).disabled).toBe(true);
+  });
+});

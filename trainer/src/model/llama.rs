@@ -75,14 +75,89 @@ enum Embedding<B: Backend> {
 
 struct Block<B: Backend> {
     attn_norm: Tensor<B, 1>,
-    q: Linear<B>,
-    k: Linear<B>,
-    v: Linear<B>,
+    qkv: Qkv<B>,
     o: Linear<B>,
     q_norm: Option<Tensor<B, 1>>,
     k_norm: Option<Tensor<B, 1>>,
     ffn_norm: Tensor<B, 1>,
     mlp: Mlp<B>,
+}
+
+/// The query, key and value projections.
+enum Qkv<B: Backend> {
+    /// Three projections.
+    Separate {
+        q: Linear<B>,
+        k: Linear<B>,
+        v: Linear<B>,
+    },
+    /// The CPU path: the three weights stacked in one matrix, one product per step.
+    Host {
+        qkv: QuantMatrix,
+        biases: [Option<Tensor<B, 1>>; 3],
+        widths: [usize; 3],
+    },
+}
+
+impl<B: Backend> Qkv<B> {
+    /// Stacks three host projections of one encoding; anything else stays separate.
+    fn new(
+        q: Linear<B>,
+        k: Linear<B>,
+        v: Linear<B>,
+    ) -> std::result::Result<Self, crate::quant::DequantError> {
+        match (q, k, v) {
+            (
+                Linear::Host {
+                    matrix: mq,
+                    bias: bq,
+                },
+                Linear::Host {
+                    matrix: mk,
+                    bias: bk,
+                },
+                Linear::Host {
+                    matrix: mv,
+                    bias: bv,
+                },
+            ) if mq.ty() == mk.ty() && mk.ty() == mv.ty() => {
+                let mut bytes =
+                    Vec::with_capacity(mq.bytes().len() + mk.bytes().len() + mv.bytes().len());
+                for m in [&mq, &mk, &mv] {
+                    bytes.extend_from_slice(m.bytes());
+                }
+                let rows = mq.rows() + mk.rows() + mv.rows();
+                Ok(Qkv::Host {
+                    qkv: QuantMatrix::new(mq.ty(), rows, mq.cols(), bytes)?,
+                    biases: [bq, bk, bv],
+                    widths: [mq.rows(), mk.rows(), mv.rows()],
+                })
+            }
+            (q, k, v) => Ok(Qkv::Separate { q, k, v }),
+        }
+    }
+
+    fn forward(&self, h: Tensor<B, 2>) -> [Tensor<B, 2>; 3] {
+        match self {
+            Qkv::Separate { q, k, v } => [q.forward(h.clone()), k.forward(h.clone()), v.forward(h)],
+            Qkv::Host {
+                qkv,
+                biases,
+                widths,
+            } => {
+                let all = host_matmul(qkv, h);
+                let mut start = 0;
+                [0, 1, 2].map(|i| {
+                    let part = all.clone().narrow(1, start, widths[i]);
+                    start += widths[i];
+                    match &biases[i] {
+                        Some(b) => part + b.clone().unsqueeze::<2>(),
+                        None => part,
+                    }
+                })
+            }
+        }
+    }
 }
 
 /// The SwiGLU MLP, `down(silu(gate(h)) · up(h))`.
@@ -266,27 +341,34 @@ impl<B: Backend> Decoder<B> {
             };
             layers.push(Block {
                 attn_norm: vector(&p("input_layernorm.weight"), d)?,
-                q: linear(
-                    &p("self_attn.q_proj.weight"),
-                    q_out,
-                    d,
-                    c.heads,
-                    bias(&p("self_attn.q_proj.bias"), q_out, c.heads)?,
-                )?,
-                k: linear(
-                    &p("self_attn.k_proj.weight"),
-                    kv_out,
-                    d,
-                    c.kv_heads,
-                    bias(&p("self_attn.k_proj.bias"), kv_out, c.kv_heads)?,
-                )?,
-                v: linear(
-                    &p("self_attn.v_proj.weight"),
-                    kv_out,
-                    d,
-                    0,
-                    bias(&p("self_attn.v_proj.bias"), kv_out, 0)?,
-                )?,
+                qkv: Qkv::new(
+                    linear(
+                        &p("self_attn.q_proj.weight"),
+                        q_out,
+                        d,
+                        c.heads,
+                        bias(&p("self_attn.q_proj.bias"), q_out, c.heads)?,
+                    )?,
+                    linear(
+                        &p("self_attn.k_proj.weight"),
+                        kv_out,
+                        d,
+                        c.kv_heads,
+                        bias(&p("self_attn.k_proj.bias"), kv_out, c.kv_heads)?,
+                    )?,
+                    linear(
+                        &p("self_attn.v_proj.weight"),
+                        kv_out,
+                        d,
+                        0,
+                        bias(&p("self_attn.v_proj.bias"), kv_out, 0)?,
+                    )?,
+                )
+                .map_err(|source| Error::TensorData {
+                    tensor: p("self_attn.{q,k,v}_proj.weight"),
+                    source,
+                    path: files.path().to_path_buf(),
+                })?,
                 o: linear(&p("self_attn.o_proj.weight"), d, q_out, 0, None)?,
                 q_norm: head_norm("self_attn.q_norm.weight")?,
                 k_norm: head_norm("self_attn.k_norm.weight")?,
@@ -479,9 +561,10 @@ impl<B: Backend> Decoder<B> {
         let (hd, heads, kv_heads) = (c.head_dim, c.heads, c.kv_heads);
         let group = heads / kv_heads;
         let split = |x: Tensor<B, 2>, heads: usize| x.reshape([n, heads, hd]).swap_dims(0, 1);
-        let mut q = split(block.q.forward(h.clone()), heads);
-        let mut k = split(block.k.forward(h.clone()), kv_heads);
-        let v = split(block.v.forward(h), kv_heads);
+        let [q, k, v] = block.qkv.forward(h);
+        let mut q = split(q, heads);
+        let mut k = split(k, kv_heads);
+        let v = split(v, kv_heads);
         if let Some(w) = &block.q_norm {
             q = rms_norm(q, w, c.rms_norm_eps);
         }

@@ -121,6 +121,23 @@ fn display_name(path: &Path, info: &ModelInfo) -> String {
         .unwrap_or_else(|| "model".into())
 }
 
+/// The columns a model is read with, in the order of [`ModelRow`].
+const MODEL_COLUMNS: &str = "id, name, source, path, info_json, added_at";
+
+/// id, name, source, path, info_json, added_at.
+type ModelRow = (String, String, String, String, String, String);
+
+fn model_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ModelRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
 pub struct Models {
     db: Db,
 }
@@ -204,22 +221,13 @@ impl Models {
 
     /// Every registered model, each checked again against its files.
     pub fn list(&self) -> Result<Vec<ModelSummary>> {
-        let rows: Vec<(String, String, String, String, String, String)> = {
+        let rows: Vec<ModelRow> = {
             let conn = self.db.lock();
-            let mut stmt = conn.prepare(
-                "SELECT id, name, source, path, info_json, added_at FROM models ORDER BY added_at, id",
-            )?;
-            stmt.query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })?
-            .collect::<rusqlite::Result<_>>()?
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {MODEL_COLUMNS} FROM models ORDER BY added_at, id"
+            ))?;
+            stmt.query_map([], model_row)?
+                .collect::<rusqlite::Result<_>>()?
         };
         Ok(rows
             .into_iter()
@@ -231,22 +239,13 @@ impl Models {
 
     /// One registered model, checked against its files like the list.
     pub fn find(&self, id: &str) -> Result<ModelSummary> {
-        let row: Option<(String, String, String, String, String, String)> = self
+        let row: Option<ModelRow> = self
             .db
             .lock()
             .query_row(
-                "SELECT id, name, source, path, info_json, added_at FROM models WHERE id = ?1",
+                &format!("SELECT {MODEL_COLUMNS} FROM models WHERE id = ?1"),
                 params![id],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                    ))
-                },
+                model_row,
             )
             .optional()?;
         let (id, name, source, path, info_json, added_at) =

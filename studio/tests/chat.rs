@@ -29,14 +29,7 @@ async fn start() -> Running {
         .expect("add the tiny model");
     let model_id = added.model.expect("a model").id;
     let app = studio::server::router(studio.clone(), None, None);
-    let listener = studio::server::bind("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(studio::server::serve(listener, app, async {
-        let _ = rx.await;
-    }));
+    let (base, tx) = common::serve_on_loopback(app).await;
     Running {
         base,
         http: reqwest::Client::new(),

@@ -19,14 +19,7 @@ async fn start(token: Option<&str>, ui_dir: Option<std::path::PathBuf>) -> Runni
     let dir = tempfile::tempdir().expect("tempdir");
     let studio = Studio::open_instance(&dir.path().join("ws"), "test").expect("studio");
     let app = studio::server::router(studio.clone(), token.map(str::to_string), ui_dir);
-    let listener = studio::server::bind("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(studio::server::serve(listener, app, async {
-        let _ = rx.await;
-    }));
+    let (base, tx) = common::serve_on_loopback(app).await;
     Running {
         base,
         studio,

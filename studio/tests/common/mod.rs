@@ -95,6 +95,20 @@ pub fn tiny_chat_gguf(dir: &Path) -> PathBuf {
     path
 }
 
+/// Serves `app` on a free loopback port until the returned sender is dropped; returns the
+/// base URL.
+pub async fn serve_on_loopback(app: axum::Router) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = studio::server::bind("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(studio::server::serve(listener, app, async {
+        let _ = rx.await;
+    }));
+    (base, tx)
+}
+
 /// The default model where `scripts/setup` puts it: `$MODELFACTORY_DEFAULT_GGUF`, else
 /// `$MODELFACTORY_CACHE` (`~/.cache/modelfactory`)`/default-model/`.
 pub fn default_gguf() -> PathBuf {

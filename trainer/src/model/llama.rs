@@ -206,7 +206,7 @@ fn to_host<B: Backend>(x: Tensor<B, 2>) -> Vec<f32> {
     x.into_data()
         .convert::<f32>()
         .into_vec::<f32>()
-        .expect("activations convert to f32")
+        .expect("float tensors convert to f32")
 }
 
 /// Keys and values of the tokens seen so far, per layer: `[kv_heads, tokens, head_dim]`.
@@ -428,29 +428,20 @@ impl<B: Backend> Decoder<B> {
     pub fn forward_last(&self, tokens: &[u32], cache: &mut KvCache<B>) -> Result<Vec<f32>> {
         let hidden = self.forward_hidden(tokens, cache)?;
         let [n, _] = hidden.dims();
-        let last = hidden.narrow(0, n - 1, 1);
-        let logits = self
-            .lm_head
-            .forward(rms_norm(last, &self.norm, self.config.rms_norm_eps));
-        Ok(logits
-            .into_data()
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .expect("logits convert to f32"))
+        Ok(self.logits(hidden.narrow(0, n - 1, 1)))
     }
 
     /// Runs `tokens` after those already in `cache` and returns the logits of every one,
     /// `[tokens, vocab]` row-major.
     pub fn forward_all(&self, tokens: &[u32], cache: &mut KvCache<B>) -> Result<Vec<f32>> {
         let hidden = self.forward_hidden(tokens, cache)?;
-        let logits = self
-            .lm_head
-            .forward(rms_norm(hidden, &self.norm, self.config.rms_norm_eps));
-        Ok(logits
-            .into_data()
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .expect("logits convert to f32"))
+        Ok(self.logits(hidden))
+    }
+
+    /// The output head on final hidden states `[n, d]`: `[n, vocab]` logits, row-major.
+    fn logits(&self, hidden: Tensor<B, 2>) -> Vec<f32> {
+        let normed = rms_norm(hidden, &self.norm, self.config.rms_norm_eps);
+        to_host(self.lm_head.forward(normed))
     }
 
     fn forward_hidden(&self, tokens: &[u32], cache: &mut KvCache<B>) -> Result<Tensor<B, 2>> {

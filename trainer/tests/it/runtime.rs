@@ -33,6 +33,21 @@ fn tiny_pair(spec: &TinyLlama, dir: &Path) -> (std::path::PathBuf, std::path::Pa
     (folder, gguf)
 }
 
+/// Loading the default tiny folder after `edit` changed its `config.json`: the error.
+fn load_with_config(edit: impl FnOnce(&mut serde_json::Value)) -> Error {
+    let dir = temp_dir();
+    let spec = TinyLlama::default();
+    let folder = dir.path().join("hf");
+    spec.write(&folder).expect("write");
+    spec.write_tokenizer(&folder).expect("tokenizer");
+    let mut config = spec.config_json();
+    edit(&mut config);
+    std::fs::write(folder.join("config.json"), config.to_string()).expect("config");
+    ChatModel::load(&folder, &cpu(), &mut |_, _| {})
+        .err()
+        .expect("the edited configuration is refused")
+}
+
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -220,18 +235,8 @@ fn missing_tokenizer_names_the_file() {
 
 #[test]
 fn a_tensor_of_the_wrong_shape_is_named() {
-    let dir = temp_dir();
-    let spec = TinyLlama::default();
-    let folder = dir.path().join("hf");
-    spec.write(&folder).expect("write");
-    spec.write_tokenizer(&folder).expect("tokenizer");
     // Claim a wider MLP than the weights have.
-    let mut config = spec.config_json();
-    config["intermediate_size"] = serde_json::json!(48);
-    std::fs::write(folder.join("config.json"), config.to_string()).expect("config");
-    let err = ChatModel::load(&folder, &cpu(), &mut |_, _| {})
-        .err()
-        .expect("wrong shape");
+    let err = load_with_config(|config| config["intermediate_size"] = serde_json::json!(48));
     let message = err.to_string();
     assert!(matches!(err, Error::TensorShape { .. }), "{message}");
     assert!(
@@ -246,18 +251,10 @@ fn a_tensor_of_the_wrong_shape_is_named() {
 
 #[test]
 fn an_unknown_architecture_is_named() {
-    let dir = temp_dir();
-    let spec = TinyLlama::default();
-    let folder = dir.path().join("hf");
-    spec.write(&folder).expect("write");
-    spec.write_tokenizer(&folder).expect("tokenizer");
-    let mut config = spec.config_json();
-    config["model_type"] = serde_json::json!("gpt_neox");
-    config["architectures"] = serde_json::json!(["GPTNeoXForCausalLM"]);
-    std::fs::write(folder.join("config.json"), config.to_string()).expect("config");
-    let err = ChatModel::load(&folder, &cpu(), &mut |_, _| {})
-        .err()
-        .expect("unknown architecture");
+    let err = load_with_config(|config| {
+        config["model_type"] = serde_json::json!("gpt_neox");
+        config["architectures"] = serde_json::json!(["GPTNeoXForCausalLM"]);
+    });
     assert!(
         err.to_string()
             .contains("unsupported architecture \"gpt_neox\""),
@@ -348,17 +345,7 @@ fn dense_and_block_kernel_paths_agree() {
 /// it sizes an allocation.
 #[test]
 fn absurd_sizes_in_the_configuration_are_refused() {
-    let dir = temp_dir();
-    let spec = TinyLlama::default();
-    let folder = dir.path().join("hf");
-    spec.write(&folder).expect("write");
-    spec.write_tokenizer(&folder).expect("tokenizer");
-    let mut config = spec.config_json();
-    config["hidden_size"] = serde_json::json!(1u64 << 40);
-    std::fs::write(folder.join("config.json"), config.to_string()).expect("config");
-    let err = ChatModel::load(&folder, &cpu(), &mut |_, _| {})
-        .err()
-        .expect("refused");
+    let err = load_with_config(|config| config["hidden_size"] = serde_json::json!(1u64 << 40));
     assert!(
         err.to_string().contains("hidden_size = 1099511627776"),
         "{err}"

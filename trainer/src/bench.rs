@@ -146,3 +146,148 @@ pub fn peak_rss_bytes() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kib| kib * 1024)
 }
+
+/// What `modelfactory bench train` measures.
+#[derive(Debug, Clone)]
+pub struct TrainBenchSettings {
+    /// LoRA or QLoRA.
+    pub method: crate::train::Method,
+    /// Tokens per sequence (all trained).
+    pub seq_len: usize,
+    /// LoRA rank (on all seven projections, alpha = 2·rank).
+    pub rank: usize,
+    /// Timed optimiser steps, after one warm-up step.
+    pub steps: usize,
+    /// CPU threads.
+    pub threads: usize,
+    /// The backend.
+    pub backend: BackendKind,
+}
+
+/// One training configuration's figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainBenchRow {
+    /// Which engine, method and backend.
+    pub engine: String,
+    /// Training tokens per second (forward, backward and update).
+    pub tokens_per_s: f64,
+    /// Share of a step in the forward pass.
+    pub forward_share: f64,
+    /// Share of a step in the backward pass.
+    pub backward_share: f64,
+    /// Share of a step in clipping and the optimiser update.
+    pub update_share: f64,
+    /// Bytes of the frozen projection weights.
+    pub base_weight_bytes: u64,
+    /// Trainable numbers.
+    pub trainable_parameters: usize,
+    /// Peak resident memory of the process, in bytes.
+    pub peak_rss_bytes: u64,
+}
+
+/// Times LoRA or QLoRA training steps of `model` on one fixed sequence. Run one
+/// configuration per process: the peak memory is the process's.
+pub fn bench_train(model: &Path, settings: &TrainBenchSettings) -> Result<TrainBenchRow> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(settings.threads)
+        .build()
+        .map_err(|e| Error::BackendUnavailable {
+            backend: settings.backend,
+            detail: format!("cannot start {} threads: {e}", settings.threads),
+        })?;
+    pool.install(|| match settings.backend {
+        BackendKind::Cpu => {
+            train_steps::<burn::backend::flex::Flex>(model, settings, &Default::default())
+        }
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => {
+            train_steps::<burn::backend::wgpu::Wgpu>(model, settings, &Default::default())
+        }
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => {
+            train_steps::<burn::backend::cuda::Cuda>(model, settings, &Default::default())
+        }
+        #[allow(unreachable_patterns)]
+        other => Err(Error::BackendUnavailable {
+            backend: other,
+            detail: format!("this build does not include it (rebuild with --features {other})"),
+        }),
+    })
+}
+
+fn train_steps<B: burn::tensor::backend::Backend>(
+    model: &Path,
+    settings: &TrainBenchSettings,
+    device: &B::Device,
+) -> Result<TrainBenchRow> {
+    use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+
+    use crate::lora::{Adapter, LoraConfig};
+    use crate::runtime::OpenedModel;
+    use crate::train::optim::{AdamW, AdamWSettings, clip_global_norm};
+    use crate::train::{Params, Sequence, load_frozen_base, sequence_loss};
+
+    let opened = OpenedModel::open(model)?;
+    let layers = opened.config.layers;
+    let decoder = load_frozen_base::<B, NoCheckpointing>(
+        opened.config.clone(),
+        &opened.files,
+        settings.method,
+        device,
+    )?;
+    let lora = LoraConfig {
+        rank: settings.rank,
+        alpha: 2.0 * settings.rank as f32,
+        dropout: 0.0,
+        ..LoraConfig::default()
+    };
+    let scaling = lora.scaling();
+    let adapter = Adapter::init(lora, &opened.config, "bench", 1)?;
+    let mut params = Params::<B>::upload(&adapter, device);
+    let mut optimizer = AdamW::new(AdamWSettings::default(), &params.tensors);
+    let tokens = bench_prompt(settings.seq_len, opened.config.vocab_size);
+    let sequence = Sequence {
+        trained: vec![true; tokens.len()],
+        tokens,
+    };
+    let (mut forward, mut backward, mut update) = (0.0f64, 0.0f64, 0.0f64);
+    for step in 0..=settings.steps {
+        let t0 = Instant::now();
+        let (lora, leaves) = params.to_lora::<NoCheckpointing>(layers, scaling, true, None);
+        let loss = sequence_loss(&decoder, &lora, &sequence)?.ok_or_else(|| Error::Training {
+            what: "the benchmark sequence has no trained tokens".into(),
+        })?;
+        // Reading the loss waits for the forward pass on asynchronous backends.
+        let _ = loss.clone().into_scalar();
+        let t1 = Instant::now();
+        let grads = loss.backward();
+        let mut g: Vec<_> = leaves
+            .iter()
+            .zip(&params.tensors)
+            .map(|(leaf, p)| leaf.grad(&grads).unwrap_or_else(|| p.zeros_like()))
+            .collect();
+        let t2 = Instant::now();
+        clip_global_norm(&mut g, 1.0);
+        optimizer.update(&mut params.tensors, &g, 2e-4);
+        // The norm of the next step's clipping reads every gradient; read one value here so
+        // the update is finished before the clock stops.
+        let _ = params.tensors[0].clone().sum().into_scalar();
+        let t3 = Instant::now();
+        if step > 0 {
+            forward += (t1 - t0).as_secs_f64();
+            backward += (t2 - t1).as_secs_f64();
+            update += (t3 - t2).as_secs_f64();
+        }
+    }
+    let total = (forward + backward + update).max(1e-9);
+    Ok(TrainBenchRow {
+        engine: format!("modelfactory {} ({})", settings.method, settings.backend),
+        tokens_per_s: (settings.steps.max(1) * settings.seq_len) as f64 / total,
+        forward_share: forward / total,
+        backward_share: backward / total,
+        update_share: update / total,
+        base_weight_bytes: decoder.projection_bytes(),
+        trainable_parameters: adapter.parameters(),
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}

@@ -276,6 +276,93 @@ pub enum Error {
         /// Why.
         detail: String,
     },
+
+    /// A LoRA adapter folder that cannot be used with this model.
+    #[error("adapter: {what}: {}", .path.display())]
+    Adapter {
+        /// What is wrong, naming the file, key or field.
+        what: String,
+        /// The adapter folder or file.
+        path: PathBuf,
+    },
+
+    /// A training run that cannot start or go on as configured.
+    #[error("training: {what}")]
+    Training {
+        /// What is wrong and what to change.
+        what: String,
+    },
+
+    /// A training checkpoint that cannot be read back.
+    #[error("checkpoint: {what}: {}", .path.display())]
+    Checkpoint {
+        /// What is wrong.
+        what: String,
+        /// The checkpoint folder or file.
+        path: PathBuf,
+    },
+
+    /// The work was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+
+    /// A training-data file that cannot be read as a whole (unknown extension, columns that fit
+    /// no format, not a Parquet file).
+    #[error("dataset: {what}: {}", .path.display())]
+    Dataset {
+        /// What is wrong and what was expected.
+        what: String,
+        /// The dataset file.
+        path: PathBuf,
+    },
+
+    /// A training-data file whose reading stopped at a row (a corrupt Parquet page, a CSV
+    /// read error); rows before it were fine.
+    #[error("dataset: cannot read {unit} {number}: {what}: {}", .path.display())]
+    DatasetRow {
+        /// The 1-based line or row number.
+        number: u64,
+        /// What `number` counts.
+        unit: crate::data::RowUnit,
+        /// What went wrong.
+        what: String,
+        /// The dataset file.
+        path: PathBuf,
+    },
+
+    /// A training-data file in which no row can be trained on.
+    #[error(
+        "dataset has no usable rows ({rows_read} read, format {format}): {}: {}",
+        crate::data::summarize_problems(.problems), .path.display()
+    )]
+    NoUsableRows {
+        /// Rows in the file.
+        rows_read: usize,
+        /// The row format detected, or "unknown".
+        format: String,
+        /// Why rows were skipped (the first few carry into the message).
+        problems: Vec<crate::data::RowProblem>,
+        /// The dataset file.
+        path: PathBuf,
+    },
+
+    /// A data-preparation setting out of range (max length, eval fraction).
+    #[error("data setting: {what}")]
+    DataSetting {
+        /// The setting, its value and the allowed range.
+        what: String,
+    },
+
+    /// A weight cannot be quantised to NF4, or stored NF4 parts do not fit its shape.
+    #[error("NF4 weight of {rows} × {cols}: {problem}")]
+    Nf4 {
+        /// Rows of the weight.
+        rows: usize,
+        /// Columns of the weight.
+        cols: usize,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 impl Error {
@@ -300,8 +387,18 @@ impl Error {
             | Error::TensorShape { path, .. }
             | Error::TensorData { path, .. }
             | Error::Tokenizer { path, .. }
-            | Error::ChatTemplate { path, .. } => path,
-            Error::PromptTooLong { .. } | Error::BackendUnavailable { .. } => return None,
+            | Error::ChatTemplate { path, .. }
+            | Error::Adapter { path, .. }
+            | Error::Checkpoint { path, .. }
+            | Error::Dataset { path, .. }
+            | Error::DatasetRow { path, .. }
+            | Error::NoUsableRows { path, .. } => path,
+            Error::PromptTooLong { .. }
+            | Error::BackendUnavailable { .. }
+            | Error::Training { .. }
+            | Error::Cancelled
+            | Error::DataSetting { .. }
+            | Error::Nf4 { .. } => return None,
         };
         Some(path)
     }

@@ -8,18 +8,22 @@
 //!   [`loading::hf_config`]) and, with the `test-support` feature, writers of tiny test files.
 //! - [`inspect`]: [`inspect_model`] → [`ModelInfo`].
 //! - [`backends`]: [`probe_backends`] → [`BackendStatus`] per [`BackendKind`].
+//! - [`data`]: dataset files → chat examples → tokens with the assistant-only loss mask.
 //! - [`Error`]: the crate's error type.
 
 pub mod backends;
 pub mod bench;
+pub mod data;
 mod error;
 pub mod generate;
 pub mod inspect;
 pub mod loading;
+pub mod lora;
 pub mod model;
 pub mod quant;
 pub mod runtime;
 pub mod tokenizer;
+pub mod train;
 
 pub use backends::{BackendKind, BackendStatus, probe_backends};
 pub use error::{Error, FileKind, Result};
@@ -38,6 +42,7 @@ pub mod test_support {
         tiny_llama_gguf,
     };
     pub use crate::loading::safetensors_writer::{
-        StTensor, TinyFamily, TinyLlama, raw_safetensors, safetensors_bytes, write_safetensors,
+        StTensor, raw_safetensors, safetensors_bytes, write_safetensors,
     };
+    pub use crate::loading::tiny_llama::{TinyFamily, TinyLlama};
 }

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::generate::{Generated, generate};
 use crate::inspect::{ModelFormat, inspect_model};
 use crate::loading::gguf::GgufFile;
+use crate::lora::Adapter;
 use crate::model::{Decoder, DecoderConfig, WeightFiles, WeightMode};
 use crate::tokenizer::{TextStream, TextTokenizer};
 
@@ -121,6 +122,46 @@ pub struct LoadOptions {
     pub dense_weights: bool,
 }
 
+/// A model's weight files, tokenizer and configuration, opened but not loaded.
+pub struct OpenedModel {
+    /// The weights, memory-mapped.
+    pub files: WeightFiles,
+    /// The tokenizer and chat template.
+    pub tokenizer: TextTokenizer,
+    /// The decoder's shape.
+    pub config: DecoderConfig,
+}
+
+impl OpenedModel {
+    /// Opens the GGUF file or safetensors folder at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let info = inspect_model(path)?;
+        let first = info.files.first().map_or(path, PathBuf::as_path);
+        let (files, tokenizer) = match info.format {
+            ModelFormat::Gguf => {
+                let file = GgufFile::open(first)?;
+                let tokenizer = TextTokenizer::from_gguf(&file)?;
+                (WeightFiles::gguf(file), tokenizer)
+            }
+            ModelFormat::Safetensors => {
+                let dir = if path.is_dir() {
+                    path.to_path_buf()
+                } else {
+                    first.parent().unwrap_or(Path::new(".")).to_path_buf()
+                };
+                let tokenizer = TextTokenizer::from_folder(&dir)?;
+                (WeightFiles::safetensors(&dir)?, tokenizer)
+            }
+        };
+        let config = DecoderConfig::from_hf(&files.config()?, files.path())?;
+        Ok(OpenedModel {
+            files,
+            tokenizer,
+            config,
+        })
+    }
+}
+
 /// The decoder on whichever backend was chosen.
 enum Engine {
     Cpu(Box<Decoder<burn::backend::flex::Flex>>),
@@ -159,25 +200,11 @@ impl ChatModel {
         options: &LoadOptions,
         progress: &mut dyn FnMut(f32, &str),
     ) -> Result<Self> {
-        let info = inspect_model(path)?;
-        let first = info.files.first().map_or(path, PathBuf::as_path);
-        let (files, tokenizer) = match info.format {
-            ModelFormat::Gguf => {
-                let file = GgufFile::open(first)?;
-                let tokenizer = TextTokenizer::from_gguf(&file)?;
-                (WeightFiles::gguf(file), tokenizer)
-            }
-            ModelFormat::Safetensors => {
-                let dir = if path.is_dir() {
-                    path.to_path_buf()
-                } else {
-                    first.parent().unwrap_or(Path::new(".")).to_path_buf()
-                };
-                let tokenizer = TextTokenizer::from_folder(&dir)?;
-                (WeightFiles::safetensors(&dir)?, tokenizer)
-            }
-        };
-        let config = DecoderConfig::from_hf(&files.config()?, files.path())?;
+        let OpenedModel {
+            files,
+            tokenizer,
+            config,
+        } = OpenedModel::open(path)?;
         let backend = match options.backend {
             Some(kind) => kind,
             None => BackendKind::best_available(&probe_backends()),
@@ -199,6 +226,16 @@ impl ChatModel {
             backend,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Applies a LoRA adapter at `scale` (1 is its trained strength) to every later answer,
+    /// or removes it with `None`. The base weights stay loaded, so switching is cheap.
+    pub fn set_adapter(&mut self, adapter: Option<(&Adapter, f32)>, source: &Path) -> Result<()> {
+        if let Some((a, _)) = adapter {
+            a.check_fits(self.config(), source)?;
+        }
+        with_decoder!(&mut self.engine, d => d.set_adapter(adapter));
+        Ok(())
     }
 
     /// The backend the model runs on.
@@ -306,7 +343,7 @@ fn load_engine(
     fn load<B: Backend>(
         config: DecoderConfig,
         files: &WeightFiles,
-        mode: WeightMode,
+        mode: WeightMode<B>,
         device: &B::Device,
         progress: &mut dyn FnMut(f32),
     ) -> Result<Box<Decoder<B>>> {

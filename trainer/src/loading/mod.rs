@@ -7,8 +7,9 @@ pub mod ggml;
 pub mod gguf;
 pub mod hf_config;
 pub mod safetensors;
+pub mod safetensors_writer;
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod gguf_writer;
 #[cfg(any(test, feature = "test-support"))]
-pub mod safetensors_writer;
+pub mod tiny_llama;

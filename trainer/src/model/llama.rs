@@ -1,10 +1,15 @@
 //! The Llama-family decoder on burn: RMSNorm, rotary embeddings, grouped-query attention with
 //! a KV cache, SwiGLU, with the per-architecture switches of [`DecoderConfig`].
 //!
-//! Projections are [`Linear`]s of two kinds. On GPU backends they are dense f32 tensors and
+//! Projections are [`Linear`]s of three kinds. On GPU backends they are dense f32 tensors and
 //! burn multiplies them. On the CPU they stay in the file's own encoding (Q4_1, Q8_0, BF16 …)
 //! and our block kernels multiply them ([`QuantMatrix::matmul_t`]): burn's CPU backend would
-//! dequantise the weights to f32 and read four to eight times the bytes for every token.
+//! dequantise the weights to f32 and read four to eight times the bytes for every token. For
+//! QLoRA they are NF4 matrices, dequantised on the fly by an operation the caller supplies (the
+//! training code's, which has a backward pass).
+//!
+//! A [`LoraTensors`] set adds `s · (x Aᵀ) Bᵀ` to the projections it covers: the chat keeps one
+//! on the decoder ([`Decoder::set_adapter`]); training passes its trainable one per step.
 
 use std::sync::Arc;
 
@@ -15,16 +20,30 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 use super::config::DecoderConfig;
 use super::weights::WeightFiles;
 use crate::error::{Error, Result};
-use crate::quant::QuantMatrix;
+use crate::generate::Rng;
+use crate::lora::{Adapter, Target};
+use crate::quant::{Nf4Matrix, QuantMatrix};
+
+/// `x Wᵀ` for an NF4 weight `W`: the operation that dequantises it on the fly.
+pub type Nf4Matmul<B> = fn(Tensor<B, 2>, &Arc<Nf4Matrix>) -> Tensor<B, 2>;
 
 /// How projection weights are held.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WeightMode {
+pub enum WeightMode<B: Backend> {
     /// Dense f32 tensors on the backend's device.
     Dense,
     /// In the file's encoding, in host memory, multiplied by the CPU kernels.
     Host,
+    /// NF4 with double-quantised scales (QLoRA), multiplied by the given operation.
+    Nf4(Nf4Matmul<B>),
 }
+
+impl<B: Backend> Clone for WeightMode<B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B: Backend> Copy for WeightMode<B> {}
 
 /// A projection `y = x Wᵀ + b`.
 pub enum Linear<B: Backend> {
@@ -42,6 +61,15 @@ pub enum Linear<B: Backend> {
         /// The bias, `[out]`.
         bias: Option<Tensor<B, 1>>,
     },
+    /// The `[out, in]` weight in NF4.
+    Nf4 {
+        /// The weight.
+        matrix: Arc<Nf4Matrix>,
+        /// The product.
+        matmul: Nf4Matmul<B>,
+        /// The bias, `[out]`.
+        bias: Option<Tensor<B, 1>>,
+    },
 }
 
 impl<B: Backend> Linear<B> {
@@ -50,6 +78,11 @@ impl<B: Backend> Linear<B> {
         let (y, bias) = match self {
             Linear::Dense { weight, bias } => (x.matmul(weight.clone()), bias),
             Linear::Host { matrix, bias } => (host_matmul(matrix, x), bias),
+            Linear::Nf4 {
+                matrix,
+                matmul,
+                bias,
+            } => (matmul(x, matrix), bias),
         };
         match bias {
             Some(b) => y + b.clone().unsqueeze::<2>(),
@@ -137,15 +170,19 @@ impl<B: Backend> Qkv<B> {
         }
     }
 
-    fn forward(&self, h: Tensor<B, 2>) -> [Tensor<B, 2>; 3] {
-        match self {
-            Qkv::Separate { q, k, v } => [q.forward(h.clone()), k.forward(h.clone()), v.forward(h)],
+    fn forward(&self, h: Tensor<B, 2>, lora: LayerLora<'_, B>) -> [Tensor<B, 2>; 3] {
+        let [q, k, v] = match self {
+            Qkv::Separate { q, k, v } => [
+                q.forward(h.clone()),
+                k.forward(h.clone()),
+                v.forward(h.clone()),
+            ],
             Qkv::Host {
                 qkv,
                 biases,
                 widths,
             } => {
-                let all = host_matmul(qkv, h);
+                let all = host_matmul(qkv, h.clone());
                 let mut start = 0;
                 [0, 1, 2].map(|i| {
                     let part = all.clone().narrow(1, start, widths[i]);
@@ -156,7 +193,12 @@ impl<B: Backend> Qkv<B> {
                     }
                 })
             }
-        }
+        };
+        [
+            lora.add(Target::Q, &h, q),
+            lora.add(Target::K, &h, k),
+            lora.add(Target::V, &h, v),
+        ]
     }
 }
 
@@ -177,10 +219,25 @@ enum Mlp<B: Backend> {
 }
 
 impl<B: Backend> Mlp<B> {
-    fn forward(&self, h: Tensor<B, 2>) -> Tensor<B, 2> {
+    fn forward(&self, h: Tensor<B, 2>, lora: LayerLora<'_, B>) -> Tensor<B, 2> {
         match self {
             Mlp::Separate { gate, up, down } => {
-                down.forward(silu(gate.forward(h.clone())) * up.forward(h))
+                let g = lora.add(Target::Gate, &h, gate.forward(h.clone()));
+                let u = lora.add(Target::Up, &h, up.forward(h.clone()));
+                let act = silu(g) * u;
+                lora.add(Target::Down, &act, down.forward(act.clone()))
+            }
+            Mlp::Host { gate_up, down } if lora.covers_mlp() => {
+                // The adapter's terms are added in burn between the host products.
+                let [n, _] = h.dims();
+                let width = gate_up.rows() / 2;
+                let gu = host_matmul(gate_up, h.clone());
+                let g = lora.add(Target::Gate, &h, gu.clone().narrow(1, 0, width));
+                let u = lora.add(Target::Up, &h, gu.narrow(1, width, width));
+                let act = silu(g) * u;
+                let out = host_matmul(down, act.clone());
+                debug_assert_eq!(out.dims()[0], n);
+                lora.add(Target::Down, &act, out)
             }
             Mlp::Host { gate_up, down } => {
                 let [n, _] = h.dims();
@@ -227,6 +284,125 @@ impl<B: Backend> KvCache<B> {
     }
 }
 
+/// One projection's adapter on the backend: `(Aᵀ, Bᵀ)`, shapes `[in, r]` and `[r, out]`.
+pub type LoraPairTensors<B> = (Tensor<B, 2>, Tensor<B, 2>);
+
+/// LoRA weights on the backend, per layer and [`Target::index`].
+pub struct LoraTensors<B: Backend> {
+    /// The factor of the update.
+    pub scaling: f32,
+    /// The pairs.
+    pub layers: Vec<[Option<LoraPairTensors<B>>; 7]>,
+    /// Dropout on the adapters' input (training only): the probability and the generator of
+    /// the masks, drawn on the host so that a seed repeats on every backend.
+    pub dropout: Option<(f32, std::sync::Mutex<Rng>)>,
+}
+
+impl<B: Backend> LoraTensors<B> {
+    /// Uploads a host adapter (no dropout: for inference).
+    pub fn from_adapter(adapter: &Adapter, scale: f32, device: &B::Device) -> Self {
+        let upload = |values: &[f32], rows: usize, cols: usize| {
+            Tensor::<B, 2>::from_data(TensorData::new(values.to_vec(), [rows, cols]), device)
+        };
+        LoraTensors {
+            scaling: adapter.config.scaling() * scale,
+            layers: adapter
+                .layers
+                .iter()
+                .map(|pairs| {
+                    pairs.clone().map(|p| {
+                        p.map(|p| {
+                            let r = p.rank();
+                            (
+                                upload(&p.a, r, p.inputs).transpose(),
+                                upload(&p.b, p.outputs, r).transpose(),
+                            )
+                        })
+                    })
+                })
+                .collect(),
+            dropout: None,
+        }
+    }
+
+    fn layer(&self, layer: usize) -> LayerLora<'_, B> {
+        LayerLora {
+            set: Some(self),
+            layer,
+        }
+    }
+}
+
+/// The adapter terms of one decoder layer, if any.
+struct LayerLora<'a, B: Backend> {
+    set: Option<&'a LoraTensors<B>>,
+    layer: usize,
+}
+
+impl<B: Backend> Clone for LayerLora<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B: Backend> Copy for LayerLora<'_, B> {}
+
+impl<B: Backend> LayerLora<'_, B> {
+    fn none() -> Self {
+        LayerLora {
+            set: None,
+            layer: 0,
+        }
+    }
+
+    fn pair(&self, target: Target) -> Option<&LoraPairTensors<B>> {
+        self.set?.layers.get(self.layer)?[target.index()].as_ref()
+    }
+
+    fn covers_mlp(&self) -> bool {
+        [Target::Gate, Target::Up, Target::Down]
+            .into_iter()
+            .any(|t| self.pair(t).is_some())
+    }
+
+    /// `y + s · (dropout(x) Aᵀ) Bᵀ` where `target` has an adapter, else `y`.
+    fn add(&self, target: Target, x: &Tensor<B, 2>, y: Tensor<B, 2>) -> Tensor<B, 2> {
+        let (Some(set), Some((a_t, b_t))) = (self.set, self.pair(target)) else {
+            return y;
+        };
+        let mut x = x.clone();
+        if let Some((p, rng)) = &set.dropout {
+            let dims = x.dims();
+            let keep = 1.0 - p;
+            let mask: Vec<f32> = {
+                let mut rng = rng.lock().unwrap_or_else(|e| e.into_inner());
+                (0..dims[0] * dims[1])
+                    .map(|_| {
+                        if (rng.next_f64() as f32) < keep {
+                            1.0 / keep
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect()
+            };
+            x = x * Tensor::from_data(TensorData::new(mask, dims), &y.device());
+        }
+        y + x
+            .matmul(a_t.clone())
+            .matmul(b_t.clone())
+            .mul_scalar(set.scaling)
+    }
+}
+
+/// What attention needs about the positions of a forward pass: the rotation tables and, for
+/// more than one new token, the causal mask.
+struct Positions<B: Backend> {
+    cos: Tensor<B, 3>,
+    sin: Tensor<B, 3>,
+    mask: Option<Tensor<B, 3, Bool>>,
+}
+
 /// A loaded decoder.
 pub struct Decoder<B: Backend> {
     config: DecoderConfig,
@@ -236,6 +412,7 @@ pub struct Decoder<B: Backend> {
     lm_head: Linear<B>,
     inv_freq: Vec<f64>,
     device: B::Device,
+    adapter: Option<LoraTensors<B>>,
 }
 
 impl<B: Backend> Decoder<B> {
@@ -243,7 +420,7 @@ impl<B: Backend> Decoder<B> {
     pub fn load(
         config: DecoderConfig,
         files: &WeightFiles,
-        mode: WeightMode,
+        mode: WeightMode<B>,
         device: &B::Device,
         progress: &mut dyn FnMut(f32),
     ) -> Result<Self> {
@@ -280,16 +457,7 @@ impl<B: Backend> Decoder<B> {
             if permuted && heads > 0 {
                 matrix = matrix.permute_rows(&unpermute_order(heads, c.head_dim));
             }
-            Ok(match mode {
-                WeightMode::Host => Linear::Host {
-                    matrix: Arc::new(matrix),
-                    bias,
-                },
-                WeightMode::Dense => Linear::Dense {
-                    weight: dense(&matrix, device).transpose(),
-                    bias,
-                },
-            })
+            to_linear(matrix, bias, mode, device)
         };
 
         let mlp = |gate_name: &str, up_name: &str, down_name: &str| -> Result<Mlp<B>> {
@@ -297,7 +465,7 @@ impl<B: Backend> Decoder<B> {
             let gate = files.matrix(gate_name, width, d)?;
             let up = files.matrix(up_name, width, d)?;
             let down = files.matrix(down_name, d, width)?;
-            if mode == WeightMode::Host && gate.ty() == up.ty() {
+            if matches!(mode, WeightMode::Host) && gate.ty() == up.ty() {
                 let mut bytes = Vec::with_capacity(gate.bytes().len() * 2);
                 bytes.extend_from_slice(gate.bytes());
                 bytes.extend_from_slice(up.bytes());
@@ -311,20 +479,11 @@ impl<B: Backend> Decoder<B> {
                     })?;
                 return Ok(Mlp::Host { gate_up, down });
             }
-            let wrap = |matrix: QuantMatrix| match mode {
-                WeightMode::Host => Linear::Host {
-                    matrix: Arc::new(matrix),
-                    bias: None,
-                },
-                WeightMode::Dense => Linear::Dense {
-                    weight: dense(&matrix, device).transpose(),
-                    bias: None,
-                },
-            };
+            let wrap = |matrix: QuantMatrix| to_linear(matrix, None, mode, device);
             Ok(Mlp::Separate {
-                gate: wrap(gate),
-                up: wrap(up),
-                down: wrap(down),
+                gate: wrap(gate)?,
+                up: wrap(up)?,
+                down: wrap(down)?,
             })
         };
 
@@ -385,12 +544,14 @@ impl<B: Backend> Decoder<B> {
             Some(_) if !c.tie_word_embeddings => {
                 linear("lm_head.weight", c.vocab_size, d, 0, None)?
             }
+            // The output head stays dense under QLoRA, as in the paper: it is not a LoRA
+            // target and quantising it costs the most accuracy.
             _ => match mode {
                 WeightMode::Host => Linear::Host {
                     matrix: embed_matrix.clone(),
                     bias: None,
                 },
-                WeightMode::Dense => Linear::Dense {
+                WeightMode::Dense | WeightMode::Nf4(_) => Linear::Dense {
                     weight: dense(&embed_matrix, device).transpose(),
                     bias: None,
                 },
@@ -398,7 +559,9 @@ impl<B: Backend> Decoder<B> {
         };
         let embed = match mode {
             WeightMode::Host => Embedding::Host(embed_matrix),
-            WeightMode::Dense => Embedding::Dense(dense(&embed_matrix, device)),
+            WeightMode::Dense | WeightMode::Nf4(_) => {
+                Embedding::Dense(dense(&embed_matrix, device))
+            }
         };
         Ok(Self {
             inv_freq: config.rope_inv_freq(),
@@ -408,7 +571,64 @@ impl<B: Backend> Decoder<B> {
             layers,
             lm_head,
             device: device.clone(),
+            adapter: None,
         })
+    }
+
+    /// Applies `adapter` scaled by `scale` (1 is the trained strength) to every later
+    /// forward pass, replacing any adapter applied before; `None` removes it. The base weights
+    /// are untouched, so switching adapters does not reload the model.
+    pub fn set_adapter(&mut self, adapter: Option<(&Adapter, f32)>) {
+        self.adapter = adapter.map(|(a, scale)| LoraTensors::from_adapter(a, scale, &self.device));
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
+    /// Logits `[rows.len(), vocab]` at positions `rows` of a whole sequence run with `lora`
+    /// (training: no cache, nothing leaves the device). Only those rows go through the output
+    /// head, the largest product of a small model.
+    pub fn forward_train_rows(
+        &self,
+        tokens: &[u32],
+        lora: &LoraTensors<B>,
+        rows: &[usize],
+    ) -> Result<Tensor<B, 2>> {
+        let mut cache = self.new_cache();
+        let hidden = self.forward_hidden(tokens, &mut cache, Some(lora))?;
+        let ids: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [rows.len()]), &self.device);
+        let normed = rms_norm(hidden.select(0, ids), &self.norm, self.config.rms_norm_eps);
+        Ok(self.lm_head.forward(normed))
+    }
+
+    /// Bytes the projection weights (the ones LoRA targets) hold: what QLoRA shrinks.
+    pub fn projection_bytes(&self) -> u64 {
+        let linear = |l: &Linear<B>| -> u64 {
+            match l {
+                Linear::Dense { weight, .. } => (weight.shape().num_elements() * 4) as u64,
+                Linear::Host { matrix, .. } => matrix.bytes().len() as u64,
+                Linear::Nf4 { matrix, .. } => matrix.bytes() as u64,
+            }
+        };
+        self.layers
+            .iter()
+            .map(|b| {
+                let qkv = match &b.qkv {
+                    Qkv::Separate { q, k, v } => linear(q) + linear(k) + linear(v),
+                    Qkv::Host { qkv, .. } => qkv.bytes().len() as u64,
+                };
+                let mlp = match &b.mlp {
+                    Mlp::Separate { gate, up, down } => linear(gate) + linear(up) + linear(down),
+                    Mlp::Host { gate_up, down } => {
+                        (gate_up.bytes().len() + down.bytes().len()) as u64
+                    }
+                };
+                qkv + linear(&b.o) + mlp
+            })
+            .sum()
     }
 
     /// The configuration.
@@ -426,7 +646,7 @@ impl<B: Backend> Decoder<B> {
 
     /// Runs `tokens` after those already in `cache` and returns the logits of the last one.
     pub fn forward_last(&self, tokens: &[u32], cache: &mut KvCache<B>) -> Result<Vec<f32>> {
-        let hidden = self.forward_hidden(tokens, cache)?;
+        let hidden = self.forward_hidden(tokens, cache, self.adapter.as_ref())?;
         let [n, _] = hidden.dims();
         Ok(self.logits(hidden.narrow(0, n - 1, 1)))
     }
@@ -434,7 +654,7 @@ impl<B: Backend> Decoder<B> {
     /// Runs `tokens` after those already in `cache` and returns the logits of every one,
     /// `[tokens, vocab]` row-major.
     pub fn forward_all(&self, tokens: &[u32], cache: &mut KvCache<B>) -> Result<Vec<f32>> {
-        let hidden = self.forward_hidden(tokens, cache)?;
+        let hidden = self.forward_hidden(tokens, cache, self.adapter.as_ref())?;
         Ok(self.logits(hidden))
     }
 
@@ -444,7 +664,12 @@ impl<B: Backend> Decoder<B> {
         to_host(self.lm_head.forward(normed))
     }
 
-    fn forward_hidden(&self, tokens: &[u32], cache: &mut KvCache<B>) -> Result<Tensor<B, 2>> {
+    fn forward_hidden(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache<B>,
+        lora: Option<&LoraTensors<B>>,
+    ) -> Result<Tensor<B, 2>> {
         let c = &self.config;
         let n = tokens.len();
         let start = cache.len;
@@ -471,13 +696,18 @@ impl<B: Backend> Decoder<B> {
         }
         let mut x = self.embed(tokens);
         let (cos, sin) = self.rope_tables(start, n);
-        let mask = (n > 1).then(|| self.causal_mask(start, n));
+        let positions = Positions {
+            cos,
+            sin,
+            mask: (n > 1).then(|| self.causal_mask(start, n)),
+        };
         for (layer, block) in self.layers.iter().enumerate() {
+            let lora = lora.map_or(LayerLora::none(), |l| l.layer(layer));
             let h = rms_norm(x.clone(), &block.attn_norm, c.rms_norm_eps);
-            let attn = self.attention(block, h, &cos, &sin, mask.clone(), &mut cache.layers[layer]);
+            let attn = self.attention(block, h, &positions, &mut cache.layers[layer], lora);
             x = x + attn;
             let h = rms_norm(x.clone(), &block.ffn_norm, c.rms_norm_eps);
-            let ffn = block.mlp.forward(h);
+            let ffn = block.mlp.forward(h, lora);
             x = x + ffn;
         }
         cache.len += n;
@@ -542,17 +772,16 @@ impl<B: Backend> Decoder<B> {
         &self,
         block: &Block<B>,
         h: Tensor<B, 2>,
-        cos: &Tensor<B, 3>,
-        sin: &Tensor<B, 3>,
-        mask: Option<Tensor<B, 3, Bool>>,
+        positions: &Positions<B>,
         cache: &mut Option<(Tensor<B, 3>, Tensor<B, 3>)>,
+        lora: LayerLora<'_, B>,
     ) -> Tensor<B, 2> {
         let c = &self.config;
         let [n, _] = h.dims();
         let (hd, heads, kv_heads) = (c.head_dim, c.heads, c.kv_heads);
         let group = heads / kv_heads;
         let split = |x: Tensor<B, 2>, heads: usize| x.reshape([n, heads, hd]).swap_dims(0, 1);
-        let [q, k, v] = block.qkv.forward(h);
+        let [q, k, v] = block.qkv.forward(h, lora);
         let mut q = split(q, heads);
         let mut k = split(k, kv_heads);
         let v = split(v, kv_heads);
@@ -562,8 +791,8 @@ impl<B: Backend> Decoder<B> {
         if let Some(w) = &block.k_norm {
             k = rms_norm(k, w, c.rms_norm_eps);
         }
-        let q = rope(q, cos, sin);
-        let k = rope(k, cos, sin);
+        let q = rope(q, &positions.cos, &positions.sin);
+        let k = rope(k, &positions.cos, &positions.sin);
 
         let (k, v) = match cache.take() {
             Some((pk, pv)) => (Tensor::cat(vec![pk, k], 1), Tensor::cat(vec![pv, v], 1)),
@@ -575,15 +804,15 @@ impl<B: Backend> Decoder<B> {
         let q = q.reshape([kv_heads, group * n, hd]);
         let scale = (hd as f64).sqrt().recip();
         let mut scores = q.matmul(k.swap_dims(1, 2)).mul_scalar(scale);
-        if let Some(mask) = mask {
-            scores = scores.mask_fill(mask, f32::NEG_INFINITY);
+        if let Some(mask) = &positions.mask {
+            scores = scores.mask_fill(mask.clone(), f32::NEG_INFINITY);
         }
         let out = softmax(scores, 2).matmul(v);
         let out = out
             .reshape([heads, n, hd])
             .swap_dims(0, 1)
             .reshape([n, heads * hd]);
-        block.o.forward(out)
+        lora.add(Target::O, &out, block.o.forward(out.clone()))
     }
 }
 
@@ -612,6 +841,44 @@ fn rope<B: Backend>(x: Tensor<B, 3>, cos: &Tensor<B, 3>, sin: &Tensor<B, 3>) -> 
     )
 }
 
+/// A projection from a stored `[out, in]` weight, held as `mode` says.
+fn to_linear<B: Backend>(
+    matrix: QuantMatrix,
+    bias: Option<Tensor<B, 1>>,
+    mode: WeightMode<B>,
+    device: &B::Device,
+) -> Result<Linear<B>> {
+    Ok(match mode {
+        WeightMode::Host => Linear::Host {
+            matrix: Arc::new(matrix),
+            bias,
+        },
+        WeightMode::Dense => Linear::Dense {
+            weight: dense(&matrix, device).transpose(),
+            bias,
+        },
+        WeightMode::Nf4(matmul) => Linear::Nf4 {
+            matrix: Arc::new(Nf4Matrix::quantize(
+                matrix.rows(),
+                matrix.cols(),
+                &matrix.dequantize(),
+            )?),
+            matmul,
+            bias,
+        },
+    })
+}
+
+/// `x Wᵀ` for an NF4 weight on the host, without a backward pass (inference).
+pub fn nf4_matmul_host<B: Backend>(x: Tensor<B, 2>, matrix: &Arc<Nf4Matrix>) -> Tensor<B, 2> {
+    let [n, _] = x.dims();
+    let device = x.device();
+    let input = to_host(x);
+    let mut out = vec![0.0f32; n * matrix.rows()];
+    matrix.matmul_t(&input, n, &mut out);
+    Tensor::from_data(TensorData::new(out, [n, matrix.rows()]), &device)
+}
+
 fn dense<B: Backend>(matrix: &QuantMatrix, device: &B::Device) -> Tensor<B, 2> {
     Tensor::from_data(
         TensorData::new(matrix.dequantize(), [matrix.rows(), matrix.cols()]),
@@ -621,7 +888,7 @@ fn dense<B: Backend>(matrix: &QuantMatrix, device: &B::Device) -> Tensor<B, 2> {
 
 /// The row order that undoes llama.cpp's q/k permutation: Hugging Face row
 /// `h·hd + j·hd/2 + i` is GGUF row `h·hd + 2i + j`.
-fn unpermute_order(heads: usize, head_dim: usize) -> Vec<usize> {
+pub(crate) fn unpermute_order(heads: usize, head_dim: usize) -> Vec<usize> {
     let half = head_dim / 2;
     let mut order = Vec::with_capacity(heads * head_dim);
     for h in 0..heads {
@@ -634,7 +901,7 @@ fn unpermute_order(heads: usize, head_dim: usize) -> Vec<usize> {
     order
 }
 
-fn permute_values(values: &[f32], order: &[usize]) -> Vec<f32> {
+pub(crate) fn permute_values(values: &[f32], order: &[usize]) -> Vec<f32> {
     order.iter().map(|&i| values[i]).collect()
 }
 

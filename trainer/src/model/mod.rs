@@ -6,5 +6,5 @@ pub mod llama;
 pub mod weights;
 
 pub use config::{Architecture, DecoderConfig, RopeScaling};
-pub use llama::{Decoder, KvCache, Linear, WeightMode};
+pub use llama::{Decoder, KvCache, Linear, LoraTensors, Nf4Matmul, WeightMode, nf4_matmul_host};
 pub use weights::{RawTensor, WeightFiles, gguf_name};

@@ -50,7 +50,16 @@ impl WeightFiles {
 
     /// Opens the safetensors shards of a folder.
     pub fn safetensors(dir: &Path) -> Result<Self> {
-        let headers = read_folder(dir)?;
+        Self::from_headers(dir, read_folder(dir)?)
+    }
+
+    /// Opens one safetensors file of any name (an adapter, a checkpoint).
+    pub fn safetensors_file(path: &Path) -> Result<Self> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Self::from_headers(dir, vec![SafetensorsHeader::read(path)?])
+    }
+
+    fn from_headers(dir: &Path, headers: Vec<SafetensorsHeader>) -> Result<Self> {
         let mut shards = Vec::with_capacity(headers.len());
         let mut index = HashMap::new();
         for header in headers {
@@ -71,6 +80,17 @@ impl WeightFiles {
             shards,
             index,
         })
+    }
+
+    /// The names of every tensor (Hugging Face names for safetensors, GGUF names for GGUF).
+    pub fn tensor_names(&self) -> Vec<String> {
+        match self {
+            WeightFiles::Gguf(file) => file.tensors().iter().map(|t| t.name.clone()).collect(),
+            WeightFiles::Safetensors { shards, .. } => shards
+                .iter()
+                .flat_map(|(h, _)| h.tensors.iter().map(|t| t.name.clone()))
+                .collect(),
+        }
     }
 
     /// The file or folder, for error messages.

@@ -31,11 +31,13 @@
 
 mod dequant;
 mod matmul;
+pub mod nf4;
 
 use crate::loading::ggml::GgmlType;
 
 pub use dequant::{dequantize, dequantize_into, dequantize_with, is_supported};
 pub use matmul::{ROWS_PER_TASK, Simd};
+pub use nf4::Nf4Matrix;
 
 /// Why tensor data cannot be decoded.
 ///

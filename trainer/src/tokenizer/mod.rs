@@ -27,6 +27,9 @@ const END_OF_TURN_TOKENS: &[&str] = &[
     "</s>",
 ];
 
+/// The byte range of each token in the text it was encoded from.
+pub type TokenOffsets = Vec<(usize, usize)>;
+
 /// A model's tokenizer, chat template and stop tokens.
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
@@ -160,6 +163,28 @@ impl TextTokenizer {
         Ok(ids)
     }
 
+    /// [`TextTokenizer::encode`] with each token's byte range in `text` (a prepended BOS gets
+    /// `0..0`), so training data can map tokens back to the text they came from.
+    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, TokenOffsets)> {
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| Error::Tokenizer {
+                message: e.to_string(),
+                path: PathBuf::from("<tokenizer>"),
+            })?;
+        let mut ids = encoding.get_ids().to_vec();
+        let mut offsets = encoding.get_offsets().to_vec();
+        if self.add_bos
+            && let Some(bos) = self.bos
+            && ids.first() != Some(&bos)
+        {
+            ids.insert(0, bos);
+            offsets.insert(0, (0, 0));
+        }
+        Ok((ids, offsets))
+    }
+
     /// The text of `ids`; special tokens are left out.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner.decode(ids, true).map_err(|e| Error::Tokenizer {
@@ -195,6 +220,35 @@ impl TextTokenizer {
     /// The underlying `tokenizers` object.
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
+    }
+
+    /// Writes `tokenizer.json` and `tokenizer_config.json` (special tokens, BOS policy and
+    /// the chat template) into `dir`, so an exported model chats and stops as this one does.
+    pub fn save_folder(&self, dir: &Path) -> Result<()> {
+        let path = dir.join("tokenizer.json");
+        let json = self.inner.to_string(false).map_err(|e| Error::Tokenizer {
+            message: e.to_string(),
+            path: path.clone(),
+        })?;
+        crate::loading::safetensors_writer::write_atomically(&path, json.as_bytes())
+            .map_err(|e| Error::io("write", &path, e))?;
+        let (bos, eos) = self.template.special_tokens();
+        let mut config = serde_json::json!({
+            "bos_token": bos,
+            "eos_token": eos,
+            "add_bos_token": self.add_bos,
+            "tokenizer_class": "PreTrainedTokenizerFast",
+        });
+        if let Some(template) = self.template.source_text() {
+            config["chat_template"] = Value::String(template);
+        }
+        let path = dir.join("tokenizer_config.json");
+        let bytes = serde_json::to_vec_pretty(&config).map_err(|e| Error::Tokenizer {
+            message: e.to_string(),
+            path: path.clone(),
+        })?;
+        crate::loading::safetensors_writer::write_atomically(&path, &bytes)
+            .map_err(|e| Error::io("write", &path, e))
     }
 }
 

@@ -46,6 +46,19 @@ impl ChatTemplate {
         })
     }
 
+    /// The template's text, to write into exported models.
+    pub fn source_text(&self) -> Option<String> {
+        self.env
+            .get_template("chat")
+            .ok()
+            .map(|t| t.source().to_owned())
+    }
+
+    /// The BOS and EOS token texts the template was given.
+    pub fn special_tokens(&self) -> (&str, &str) {
+        (&self.bos_token, &self.eos_token)
+    }
+
     /// Renders the conversation; with `add_generation_prompt` the text ends where the
     /// assistant's answer begins.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {

@@ -1,14 +1,17 @@
 //! Integration tests of the `trainer` crate: one binary, one module per area.
 
 mod backends;
+mod data;
 mod default_model;
 mod gguf;
 mod inspect;
 mod llama_cpp;
+mod lora;
 mod quant;
 mod runtime;
 mod safetensors;
 mod tokenizer;
+mod train;
 
 use std::path::{Path, PathBuf};
 

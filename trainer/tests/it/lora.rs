@@ -1,0 +1,462 @@
+//! LoRA numerics on tiny random models: a new adapter changes nothing, merging changes
+//! nothing, gradients match finite differences (through the NF4 operation too), and the PEFT
+//! layout round-trips.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::Autodiff;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::flex::Flex;
+use burn::tensor::Tensor;
+use trainer::loading::safetensors::{Dtype, SafetensorsHeader};
+use trainer::lora::{
+    ADAPTER_CONFIG, ADAPTER_WEIGHTS, Adapter, LoraConfig, MergedDtype, Target, merge_adapter,
+};
+use trainer::quant::Nf4Matrix;
+use trainer::runtime::OpenedModel;
+use trainer::test_support::{StTensor, TinyFamily, TinyLlama, write_safetensors};
+use trainer::train::{Method, Params, Sequence, load_frozen_base, sequence_loss};
+use trainer::{BackendKind, ChatModel, Error, LoadOptions};
+
+use crate::temp_dir;
+
+type Ad = Autodiff<Flex, NoCheckpointing>;
+
+const TOKENS: [u32; 9] = [0, 5, 9, 2, 33, 17, 60, 41, 8];
+
+fn tiny(family: TinyFamily) -> TinyLlama {
+    TinyLlama {
+        family,
+        dtype: Dtype::F32,
+        ..TinyLlama::default()
+    }
+}
+
+fn write(spec: &TinyLlama, dir: &Path) -> PathBuf {
+    let folder = dir.join("model");
+    spec.write(&folder).expect("write the tiny model");
+    spec.write_tokenizer(&folder).expect("write its tokenizer");
+    folder
+}
+
+fn load(path: &Path, dense: bool) -> ChatModel {
+    let options = LoadOptions {
+        backend: Some(BackendKind::Cpu),
+        dense_weights: dense,
+    };
+    ChatModel::load(path, &options, &mut |_, _| {}).expect("the tiny model loads")
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// An adapter on every projection with `B` filled too, so it changes the model.
+fn random_adapter(model: &Path, seed: u64) -> Adapter {
+    let config = OpenedModel::open(model).expect("open").config;
+    let mut adapter = Adapter::init(
+        LoraConfig {
+            rank: 4,
+            alpha: 8.0,
+            dropout: 0.0,
+            ..LoraConfig::default()
+        },
+        &config,
+        "tiny",
+        seed,
+    )
+    .expect("init");
+    let mut x = seed as f32;
+    for layer in &mut adapter.layers {
+        for pair in layer.iter_mut().flatten() {
+            for b in &mut pair.b {
+                x = (x * 1.7 + 0.3) % 1.0;
+                *b = (x - 0.5) * 0.2;
+            }
+        }
+    }
+    adapter
+}
+
+#[test]
+fn a_new_adapter_changes_no_logit() {
+    for family in [TinyFamily::Llama, TinyFamily::Qwen2, TinyFamily::Qwen3] {
+        let dir = temp_dir();
+        let folder = write(&tiny(family), dir.path());
+        for dense in [false, true] {
+            let mut model = load(&folder, dense);
+            let base = model.logits(&TOKENS).expect("base logits");
+            let config = model.config().clone();
+            let adapter =
+                Adapter::init(LoraConfig::default(), &config, "tiny", 7).expect("a new adapter");
+            assert!(
+                adapter
+                    .pairs()
+                    .all(|(_, _, p)| p.b.iter().all(|&b| b == 0.0))
+            );
+            assert!(
+                adapter
+                    .pairs()
+                    .any(|(_, _, p)| p.a.iter().any(|&a| a != 0.0))
+            );
+            model
+                .set_adapter(Some((&adapter, 1.0)), &folder)
+                .expect("fits");
+            let with = model.logits(&TOKENS).expect("adapter logits");
+            let diff = max_abs_diff(&base, &with);
+            assert!(diff < 1e-5, "{family:?} dense={dense}: differs by {diff}");
+        }
+    }
+}
+
+/// The tiny model with every projection weight replaced by its NF4 round trip: what QLoRA's
+/// frozen base computes with.
+fn nf4_round_trip_copy(spec: &TinyLlama, dir: &Path) -> PathBuf {
+    let folder = write(spec, dir);
+    let tensors: Vec<StTensor> = spec
+        .tensors()
+        .into_iter()
+        .map(|t| {
+            let projection = Target::ALL
+                .iter()
+                .any(|p| t.name.ends_with(&format!("{}.weight", p.name())));
+            if !projection {
+                return t;
+            }
+            let values: Vec<f32> = t
+                .data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let (rows, cols) = (t.shape[0] as usize, t.shape[1] as usize);
+            let back = Nf4Matrix::quantize(rows, cols, &values)
+                .expect("quantise")
+                .dequantize();
+            StTensor::f32(&t.name, &t.shape, &back)
+        })
+        .collect();
+    write_safetensors(folder.join("model.safetensors"), &tensors).expect("write");
+    folder
+}
+
+#[test]
+fn the_training_forward_pass_equals_the_runtime() {
+    for method in [Method::Lora, Method::Qlora] {
+        let dir = temp_dir();
+        let spec = tiny(TinyFamily::Qwen2);
+        let folder = write(&spec, dir.path());
+        let adapter = random_adapter(&folder, 3);
+        // QLoRA computes with NF4-rounded weights: compare with a model that has them.
+        let reference = match method {
+            Method::Lora => folder.clone(),
+            Method::Qlora => nf4_round_trip_copy(&spec, &dir.path().join("nf4")),
+        };
+        let mut model = load(&reference, true);
+        model
+            .set_adapter(Some((&adapter, 1.0)), &folder)
+            .expect("fits");
+        let runtime = model.logits(&TOKENS).expect("runtime logits");
+
+        let opened = OpenedModel::open(&folder).expect("open");
+        let decoder = load_frozen_base::<Flex, NoCheckpointing>(
+            opened.config.clone(),
+            &opened.files,
+            method,
+            &Default::default(),
+        )
+        .expect("frozen base");
+        let params = Params::<Flex>::upload(&adapter, &Default::default());
+        let (lora, _) = params.to_lora::<NoCheckpointing>(
+            opened.config.layers,
+            adapter.config.scaling(),
+            false,
+            None,
+        );
+        let rows: Vec<usize> = (0..TOKENS.len()).collect();
+        let logits: Vec<f32> = decoder
+            .forward_train_rows(&TOKENS, &lora, &rows)
+            .expect("training forward")
+            .into_data()
+            .into_vec()
+            .expect("f32");
+        let diff = max_abs_diff(&runtime, &logits);
+        assert!(diff < 1e-4, "{method}: differs by {diff}");
+    }
+}
+
+#[test]
+fn a_merged_model_equals_the_unmerged_adapter() {
+    for family in [TinyFamily::Llama, TinyFamily::Qwen3] {
+        let dir = temp_dir();
+        let folder = write(&tiny(family), dir.path());
+        let adapter = random_adapter(&folder, 11);
+        let mut model = load(&folder, true);
+        let base = model.logits(&TOKENS).expect("base");
+        model
+            .set_adapter(Some((&adapter, 1.0)), &folder)
+            .expect("fits");
+        let unmerged = model.logits(&TOKENS).expect("unmerged");
+        assert!(
+            max_abs_diff(&base, &unmerged) > 1e-3,
+            "the test adapter must change the model"
+        );
+        let merged_dir = dir.path().join("merged");
+        merge_adapter(
+            &folder,
+            &adapter,
+            &dir.path().join("adapter"),
+            &merged_dir,
+            MergedDtype::F32,
+            &mut |_| {},
+        )
+        .expect("merge");
+        let merged = load(&merged_dir, true).logits(&TOKENS).expect("merged");
+        let diff = max_abs_diff(&unmerged, &merged);
+        assert!(diff < 1e-4, "{family:?}: merged differs by {diff}");
+    }
+}
+
+#[test]
+fn merging_a_gguf_model_undoes_its_qk_permutation() {
+    let dir = temp_dir();
+    let spec = tiny(TinyFamily::Llama);
+    let folder = write(&spec, dir.path());
+    let gguf = dir.path().join("tiny.gguf");
+    spec.to_gguf().write(&gguf).expect("gguf");
+    let adapter = random_adapter(&folder, 5);
+    let merged_from_gguf = dir.path().join("from-gguf");
+    merge_adapter(
+        &gguf,
+        &adapter,
+        &gguf,
+        &merged_from_gguf,
+        MergedDtype::F32,
+        &mut |_| {},
+    )
+    .expect("merge from gguf");
+    let mut model = load(&folder, true);
+    model
+        .set_adapter(Some((&adapter, 1.0)), &folder)
+        .expect("fits");
+    let unmerged = model.logits(&TOKENS).expect("unmerged");
+    let merged = load(&merged_from_gguf, true)
+        .logits(&TOKENS)
+        .expect("merged");
+    let diff = max_abs_diff(&unmerged, &merged);
+    assert!(diff < 1e-3, "differs by {diff}");
+}
+
+/// The summed loss of `sequence` with `params`.
+fn loss_of(
+    decoder: &trainer::model::Decoder<Ad>,
+    params: &Params<Flex>,
+    layers: usize,
+    scaling: f32,
+    sequence: &Sequence,
+) -> f64 {
+    let (lora, _) = params.to_lora::<NoCheckpointing>(layers, scaling, false, None);
+    let loss = sequence_loss(decoder, &lora, sequence)
+        .expect("loss")
+        .expect("trained tokens");
+    f64::from(loss.into_scalar())
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    for method in [Method::Lora, Method::Qlora] {
+        let dir = temp_dir();
+        let folder = write(&tiny(TinyFamily::Llama), dir.path());
+        let adapter = random_adapter(&folder, 9);
+        let opened = OpenedModel::open(&folder).expect("open");
+        let layers = opened.config.layers;
+        let scaling = adapter.config.scaling();
+        let decoder = load_frozen_base::<Flex, NoCheckpointing>(
+            opened.config.clone(),
+            &opened.files,
+            method,
+            &Default::default(),
+        )
+        .expect("frozen base");
+        let sequence = Sequence {
+            tokens: TOKENS.to_vec(),
+            trained: (0..TOKENS.len()).map(|i| i >= 3).collect(),
+        };
+        let params = Params::<Flex>::upload(&adapter, &Default::default());
+        let (lora, leaves) = params.to_lora::<NoCheckpointing>(layers, scaling, true, None);
+        let loss = sequence_loss(&decoder, &lora, &sequence)
+            .expect("loss")
+            .expect("trained tokens");
+        let grads = loss.backward();
+        let analytic: Vec<Vec<f32>> = leaves
+            .iter()
+            .map(|leaf| {
+                leaf.grad(&grads)
+                    .expect("every LoRA tensor gets a gradient")
+                    .into_data()
+                    .into_vec()
+                    .expect("f32")
+            })
+            .collect();
+        // Layer 0's q (A then B) and layer 1's down (A then B): the first crosses every
+        // later layer's frozen projections in the backward pass.
+        let checked = [
+            0usize,
+            1,
+            params.tensors.len() - 2,
+            params.tensors.len() - 1,
+        ];
+        let h = 1e-2f32;
+        let mut compared = 0;
+        for &p in &checked {
+            let values: Vec<f32> = params.tensors[p].to_data().into_vec().expect("f32");
+            let dims = params.tensors[p].dims();
+            for e in [0, values.len() / 3, values.len() - 1] {
+                let shifted = |delta: f32| {
+                    let mut v = values.clone();
+                    v[e] += delta;
+                    let mut moved = Params {
+                        layout: params.layout.clone(),
+                        tensors: params.tensors.clone(),
+                    };
+                    moved.tensors[p] = Tensor::from_data(
+                        burn::tensor::TensorData::new(v, dims),
+                        &Default::default(),
+                    );
+                    loss_of(&decoder, &moved, layers, scaling, &sequence)
+                };
+                let numeric = (shifted(h) - shifted(-h)) / (2.0 * f64::from(h));
+                let exact = f64::from(analytic[p][e]);
+                assert!(
+                    (numeric - exact).abs() <= 2e-3 + 2e-2 * exact.abs(),
+                    "{method}: tensor {p} element {e}: autodiff {exact}, finite difference {numeric}"
+                );
+                compared += usize::from(exact.abs() > 1e-4);
+            }
+        }
+        assert!(
+            compared >= 6,
+            "{method}: too few non-zero gradients were compared ({compared})"
+        );
+    }
+}
+
+#[test]
+fn the_peft_layout_has_peft_names_shapes_and_config() {
+    let dir = temp_dir();
+    let folder = write(&tiny(TinyFamily::Llama), dir.path());
+    let config = OpenedModel::open(&folder).expect("open").config;
+    let lora = LoraConfig {
+        rank: 4,
+        alpha: 16.0,
+        dropout: 0.1,
+        rslora: false,
+        targets: vec![Target::Q, Target::V, Target::Down],
+    };
+    let adapter =
+        Adapter::init(lora, &config, "HuggingFaceTB/SmolLM2-135M-Instruct", 1).expect("init");
+    let out = dir.path().join("adapter");
+    adapter.save_peft(&out).expect("save");
+
+    let header = SafetensorsHeader::read(out.join(ADAPTER_WEIGHTS)).expect("safetensors");
+    assert_eq!(
+        header.metadata.get("format").map(String::as_str),
+        Some("pt")
+    );
+    assert_eq!(header.tensors.len(), 2 * 3 * config.layers);
+    for t in &header.tensors {
+        assert_eq!(t.dtype, Dtype::F32, "{}", t.name);
+    }
+    let shape = |name: &str| {
+        header
+            .tensors
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("{name} is missing"))
+            .shape
+            .clone()
+    };
+    let d = config.hidden_size as u64;
+    let kv = (config.kv_heads * config.head_dim) as u64;
+    let ff = config.intermediate_size as u64;
+    assert_eq!(
+        shape("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"),
+        [4, d]
+    );
+    assert_eq!(
+        shape("base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight"),
+        [kv, 4]
+    );
+    assert_eq!(
+        shape("base_model.model.model.layers.1.mlp.down_proj.lora_A.weight"),
+        [4, ff]
+    );
+    assert_eq!(
+        shape("base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"),
+        [d, 4]
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join(ADAPTER_CONFIG)).expect("config"))
+            .expect("json");
+    assert_eq!(json["peft_type"], "LORA");
+    assert_eq!(json["task_type"], "CAUSAL_LM");
+    assert_eq!(json["r"], 4);
+    assert_eq!(json["lora_alpha"], 16.0);
+    assert_eq!(json["bias"], "none");
+    assert_eq!(json["use_rslora"], false);
+    assert_eq!(
+        json["base_model_name_or_path"],
+        "HuggingFaceTB/SmolLM2-135M-Instruct"
+    );
+    assert_eq!(
+        json["target_modules"],
+        serde_json::json!(["q_proj", "v_proj", "down_proj"])
+    );
+    let back = Adapter::load_peft(&out).expect("load");
+    assert_eq!(back, adapter);
+}
+
+#[test]
+fn adapters_peft_cannot_express_here_are_refused_with_the_reason() {
+    let dir = temp_dir();
+    let folder = write(&tiny(TinyFamily::Llama), dir.path());
+    let config = OpenedModel::open(&folder).expect("open").config;
+    let adapter = Adapter::init(LoraConfig::default(), &config, "tiny", 1).expect("init");
+    let out = dir.path().join("adapter");
+    adapter.save_peft(&out).expect("save");
+    let path = out.join(ADAPTER_CONFIG);
+    let original = std::fs::read_to_string(&path).expect("read");
+    for (edit, expected) in [
+        (r#""use_dora": true"#, "DoRA"),
+        (r#""peft_type": "IA3""#, "IA3"),
+        (r#""bias": "all""#, "bias"),
+    ] {
+        let mut json: serde_json::Value = serde_json::from_str(&original).expect("json");
+        let (key, value) = edit.split_once(": ").expect("edit");
+        json[key.trim_matches('"')] = serde_json::from_str(value).expect("value");
+        std::fs::write(&path, json.to_string()).expect("write");
+        let err = Adapter::load_peft(&out).expect_err("refused");
+        assert!(matches!(err, Error::Adapter { .. }), "{err}");
+        assert!(err.to_string().contains(expected), "{err}");
+        assert_eq!(err.path(), Some(path.as_path()));
+    }
+    std::fs::write(&path, original).expect("restore");
+
+    // An adapter for another model shape.
+    let other = write(
+        &TinyLlama {
+            layers: 3,
+            ..tiny(TinyFamily::Llama)
+        },
+        &dir.path().join("other"),
+    );
+    let mut model = load(&other, false);
+    let err = model
+        .set_adapter(Some((&adapter, 1.0)), &out)
+        .expect_err("wrong shape");
+    assert!(err.to_string().contains("layers"), "{err}");
+}

@@ -8,8 +8,9 @@ use std::sync::atomic::Ordering;
 
 use studio::{
     AddModelResult, ApiError, ChatToken, Conversation, ConversationSummary, ConversationUpdate,
-    DoctorReport, JobEvent, JobInfo, ModelSummary, NewConversation, SamplingParams, SendMessage,
-    SendResult, Settings, StopResult, Studio,
+    DatasetPreview, DoctorReport, JobEvent, JobInfo, ModelSummary, NewConversation, NewRun,
+    PreviewRequest, RunDetail, RunSummary, SamplingParams, SendMessage, SendResult, Settings,
+    StopResult, Studio,
 };
 use tauri::{AppHandle, Emitter, Manager, State};
 
@@ -113,6 +114,44 @@ async fn delete_conversation(studio: State<'_, Studio>, id: String) -> CommandRe
 }
 
 #[tauri::command]
+async fn list_runs(studio: State<'_, Studio>) -> CommandResult<Vec<RunSummary>> {
+    blocking(&studio, |s| s.list_runs()).await
+}
+
+#[tauri::command]
+async fn start_run(studio: State<'_, Studio>, run: NewRun) -> CommandResult<RunSummary> {
+    blocking(&studio, move |s| s.start_run(&run)).await
+}
+
+#[tauri::command]
+async fn get_run(studio: State<'_, Studio>, id: String) -> CommandResult<RunDetail> {
+    blocking(&studio, move |s| s.get_run(&id)).await
+}
+
+#[tauri::command]
+async fn delete_run(studio: State<'_, Studio>, id: String) -> CommandResult<()> {
+    blocking(&studio, move |s| s.delete_run(&id)).await
+}
+
+#[tauri::command]
+async fn cancel_run(studio: State<'_, Studio>, id: String) -> CommandResult<RunSummary> {
+    blocking(&studio, move |s| s.cancel_run(&id)).await
+}
+
+#[tauri::command]
+async fn resume_run(studio: State<'_, Studio>, id: String) -> CommandResult<RunSummary> {
+    blocking(&studio, move |s| s.resume_run(&id)).await
+}
+
+#[tauri::command]
+async fn preview_dataset(
+    studio: State<'_, Studio>,
+    request: PreviewRequest,
+) -> CommandResult<DatasetPreview> {
+    blocking(&studio, move |s| s.preview_dataset(&request)).await
+}
+
+#[tauri::command]
 async fn stop_answer(studio: State<'_, Studio>, id: String) -> CommandResult<StopResult> {
     blocking(&studio, move |s| s.stop_answer(&id)).await
 }
@@ -211,7 +250,14 @@ fn main() -> anyhow::Result<()> {
             update_conversation,
             delete_conversation,
             send_message,
-            stop_answer
+            stop_answer,
+            list_runs,
+            start_run,
+            get_run,
+            delete_run,
+            cancel_run,
+            resume_run,
+            preview_dataset
         ])
         .run(tauri::generate_context!())?;
     Ok(())

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
+use trainer::lora::Adapter;
 use trainer::{BackendKind, ChatMessage, ChatModel, LoadOptions};
 
 pub use trainer::{GenerationStats, SamplingParams, StopReason};
@@ -62,6 +63,9 @@ pub struct MessageStats {
     #[serde(flatten)]
     pub generation: GenerationStats,
     pub model_id: String,
+    /// The fine-tuning run whose adapter answered, if any.
+    #[serde(default)]
+    pub adapter_run_id: Option<String>,
     pub backend: BackendKind,
 }
 
@@ -83,6 +87,8 @@ pub struct ConversationSummary {
     pub id: String,
     pub title: String,
     pub model_id: String,
+    /// Answers come from the base model with this run's adapter.
+    pub adapter_run_id: Option<String>,
     /// Questions and answers (the system prompt is not counted).
     pub message_count: i64,
     pub created_at: String,
@@ -95,6 +101,8 @@ pub struct Conversation {
     pub id: String,
     pub title: String,
     pub model_id: String,
+    /// Answers come from the base model with this run's adapter.
+    pub adapter_run_id: Option<String>,
     pub sampling: SamplingParams,
     pub created_at: String,
     pub updated_at: String,
@@ -105,6 +113,9 @@ pub struct Conversation {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewConversation {
     pub model_id: String,
+    /// Chat through this fine-tuning run's adapter (on the run's base model).
+    #[serde(default)]
+    pub adapter_run_id: Option<String>,
     #[serde(default)]
     pub title: Option<String>,
     /// A system prompt, stored as the first message.
@@ -121,6 +132,9 @@ pub struct ConversationUpdate {
     pub title: Option<String>,
     #[serde(default)]
     pub model_id: Option<String>,
+    /// A run id to chat through its adapter; an empty string goes back to the base model.
+    #[serde(default)]
+    pub adapter_run_id: Option<String>,
     #[serde(default)]
     pub sampling: Option<SamplingParams>,
 }
@@ -236,6 +250,8 @@ struct ModelKey {
 struct LoadedModel {
     key: ModelKey,
     model: ChatModel,
+    /// The adapter folder applied now; switching adapters keeps the base model loaded.
+    adapter: Option<PathBuf>,
 }
 
 /// The studio's chat state: the model kept loaded, and the answers being generated.
@@ -288,7 +304,8 @@ impl Studio {
         let conn = self.inner.db.lock();
         let mut stmt = conn.prepare(
             "SELECT c.id, c.title, c.model_id, c.created_at, c.updated_at,
-                    (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id AND m.role != 'system')
+                    (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id AND m.role != 'system'),
+                    c.adapter_run_id
              FROM conversations c ORDER BY c.updated_at DESC, c.rowid DESC",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -301,6 +318,7 @@ impl Studio {
                 created_at: r.get(3)?,
                 updated_at: r.get(4)?,
                 message_count: r.get(5)?,
+                adapter_run_id: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -309,6 +327,9 @@ impl Studio {
     /// Starts a conversation with a registered model.
     pub fn create_conversation(&self, request: &NewConversation) -> Result<Conversation> {
         self.inner.models.find(&request.model_id)?;
+        if let Some(run) = &request.adapter_run_id {
+            self.check_adapter_run(run, &request.model_id)?;
+        }
         let sampling = request.sampling.clone().unwrap_or_default();
         validate_sampling(&sampling)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
@@ -322,9 +343,9 @@ impl Studio {
             let mut conn = self.inner.db.lock();
             let tx = conn.transaction()?;
             tx.execute(
-                "INSERT INTO conversations (id, title, model_id, sampling_json, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                params![id, title, request.model_id, to_json(&sampling)?, at],
+                "INSERT INTO conversations (id, title, model_id, sampling_json, created_at, updated_at, adapter_run_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+                params![id, title, request.model_id, to_json(&sampling)?, at, request.adapter_run_id],
             )?;
             if let Some(system) = request.system.as_deref().filter(|s| !s.trim().is_empty()) {
                 tx.execute(
@@ -340,14 +361,33 @@ impl Studio {
 
     pub fn get_conversation(&self, id: &str) -> Result<Conversation> {
         let conn = self.inner.db.lock();
-        let head: Option<(String, Option<String>, String, String, String, String)> = conn
+        type Head = (
+            String,
+            Option<String>,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+        );
+        let head: Option<Head> = conn
             .query_row(
-                "SELECT id, title, model_id, sampling_json, created_at, updated_at FROM conversations WHERE id = ?1",
+                "SELECT id, title, model_id, sampling_json, created_at, updated_at, adapter_run_id FROM conversations WHERE id = ?1",
                 params![id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                },
             )
             .optional()?;
-        let (id, title, model_id, sampling_json, created_at, updated_at) =
+        let (id, title, model_id, sampling_json, created_at, updated_at, adapter_run_id) =
             head.ok_or_else(|| Error::ConversationNotFound(id.to_string()))?;
         let mut stmt = conn.prepare(
             "SELECT seq, role, content, stats_json, created_at FROM messages WHERE conversation_id = ?1 ORDER BY seq",
@@ -369,6 +409,7 @@ impl Studio {
             id,
             title: title.unwrap_or_else(|| UNTITLED.into()),
             model_id,
+            adapter_run_id,
             created_at,
             updated_at,
             messages,
@@ -381,9 +422,13 @@ impl Studio {
         id: &str,
         update: &ConversationUpdate,
     ) -> Result<Conversation> {
-        self.get_conversation(id)?;
+        let current = self.get_conversation(id)?;
         if let Some(model_id) = &update.model_id {
             self.inner.models.find(model_id)?;
+        }
+        let model_id = update.model_id.as_ref().unwrap_or(&current.model_id);
+        if let Some(run) = update.adapter_run_id.as_deref().filter(|r| !r.is_empty()) {
+            self.check_adapter_run(run, model_id)?;
         }
         if let Some(sampling) = &update.sampling {
             validate_sampling(sampling)?;
@@ -396,10 +441,28 @@ impl Studio {
             .filter(|t| !t.is_empty());
         self.inner.db.lock().execute(
             "UPDATE conversations SET title = COALESCE(?2, title), model_id = COALESCE(?3, model_id),
-                    sampling_json = COALESCE(?4, sampling_json), updated_at = ?5 WHERE id = ?1",
-            params![id, title, update.model_id, sampling, now()],
+                    sampling_json = COALESCE(?4, sampling_json), updated_at = ?5,
+                    adapter_run_id = CASE WHEN ?6 IS NULL THEN adapter_run_id WHEN ?6 = '' THEN NULL ELSE ?6 END
+             WHERE id = ?1",
+            params![id, title, update.model_id, sampling, now(), update.adapter_run_id],
         )?;
         self.get_conversation(id)
+    }
+
+    /// Checks that run `run` has an adapter trained on model `model_id`.
+    fn check_adapter_run(&self, run: &str, model_id: &str) -> Result<()> {
+        let detail = self.get_run(run)?;
+        if detail.run.model_id != model_id {
+            return Err(Error::InvalidInput {
+                field: "adapter_run_id".into(),
+                message: format!(
+                    "run {} trained an adapter for model {}, not {model_id}",
+                    detail.run.name, detail.run.model_id
+                ),
+            });
+        }
+        self.run_adapter(run)?;
+        Ok(())
     }
 
     /// Deletes a conversation and its messages, stopping its answer if one is being generated.
@@ -483,6 +546,10 @@ impl Studio {
                 path: PathBuf::from(model.path),
                 backend,
             },
+            adapter: match &conversation.adapter_run_id {
+                Some(run) => Some((run.clone(), self.run_adapter(run)?)),
+                None => None,
+            },
             sampling,
             cancel,
             finished: false,
@@ -537,6 +604,8 @@ pub struct PendingAnswer {
     question: String,
     history: Vec<ChatMessage>,
     model: ModelKey,
+    /// The run and its adapter folder, when the conversation chats through one.
+    adapter: Option<(String, PathBuf)>,
     sampling: SamplingParams,
     cancel: Arc<AtomicBool>,
     finished: bool,
@@ -594,10 +663,34 @@ impl PendingAnswer {
                 LoadedModel {
                     key: self.model.clone(),
                     model,
+                    adapter: None,
                 }
             }
         };
         let loaded = slot.insert(loaded);
+        let wanted = self.adapter.as_ref().map(|(_, dir)| dir.clone());
+        if loaded.adapter != wanted {
+            match &wanted {
+                Some(dir) => {
+                    let adapter = Adapter::load_peft(dir).map_err(|source| Error::ChatLoad {
+                        model: self.model.id.clone(),
+                        source,
+                    })?;
+                    loaded
+                        .model
+                        .set_adapter(Some((&adapter, 1.0)), dir)
+                        .map_err(|source| Error::ChatLoad {
+                            model: self.model.id.clone(),
+                            source,
+                        })?;
+                }
+                None => loaded
+                    .model
+                    .set_adapter(None, &self.model.path)
+                    .map_err(Error::Generation)?,
+            }
+            loaded.adapter = wanted;
+        }
         let mut text = String::new();
         let generation = loaded
             .model
@@ -621,6 +714,7 @@ impl PendingAnswer {
         let stats = MessageStats {
             generation,
             model_id: self.model.id.clone(),
+            adapter_run_id: self.adapter.as_ref().map(|(run, _)| run.clone()),
             backend: loaded.model.backend(),
         };
         Ok((text, stats))

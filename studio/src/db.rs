@@ -88,6 +88,33 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (conversation_id, seq)
     );
     "#,
+    // 3: fine-tuning runs: where their data and result are, their job, and their curves; a
+    // conversation may chat through a run's adapter.
+    r#"
+    ALTER TABLE runs ADD COLUMN dataset_path TEXT;
+    ALTER TABLE runs ADD COLUMN job_id TEXT;
+    ALTER TABLE runs ADD COLUMN adapter_path TEXT;
+    ALTER TABLE runs ADD COLUMN error TEXT;
+    ALTER TABLE runs ADD COLUMN data_json TEXT;
+    ALTER TABLE runs ADD COLUMN total_steps INTEGER;
+    ALTER TABLE runs ADD COLUMN updated_at TEXT;
+    CREATE TABLE run_metrics (
+        run_id        TEXT NOT NULL,
+        -- 'train' (one optimiser step) or 'eval'
+        kind          TEXT NOT NULL,
+        step          INTEGER NOT NULL,
+        loss          REAL NOT NULL,
+        learning_rate REAL,
+        grad_norm     REAL,
+        tokens_per_s  REAL,
+        elapsed_s     REAL,
+        eta_s         REAL,
+        memory_bytes  INTEGER,
+        perplexity    REAL,
+        PRIMARY KEY (run_id, kind, step)
+    );
+    ALTER TABLE conversations ADD COLUMN adapter_run_id TEXT;
+    "#,
 ];
 
 /// How long a command waits for another process's write to finish.

@@ -69,8 +69,8 @@ pub enum Error {
     },
     #[error("generating the answer failed")]
     Generation(#[source] trainer::Error),
-    #[error("LoRA adapters are not supported by chat yet: {}", .path.display())]
-    AdaptersNotSupported { path: PathBuf },
+    #[error("no fine-tuning run with id {0:?}")]
+    RunNotFound(String),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -122,14 +122,8 @@ impl Error {
             Error::Generation(trainer::Error::PromptTooLong { .. }) => Some(
                 "start a new conversation, or lower the maximum number of new tokens".into(),
             ),
-            Error::AdaptersNotSupported { .. } => Some(
-                "adapters arrive with fine-tuning; chat with the base model for now (leave out --adapter)"
-                    .into(),
-            ),
-            Error::Model(_) => Some(
-                "the file may be incomplete or damaged: download it again; nothing in the workspace was changed"
-                    .into(),
-            ),
+            Error::RunNotFound(_) => Some("`modelfactory runs list` shows the ids".into()),
+            Error::Model(source) => Some(model_hint(source)),
             _ => None,
         }
     }
@@ -137,13 +131,13 @@ impl Error {
     /// A short machine-usable category, used for HTTP status codes.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::ModelNotFound(_) | Error::JobNotFound(_) | Error::ConversationNotFound(_) => {
-                ErrorKind::NotFound
-            }
+            Error::ModelNotFound(_)
+            | Error::JobNotFound(_)
+            | Error::ConversationNotFound(_)
+            | Error::RunNotFound(_) => ErrorKind::NotFound,
             Error::UnknownModelSource { .. }
             | Error::InvalidSetting { .. }
             | Error::InvalidInput { .. }
-            | Error::AdaptersNotSupported { .. }
             | Error::Model(_)
             | Error::Generation(trainer::Error::PromptTooLong { .. }) => ErrorKind::BadInput,
             Error::ChatLoad { source, .. } => match source {
@@ -162,6 +156,31 @@ impl Error {
             Error::JobFailed { kind, .. } => *kind,
             _ => ErrorKind::Internal,
         }
+    }
+}
+
+/// What to do about an error of the model runtime or the trainer, by what went wrong.
+fn model_hint(source: &trainer::Error) -> String {
+    use trainer::Error as T;
+    match source {
+        T::Training { .. } | T::DataSetting { .. } => {
+            "change the setting the message names and start again".into()
+        }
+        T::Dataset { .. } | T::DatasetRow { .. } | T::NoUsableRows { .. } => {
+            "fix or remove the rows the message names; the preview in the Fine-tune wizard shows \
+             how each row is read"
+                .into()
+        }
+        T::Checkpoint { .. } => "the run's earlier checkpoints and adapter are kept; delete the \
+             damaged checkpoint folder to resume from the one before"
+            .into(),
+        T::Adapter { .. } => "check that the adapter was trained for this base model".into(),
+        T::Io { .. } => "check that the files can be read and the disk has room; nothing saved \
+             before was changed"
+            .into(),
+        _ => "the file may be incomplete or damaged: download it again; nothing in the workspace \
+              was changed"
+            .into(),
     }
 }
 

@@ -378,6 +378,16 @@ impl JobContext {
         self.cancel.load(Ordering::SeqCst)
     }
 
+    /// The job's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The flag that says the job should stop, for work that polls an `AtomicBool`.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
     /// `Err(Error::Cancelled)` once the job should stop; use with `?` between steps.
     pub fn check_cancelled(&self) -> Result<()> {
         if self.is_cancelled() {

@@ -1,5 +1,5 @@
 //! The ModelFactory application core shared by every front end: the workspace folder and its
-//! catalog, settings, models, the job runner and local chat. The `modelfactory` CLI, its HTTP
+//! catalog, settings, models, the job runner, fine-tuning runs and local chat. The `modelfactory` CLI, its HTTP
 //! server and the desktop app all call [`Studio`].
 
 pub mod chat;
@@ -7,6 +7,7 @@ pub mod db;
 pub mod error;
 pub mod jobs;
 pub mod models;
+pub mod runs;
 pub mod server;
 pub mod settings;
 pub mod workspace;
@@ -24,6 +25,9 @@ pub use chat::{
 pub use error::{ApiError, Error, Result};
 pub use jobs::{JobContext, JobEvent, JobInfo, JobState, Jobs};
 pub use models::{ModelStatus, ModelSummary};
+pub use runs::{
+    DataSummary, DatasetPreview, NewRun, Preset, PreviewRequest, RunDetail, RunState, RunSummary,
+};
 pub use settings::{BackendChoice, Settings};
 pub use trainer::BackendStatus;
 pub use workspace::{InstanceLock, Workspace};

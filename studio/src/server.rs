@@ -22,8 +22,9 @@ use tokio_stream::wrappers::{BroadcastStream, UnboundedReceiverStream};
 
 use crate::error::{ApiError, Error, ErrorKind};
 use crate::{
-    AddModelResult, ChatToken, Conversation, ConversationSummary, ConversationUpdate, DoctorReport,
-    JobEvent, JobInfo, ModelSummary, NewConversation, SendMessage, Settings, StopResult, Studio,
+    AddModelResult, ChatToken, Conversation, ConversationSummary, ConversationUpdate,
+    DatasetPreview, DoctorReport, JobEvent, JobInfo, ModelSummary, NewConversation, NewRun,
+    PreviewRequest, RunDetail, RunSummary, SendMessage, Settings, StopResult, Studio,
 };
 
 #[derive(Clone)]
@@ -163,6 +164,47 @@ async fn delete_conversation(
 ) -> Result<StatusCode, HttpError> {
     let Json(()) = blocking(move || s.studio.delete_conversation(&id)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_runs(State(s): State<AppState>) -> ApiResult<Vec<RunSummary>> {
+    blocking(move || s.studio.list_runs()).await
+}
+
+async fn start_run(State(s): State<AppState>, Json(body): Json<NewRun>) -> ApiResult<RunSummary> {
+    blocking(move || s.studio.start_run(&body)).await
+}
+
+async fn get_run(State(s): State<AppState>, UrlPath(id): UrlPath<String>) -> ApiResult<RunDetail> {
+    blocking(move || s.studio.get_run(&id)).await
+}
+
+async fn delete_run(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<StatusCode, HttpError> {
+    let Json(()) = blocking(move || s.studio.delete_run(&id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn cancel_run(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<RunSummary> {
+    blocking(move || s.studio.cancel_run(&id)).await
+}
+
+async fn resume_run(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<RunSummary> {
+    blocking(move || s.studio.resume_run(&id)).await
+}
+
+async fn preview_dataset(
+    State(s): State<AppState>,
+    Json(body): Json<PreviewRequest>,
+) -> ApiResult<DatasetPreview> {
+    blocking(move || s.studio.preview_dataset(&body)).await
 }
 
 async fn stop_answer(
@@ -313,6 +355,11 @@ pub fn router(studio: Studio, token: Option<String>, ui_dir: Option<PathBuf>) ->
         )
         .route("/conversations/{id}/messages", post(send_message))
         .route("/conversations/{id}/stop", post(stop_answer))
+        .route("/runs", get(list_runs).post(start_run))
+        .route("/runs/{id}", get(get_run).delete(delete_run))
+        .route("/runs/{id}/cancel", post(cancel_run))
+        .route("/runs/{id}/resume", post(resume_run))
+        .route("/datasets/preview", post(preview_dataset))
         .route("/events", get(events))
         .fallback(|| async {
             let body = ApiError {

@@ -71,6 +71,10 @@ impl Workspace {
     pub fn jobs_dir(&self) -> PathBuf {
         self.root.join("jobs")
     }
+    /// Fine-tuning runs: checkpoints and adapters, one folder per run.
+    pub fn runs_dir(&self) -> PathBuf {
+        self.root.join("runs")
+    }
 
     /// Takes the instance lock that a long-lived front end (the server, the desktop app)
     /// holds for as long as it runs. One-shot CLI commands do not take it: SQLite's WAL mode

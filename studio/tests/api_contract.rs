@@ -64,6 +64,7 @@ fn stats(stop_reason: StopReason) -> MessageStats {
             stop_reason,
         },
         model_id: "smollm2-135m-instruct".into(),
+        adapter_run_id: Some("5eed".into()),
         backend: BackendKind::Cpu,
     }
 }
@@ -178,6 +179,7 @@ fn render() -> String {
         id: "c0ffee".into(),
         title: "What is the capital of France?".into(),
         model_id: "smollm2-135m-instruct".into(),
+        adapter_run_id: None,
         sampling: SamplingParams::greedy(64),
         created_at: "2026-01-01T00:00:00.000Z".into(),
         updated_at: "2026-01-01T00:00:02.000Z".into(),
@@ -197,6 +199,7 @@ fn render() -> String {
         id: "c0ffee".into(),
         title: "What is the capital of France?".into(),
         model_id: "smollm2-135m-instruct".into(),
+        adapter_run_id: Some("5eed".into()),
         message_count: 2,
         created_at: "2026-01-01T00:00:00.000Z".into(),
         updated_at: "2026-01-01T00:00:02.000Z".into(),
@@ -210,12 +213,14 @@ fn render() -> String {
     let requests = [
         NewConversation {
             model_id: "smollm2-135m-instruct".into(),
+            adapter_run_id: None,
             title: None,
             system: None,
             sampling: None,
         },
         NewConversation {
             model_id: "smollm2-135m-instruct".into(),
+            adapter_run_id: Some("5eed".into()),
             title: Some("Geography".into()),
             system: Some("You answer in one sentence.".into()),
             sampling: Some(SamplingParams::greedy(64)),
@@ -227,6 +232,7 @@ fn render() -> String {
         ConversationUpdate {
             title: Some("Geography".into()),
             model_id: Some("smollm2-135m-instruct".into()),
+            adapter_run_id: Some(String::new()),
             sampling: Some(SamplingParams::default()),
         },
     ];

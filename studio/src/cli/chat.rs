@@ -12,17 +12,12 @@ use std::time::Instant;
 use anyhow::Context;
 use studio::chat::{backend_of, load_model, validate_sampling};
 use studio::{SamplingParams, StopReason, Studio};
+use trainer::lora::Adapter;
 use trainer::{BackendKind, ChatMessage, ChatModel, GenerationStats};
 
 use super::args::ChatArgs;
 
 pub fn run(home: &Path, args: ChatArgs) -> anyhow::Result<ExitCode> {
-    if let Some(adapter) = &args.adapter {
-        return Err(studio::Error::AdaptersNotSupported {
-            path: adapter.clone(),
-        }
-        .into());
-    }
     let sampling = sampling_of(&args);
     validate_sampling(&sampling)?;
     let (label, path, backend) = resolve(home, &args)?;
@@ -30,8 +25,17 @@ pub fn run(home: &Path, args: ChatArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut progress = |_: f32, _: &str| {};
     let mut model = load_model(&label, &path, backend, &mut progress)?;
+    let adapter = match &args.adapter {
+        Some(given) => {
+            let dir = adapter_dir(home, given)?;
+            let adapter = Adapter::load_peft(&dir)?;
+            model.set_adapter(Some((&adapter, args.adapter_scale)), &dir)?;
+            format!(" with the adapter {}", dir.display())
+        }
+        None => String::new(),
+    };
     eprintln!(
-        "[{label} on {}, loaded in {:.1} s]",
+        "[{label}{adapter} on {}, loaded in {:.1} s]",
         model.backend().name(),
         started.elapsed().as_secs_f64()
     );
@@ -67,6 +71,15 @@ pub fn run(home: &Path, args: ChatArgs) -> anyhow::Result<ExitCode> {
     }
     repl(&mut model, history, &sampling)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// An adapter folder as given, or the adapter of the run with that id.
+fn adapter_dir(home: &Path, given: &str) -> anyhow::Result<PathBuf> {
+    let path = Path::new(given);
+    if path.exists() {
+        return Ok(path.to_path_buf());
+    }
+    Ok(Studio::open(home)?.run_adapter(given)?)
 }
 
 /// The sampling settings the flags ask for, the defaults for the rest.

@@ -8,6 +8,7 @@ mod doctor;
 mod jobs;
 mod models;
 mod serve;
+mod train;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,8 @@ pub fn main() -> ExitCode {
         Command::Models(a) => models::run(&home, a),
         Command::Jobs(a) => jobs::run(&home, a),
         Command::Chat(a) => chat::run(&home, a),
+        Command::Train(a) => train::run(&home, *a),
+        Command::Runs(a) => train::runs(&home, a),
         Command::Serve(a) => serve::run(&home, a),
         Command::Bench(a) => bench::run(&home, a),
     };

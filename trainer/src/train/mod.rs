@@ -10,6 +10,7 @@
 //! `adapter/`, the run's result: the best checkpoint's adapter by eval loss, or the last.
 
 mod checkpoint;
+mod data;
 mod nf4_op;
 pub mod optim;
 
@@ -29,6 +30,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 pub use checkpoint::{CheckpointState, latest_checkpoint};
+pub use data::{PreparedData, prepare_data};
 pub use nf4_op::nf4_matmul_autodiff;
 
 use crate::backends::{BackendKind, probe_backends};
@@ -112,6 +114,12 @@ pub struct TrainConfig {
     pub gradient_checkpointing: bool,
     /// The backend; `None` takes the best one available.
     pub backend: Option<BackendKind>,
+    /// Tokens per sequence; longer examples lose their tail.
+    pub max_length: usize,
+    /// Concatenate short examples into sequences of `max_length` tokens.
+    pub packing: bool,
+    /// Share of the examples held out for evaluation.
+    pub eval_fraction: f64,
 }
 
 impl Default for TrainConfig {
@@ -134,6 +142,9 @@ impl Default for TrainConfig {
             keep_checkpoints: 2,
             gradient_checkpointing: false,
             backend: None,
+            max_length: 512,
+            packing: false,
+            eval_fraction: 0.1,
         }
     }
 }
@@ -164,6 +175,18 @@ impl TrainConfig {
         }
         if self.max_steps == Some(0) {
             return bad("max steps must be at least 1".into());
+        }
+        if !(8..=1 << 20).contains(&self.max_length) {
+            return bad(format!(
+                "maximum length {} is outside 8..=1048576 tokens",
+                self.max_length
+            ));
+        }
+        if !(0.0..0.9).contains(&self.eval_fraction) {
+            return bad(format!(
+                "eval fraction {} is outside [0, 0.9)",
+                self.eval_fraction
+            ));
         }
         Ok(())
     }

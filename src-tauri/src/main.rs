@@ -152,6 +152,11 @@ async fn preview_dataset(
 }
 
 #[tauri::command]
+fn demo_datasets() -> Vec<studio::DemoDataset> {
+    studio::demo_datasets()
+}
+
+#[tauri::command]
 async fn stop_answer(studio: State<'_, Studio>, id: String) -> CommandResult<StopResult> {
     blocking(&studio, move |s| s.stop_answer(&id)).await
 }
@@ -257,7 +262,8 @@ fn main() -> anyhow::Result<()> {
             delete_run,
             cancel_run,
             resume_run,
-            preview_dataset
+            preview_dataset,
+            demo_datasets
         ])
         .run(tauri::generate_context!())?;
     Ok(())

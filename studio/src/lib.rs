@@ -26,7 +26,8 @@ pub use error::{ApiError, Error, Result};
 pub use jobs::{JobContext, JobEvent, JobInfo, JobState, Jobs};
 pub use models::{ModelStatus, ModelSummary};
 pub use runs::{
-    DataSummary, DatasetPreview, NewRun, Preset, PreviewRequest, RunDetail, RunState, RunSummary,
+    DataSummary, DatasetPreview, DemoDataset, NewRun, Preset, PreviewRequest, RunDetail, RunState,
+    RunSummary, demo_datasets,
 };
 pub use settings::{BackendChoice, Settings};
 pub use trainer::BackendStatus;

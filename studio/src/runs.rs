@@ -183,6 +183,59 @@ pub struct PreviewRequest {
     pub count: Option<usize>,
 }
 
+/// A dataset file shipped with the studio, for a first run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DemoDataset {
+    pub name: String,
+    pub path: String,
+    pub bytes: u64,
+}
+
+/// The dataset files shipped in `assets/datasets/`: found beside the installed binary, through
+/// `MODELFACTORY_ASSETS`, or in the source tree.
+pub fn demo_datasets() -> Vec<DemoDataset> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    candidates.extend(std::env::var_os("MODELFACTORY_ASSETS").map(PathBuf::from));
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(bin) = exe.parent()
+    {
+        candidates.push(bin.join("../share/modelfactory/assets"));
+        candidates.push(bin.join("assets"));
+    }
+    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets"));
+    let Some(dir) = candidates
+        .into_iter()
+        .map(|c| c.join("datasets"))
+        .find(|d| d.is_dir())
+    else {
+        return Vec::new();
+    };
+    let mut found: Vec<DemoDataset> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.path().extension().is_some_and(|x| {
+                ["jsonl", "json", "csv", "parquet"].contains(&&*x.to_string_lossy())
+            })
+        })
+        .map(|e| {
+            let path = std::fs::canonicalize(e.path()).unwrap_or_else(|_| e.path());
+            DemoDataset {
+                name: e
+                    .path()
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                bytes: e.metadata().map(|m| m.len()).unwrap_or(0),
+                path: path.display().to_string(),
+            }
+        })
+        .collect();
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    found
+}
+
 const RUN_COLUMNS: &str = "id, name, model_id, dataset_path, config_json, state, job_id, \
      adapter_path, error, created_at, COALESCE(updated_at, created_at), total_steps";
 

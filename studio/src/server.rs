@@ -200,6 +200,10 @@ async fn resume_run(
     blocking(move || s.studio.resume_run(&id)).await
 }
 
+async fn list_demo_datasets() -> Json<Vec<crate::DemoDataset>> {
+    Json(crate::demo_datasets())
+}
+
 async fn preview_dataset(
     State(s): State<AppState>,
     Json(body): Json<PreviewRequest>,
@@ -360,6 +364,7 @@ pub fn router(studio: Studio, token: Option<String>, ui_dir: Option<PathBuf>) ->
         .route("/runs/{id}/cancel", post(cancel_run))
         .route("/runs/{id}/resume", post(resume_run))
         .route("/datasets/preview", post(preview_dataset))
+        .route("/datasets/demo", get(list_demo_datasets))
         .route("/events", get(events))
         .fallback(|| async {
             let body = ApiError {

@@ -38,7 +38,7 @@ fn help_names_every_command() {
     let o = run(Command::new(env!("CARGO_BIN_EXE_modelfactory")).arg("--help"));
     assert!(o.status.success());
     let text = String::from_utf8_lossy(&o.stdout);
-    for cmd in ["doctor", "models", "jobs", "chat", "serve"] {
+    for cmd in ["doctor", "models", "jobs", "chat", "train", "runs", "serve"] {
         assert!(text.contains(cmd), "--help lacks {cmd}:\n{text}");
     }
 }
@@ -497,23 +497,153 @@ fn chat_with_a_file_that_is_not_a_model_passes_on_the_reason() {
     assert!(err.contains("hint:"), "{err}");
 }
 
+/// A small alpaca file whose answers use the tiny model's letters.
+fn tiny_dataset(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("tiny.jsonl");
+    let rows: String = (0..6)
+        .map(|i| {
+            format!(
+                "{{\"instruction\": \"question {i}\", \"output\": \"answer number {i} is here\"}}\n"
+            )
+        })
+        .collect();
+    std::fs::write(&path, rows).expect("write the dataset");
+    path
+}
+
 #[test]
-fn chat_refuses_an_adapter_rather_than_ignoring_it() {
+fn train_prints_a_line_per_step_and_chat_uses_the_adapter() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gguf = tiny_chat_gguf(dir.path());
-    let adapter = dir.path().join("my-adapter");
-    std::fs::create_dir_all(&adapter).expect("mkdir");
+    let added = json(&run(modelfactory(dir.path())
+        .args(["models", "add", "--json"])
+        .arg(&gguf)));
+    let model = added["id"].as_str().expect("model id").to_owned();
+    let data = tiny_dataset(dir.path());
+    let o = run(modelfactory(dir.path())
+        .args(["train", "--model", &model, "--data"])
+        .arg(&data)
+        .args([
+            "--preset",
+            "quick",
+            "--max-steps",
+            "3",
+            "--max-length",
+            "64",
+        ])
+        .args([
+            "--eval-every",
+            "1",
+            "--checkpoint-every",
+            "2",
+            "--name",
+            "tiny run",
+        ]));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}\n{out}", stderr(&o));
+    let steps: Vec<&str> = out.lines().filter(|l| l.starts_with("step=")).collect();
+    assert_eq!(steps.len(), 3, "{out}");
+    for line in &steps {
+        let loss: f64 = line
+            .split(' ')
+            .find_map(|kv| kv.strip_prefix("loss="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no loss in {line:?}"));
+        assert!(loss.is_finite() && loss > 0.0, "{line}");
+    }
+    assert!(out.lines().any(|l| l.starts_with("eval step=3 ")), "{out}");
+    let done = out
+        .lines()
+        .find(|l| l.starts_with("done "))
+        .expect("a done line");
+    assert!(
+        done.contains("state=finished") && done.contains("steps=3"),
+        "{done}"
+    );
+    let run_id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("run id="))
+        .and_then(|l| l.split(' ').next())
+        .expect("the run id")
+        .to_owned();
+
+    let runs = json(&run(
+        modelfactory(dir.path()).args(["runs", "list", "--json"])
+    ));
+    assert_eq!(runs[0]["id"], run_id.as_str());
+    assert_eq!(runs[0]["state"], "finished");
+    assert_eq!(runs[0]["step"], 3);
+    let detail = json(&run(
+        modelfactory(dir.path()).args(["runs", "show", &run_id, "--json"])
+    ));
+    assert_eq!(detail["steps"].as_array().map(Vec::len), Some(3));
+    assert!(
+        detail["command"]
+            .as_str()
+            .is_some_and(|c| c.contains("--max-steps 3")),
+        "{detail}"
+    );
+
+    // The adapter, by run id, in the chat.
+    let o = run(modelfactory(dir.path())
+        .args(["chat", "--model", &model, "--adapter", &run_id])
+        .args(["--prompt", "hi", "--max-tokens", "4", "--temperature", "0"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("with the adapter"), "{}", stderr(&o));
+
+    // Merged into a safetensors folder that chat loads as a model.
+    let merged = dir.path().join("merged");
+    let o = run(modelfactory(dir.path())
+        .args(["runs", "merge", &run_id, "--out"])
+        .arg(&merged));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(merged.join("model.safetensors").is_file());
+    let o = run(modelfactory(dir.path())
+        .args(["chat", "--model"])
+        .arg(&merged)
+        .args(["--prompt", "hi", "--max-tokens", "4", "--temperature", "0"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn train_refuses_bad_input_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gguf = tiny_chat_gguf(dir.path());
+    let added = json(&run(modelfactory(dir.path())
+        .args(["models", "add", "--json"])
+        .arg(&gguf)));
+    let model = added["id"].as_str().expect("model id").to_owned();
+
+    // A dataset with no usable rows: named, with the lines at fault.
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"instruction\": \"q\"}\nnot json\n").expect("write");
+    let o = run(modelfactory(dir.path())
+        .args(["train", "--model", &model, "--data"])
+        .arg(&bad));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("bad.jsonl") && err.contains("line 2"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+
+    // A setting out of range, before anything runs.
+    let o = run(modelfactory(dir.path())
+        .args(["train", "--model", &model, "--data"])
+        .arg(tiny_dataset(dir.path()))
+        .args(["--learning-rate", "3"]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("learning rate"), "{}", stderr(&o));
+
+    // An adapter folder that is not one.
+    let empty = dir.path().join("not-an-adapter");
+    std::fs::create_dir_all(&empty).expect("mkdir");
     let o = run(modelfactory(dir.path())
         .args(["chat", "--model"])
         .arg(&gguf)
         .arg("--adapter")
-        .arg(&adapter)
+        .arg(&empty)
         .args(["--prompt", "hi"]));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let err = stderr(&o);
-    assert!(err.contains("adapters are not supported"), "{err}");
-    assert!(err.contains("my-adapter") && err.contains("hint:"), "{err}");
-    assert!(o.stdout.is_empty());
+    assert!(stderr(&o).contains("adapter_config.json"), "{}", stderr(&o));
 }
 
 #[test]

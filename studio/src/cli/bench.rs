@@ -1,19 +1,232 @@
 //! `modelfactory bench generate`: prompt-processing and decode speed of our runtime next to
 //! llama.cpp's on the same GGUF file and thread count, in one run.
+//!
+//! `modelfactory bench train`: LoRA and QLoRA training speed and peak memory on each backend,
+//! next to PyTorch + PEFT on the same model and thread count. Each configuration runs in a
+//! child process of its own, so each peak memory is its own.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use studio::Studio;
-use trainer::bench::{BenchRow, BenchSettings, bench_llama_cpp, bench_ours};
+use trainer::bench::{
+    BenchRow, BenchSettings, TrainBenchRow, TrainBenchSettings, bench_llama_cpp, bench_ours,
+    bench_train,
+};
+use trainer::train::Method;
 
-use super::args::{BenchCommand, GenerateBenchArgs};
+use super::args::{BenchCommand, GenerateBenchArgs, MethodArg, TrainBenchArgs};
 use super::human_bytes;
 
 pub fn run(home: &Path, command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Generate(args) => generate(home, args),
+        BenchCommand::Train(args) => train(home, args),
+    }
+}
+
+/// The PyTorch + PEFT side of `bench train`.
+const PEFT_SCRIPT: &str = include_str!("../../../trainer/tests/scripts/peft_reference.py");
+
+fn train(home: &Path, args: TrainBenchArgs) -> anyhow::Result<ExitCode> {
+    let path = model_path(home, &args.model)?;
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let methods: Vec<Method> = match args.method {
+        Some(m) => vec![m.into()],
+        None => vec![Method::Lora, Method::Qlora],
+    };
+    let backends: Vec<trainer::BackendKind> = if args.backend.is_empty() {
+        trainer::probe_backends()
+            .into_iter()
+            // Software emulations (wgpu on lavapipe) are a hundred times slower: only on request.
+            .filter(|b| b.usable && !b.software)
+            .map(|b| b.name)
+            .collect()
+    } else {
+        args.backend.clone()
+    };
+    if args.single {
+        let settings = TrainBenchSettings {
+            method: methods[0],
+            seq_len: args.seq,
+            rank: args.rank,
+            steps: args.steps,
+            threads,
+            backend: backends
+                .first()
+                .copied()
+                .unwrap_or(trainer::BackendKind::Cpu),
+        };
+        let row = bench_train(&path, &settings).context("benchmarking training")?;
+        println!("{}", serde_json::to_string(&row)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "model {}: sequence {}, rank {} on q,k,v,o,gate,up,down, {threads} threads, {} timed steps",
+        path.display(),
+        args.seq,
+        args.rank,
+        args.steps
+    );
+    let exe = std::env::current_exe().context("finding this program")?;
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for &backend in &backends {
+        for &method in &methods {
+            let arg = match method {
+                Method::Lora => MethodArg::Lora,
+                Method::Qlora => MethodArg::Qlora,
+            };
+            let output = std::process::Command::new(&exe)
+                .args(["bench", "train", "--single"])
+                .arg("--model")
+                .arg(&path)
+                .args([
+                    "--seq",
+                    &args.seq.to_string(),
+                    "--rank",
+                    &args.rank.to_string(),
+                ])
+                .args([
+                    "--steps",
+                    &args.steps.to_string(),
+                    "--threads",
+                    &threads.to_string(),
+                ])
+                .args(["--backend", backend.name()])
+                .args([
+                    "--method",
+                    if arg == MethodArg::Lora {
+                        "lora"
+                    } else {
+                        "qlora"
+                    },
+                ])
+                .output()
+                .context("starting a benchmark process")?;
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            match serde_json::from_str::<TrainBenchRow>(stdout.lines().last().unwrap_or("")) {
+                Ok(row) if output.status.success() => rows.push(row),
+                _ => notes.push(format!(
+                    "{method} on {backend}: failed: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                )),
+            }
+        }
+    }
+    let python = args.reference_python.clone().unwrap_or_else(default_python);
+    match bench_peft(&python, &path, &args, threads) {
+        Ok(Some(row)) => rows.push(row),
+        Ok(None) => notes.push(format!(
+            "PyTorch + PEFT: not measured, {} has no torch/peft (scripts/reference installs them)",
+            python.display()
+        )),
+        Err(message) => notes.push(format!("PyTorch + PEFT: not measured: {message}")),
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print_train_table(&rows);
+    }
+    for note in notes {
+        eprintln!("{note}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// PEFT LoRA training (f32, same sequence, rank and targets) with `python`; `Ok(None)` when
+/// it lacks the modules.
+fn bench_peft(
+    python: &Path,
+    model: &Path,
+    args: &TrainBenchArgs,
+    threads: usize,
+) -> std::result::Result<Option<TrainBenchRow>, String> {
+    let has_modules = std::process::Command::new(python)
+        .args(["-c", "import torch, transformers, peft"])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if !has_modules.status.success() {
+        return Ok(None);
+    }
+    let output = std::process::Command::new(python)
+        .arg("-c")
+        .arg(PEFT_SCRIPT)
+        .args(["bench-train", "--model"])
+        .arg(model)
+        .args([
+            "--seq",
+            &args.seq.to_string(),
+            "--rank",
+            &args.rank.to_string(),
+        ])
+        .args([
+            "--steps",
+            &args.steps.to_string(),
+            "--threads",
+            &threads.to_string(),
+        ])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "the PEFT benchmark failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(line)
+        .map_err(|e| format!("unreadable PEFT benchmark output {line:?}: {e}"))?;
+    let number = |key: &str| {
+        v.get(key)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0)
+    };
+    Ok(Some(TrainBenchRow {
+        engine: "PyTorch + PEFT lora (f32, cpu)".into(),
+        tokens_per_s: number("tokens_per_second"),
+        forward_share: f64::NAN,
+        backward_share: f64::NAN,
+        update_share: f64::NAN,
+        base_weight_bytes: 0,
+        trainable_parameters: number("trainable_parameters") as usize,
+        peak_rss_bytes: (number("peak_rss_mib") * 1024.0 * 1024.0) as u64,
+    }))
+}
+
+fn print_train_table(rows: &[TrainBenchRow]) {
+    println!(
+        "{:<34} {:>9} {:>12} {:>12} {:>22} {:>12}",
+        "engine", "tok/s", "peak memory", "base weights", "forward/backward/update", "trainable"
+    );
+    for r in rows {
+        let shares = if r.forward_share.is_nan() {
+            "-".to_owned()
+        } else {
+            format!(
+                "{:.0}% / {:.0}% / {:.0}%",
+                100.0 * r.forward_share,
+                100.0 * r.backward_share,
+                100.0 * r.update_share
+            )
+        };
+        println!(
+            "{:<34} {:>9.1} {:>12} {:>12} {:>22} {:>12}",
+            r.engine,
+            r.tokens_per_s,
+            human_bytes(r.peak_rss_bytes),
+            if r.base_weight_bytes > 0 {
+                human_bytes(r.base_weight_bytes)
+            } else {
+                "-".into()
+            },
+            shares,
+            r.trainable_parameters
+        );
     }
 }
 

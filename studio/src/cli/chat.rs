@@ -28,8 +28,10 @@ pub fn run(home: &Path, args: ChatArgs) -> anyhow::Result<ExitCode> {
     let adapter = match &args.adapter {
         Some(given) => {
             let dir = adapter_dir(home, given)?;
-            let adapter = Adapter::load_peft(&dir)?;
-            model.set_adapter(Some((&adapter, args.adapter_scale)), &dir)?;
+            let adapter = Adapter::load_peft(&dir).map_err(studio::Error::Model)?;
+            model
+                .set_adapter(Some((&adapter, args.adapter_scale)), &dir)
+                .map_err(studio::Error::Model)?;
             format!(" with the adapter {}", dir.display())
         }
         None => String::new(),

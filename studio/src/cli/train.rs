@@ -50,16 +50,23 @@ pub fn run(home: &Path, args: TrainArgs) -> anyhow::Result<ExitCode> {
     );
     let json = args.json;
     let title = format!("Fine-tune {}", detail.run.name);
-    let mut failure = None;
-    let job = studio.jobs().run("train", &title, |ctx| {
+    let mut failure: Option<studio::Error> = None;
+    studio.jobs().run("train", &title, |ctx| {
         studio.attach_run_job(&run_id, ctx.id())?;
-        let outcome = studio.train_run(&run_id, ctx, &mut |event| print_event(event, json));
-        if let Err(e) = &outcome
-            && !matches!(e, studio::Error::Cancelled)
-        {
-            failure = Some(e.to_string());
+        match studio.train_run(&run_id, ctx, &mut |event| print_event(event, json)) {
+            Err(e) if !matches!(e, studio::Error::Cancelled) => {
+                // The job records a copy; the original, with its hint, is reported below.
+                let copy = studio::Error::JobFailed {
+                    job: "train".into(),
+                    message: e.to_string(),
+                    hint: e.hint(),
+                    kind: e.kind(),
+                };
+                failure = Some(e);
+                Err(copy)
+            }
+            other => other,
         }
-        outcome
     })?;
     let run = studio.get_run(&run_id)?.run;
     println!(
@@ -69,14 +76,10 @@ pub fn run(home: &Path, args: TrainArgs) -> anyhow::Result<ExitCode> {
         run.adapter.as_deref().unwrap_or("-")
     );
     std::io::stdout().flush().ok();
-    match job.state {
-        studio::JobState::Succeeded | studio::JobState::Cancelled => Ok(ExitCode::SUCCESS),
-        _ => Err(anyhow::anyhow!(
-            failure
-                .or(job.error)
-                .unwrap_or_else(|| "training failed".into())
-        ))
-        .with_context(|| format!("run {} stopped at step {}", run.name, run.step)),
+    match failure {
+        None => Ok(ExitCode::SUCCESS),
+        Some(e) => Err(anyhow::Error::from(e))
+            .with_context(|| format!("run {} stopped at step {}", run.name, run.step)),
     }
 }
 

@@ -353,6 +353,12 @@ impl Adapter {
     /// Loads an adapter saved in PEFT's layout, by us or by PEFT.
     pub fn load_peft(dir: &Path) -> Result<Self> {
         let config_path = dir.join(ADAPTER_CONFIG);
+        if !config_path.is_file() {
+            return Err(Error::Adapter {
+                what: format!("not a PEFT adapter folder: it has no {ADAPTER_CONFIG}"),
+                path: dir.to_path_buf(),
+            });
+        }
         let text = std::fs::read_to_string(&config_path)
             .map_err(|e| Error::io("read the adapter configuration", &config_path, e))?;
         let peft: PeftConfig = serde_json::from_str(&text).map_err(|e| Error::Adapter {

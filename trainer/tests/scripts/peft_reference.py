@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""PyTorch + transformers + PEFT as the reference for our LoRA adapters.
+
+  logits       loads a base model with transformers (f32, CPU), wraps it with
+               PeftModel.from_pretrained(base, adapter_dir), and writes the logits of the given
+               token ids with the adapter and without it as JSON. It first checks that PEFT
+               took every tensor of the adapter file, unchanged; --save DIR has PEFT save the
+               adapter again (save_pretrained), for our loader to read.
+  bench-train  PEFT LoRA training throughput: r=16, alpha=32 on all seven projections, f32,
+               batch 1, AdamW; prints tokens/s (after a warm-up step) and peak RSS as JSON.
+
+--model is a Hugging Face folder or a GGUF file (which transformers dequantises to f32).
+trainer/tests/it/peft.rs runs `logits` (feature `peft-reference`) and writes the goldens in
+trainer/tests/golden/peft/ from it. The environment comes from scripts/reference:
+    $MODELFACTORY_REFERENCE_PYTHON trainer/tests/scripts/peft_reference.py logits \\
+        --model MODEL --adapter ADAPTER_DIR --tokens 1,2,3 --out logits.json
+    $MODELFACTORY_REFERENCE_PYTHON trainer/tests/scripts/peft_reference.py bench-train \\
+        --model SmolLM2-135M-Instruct.Q4_1.gguf --seq 256 --rank 16 --steps 5 --threads 2
+"""
+
+import argparse
+import json
+import os
+import resource
+import time
+
+import peft
+import safetensors.torch
+import torch
+import transformers
+from peft import LoraConfig, PeftModel, get_peft_model
+from peft.tuners.lora import LoraLayer
+from transformers import AutoModelForCausalLM
+
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def producer():
+    return (
+        f"torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"peft {peft.__version__}, f32, CPU"
+    )
+
+
+def load_base(model):
+    """A Hugging Face folder, or a GGUF file that transformers dequantises to f32."""
+    kwargs = {"dtype": torch.float32}
+    if model.endswith(".gguf"):
+        folder, name = os.path.split(os.path.abspath(model))
+        model, kwargs["gguf_file"] = folder, name
+    base = AutoModelForCausalLM.from_pretrained(model, **kwargs)
+    return base.to(torch.float32).eval()
+
+
+def check_adapter_loaded(model, adapter_dir):
+    """Every tensor of the adapter file must be in the PEFT model, with the same values."""
+    saved = safetensors.torch.load_file(os.path.join(adapter_dir, "adapter_model.safetensors"))
+    params = dict(model.named_parameters())
+    for key, value in saved.items():
+        # PEFT names its parameters with the adapter's name: `lora_A.default.weight`.
+        name = key.replace(".lora_A.", ".lora_A.default.").replace(".lora_B.", ".lora_B.default.")
+        if name not in params:
+            raise SystemExit(f"PEFT did not load `{key}` (no parameter `{name}`)")
+        if not torch.equal(params[name].detach(), value.to(torch.float32)):
+            raise SystemExit(f"PEFT loaded `{key}` with different values")
+    lora = [n for n in params if ".lora_" in n]
+    if len(lora) != len(saved):
+        raise SystemExit(f"the model has {len(lora)} LoRA tensors, the file {len(saved)}")
+    return len(saved)
+
+
+def logits(args):
+    tokens = [int(t) for t in args.tokens.split(",")]
+    ids = torch.tensor([tokens])
+    base = load_base(args.model)
+    with torch.no_grad():
+        base_logits = base(ids).logits[0]
+    model = PeftModel.from_pretrained(base, args.adapter).eval()
+    loaded = check_adapter_loaded(model, args.adapter)
+    with torch.no_grad():
+        lora_logits = model(ids).logits[0]
+    if args.save:
+        model.save_pretrained(args.save)
+    with open(os.path.join(args.adapter, "adapter_config.json")) as f:
+        config = json.load(f)
+    out = {
+        "producer": producer(),
+        "tokens": tokens,
+        "vocab": lora_logits.shape[-1],
+        "adapter_tensors": loaded,
+        "scaling": next(m.scaling["default"] for m in model.modules() if isinstance(m, LoraLayer)),
+        "r": config["r"],
+        "logits": lora_logits.tolist(),
+        "base_logits": base_logits.tolist(),
+    }
+    with open(args.out, "w") as f:
+        json.dump(out, f)
+
+
+def bench_train(args):
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    base = load_base(args.model)
+    config = LoraConfig(
+        r=args.rank,
+        lora_alpha=2 * args.rank,
+        lora_dropout=0.05,
+        target_modules=TARGETS,
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(base, config)
+    model.train()
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=2e-4
+    )
+    vocab = model.config.vocab_size
+    batch = torch.randint(0, vocab, (1, args.seq), generator=torch.Generator().manual_seed(1))
+
+    def step():
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+    step()  # warm-up: allocations, optimiser state
+    start = time.perf_counter()
+    losses = [step() for _ in range(args.steps)]
+    seconds = time.perf_counter() - start
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(
+        json.dumps(
+            {
+                "producer": producer(),
+                "model": os.path.basename(args.model.rstrip("/")),
+                "seq": args.seq,
+                "rank": args.rank,
+                "alpha": 2 * args.rank,
+                "targets": TARGETS,
+                "threads": args.threads,
+                "steps": args.steps,
+                "trainable_parameters": trainable,
+                "seconds": round(seconds, 3),
+                "tokens_per_second": round(args.seq * args.steps / seconds, 2),
+                "peak_rss_mib": round(
+                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+                ),
+                "losses": [round(x, 4) for x in losses],
+            }
+        )
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("logits", help="logits of token ids with and without a PEFT adapter")
+    p.add_argument("--model", required=True, help="Hugging Face folder or GGUF file")
+    p.add_argument("--gguf-file", help="the GGUF file's name inside the --model folder")
+    p.add_argument("--adapter", required=True, help="folder with the PEFT adapter")
+    p.add_argument("--tokens", required=True, help="comma-separated token ids")
+    p.add_argument("--out", required=True, help="JSON file to write")
+    p.add_argument("--save", help="folder where PEFT saves the adapter it loaded")
+    p.set_defaults(run=logits)
+    p = sub.add_parser("bench-train", help="PEFT LoRA training tokens/s and peak memory")
+    p.add_argument("--model", required=True, help="Hugging Face folder or GGUF file")
+    p.add_argument("--gguf-file", help="the GGUF file's name inside the --model folder")
+    p.add_argument("--seq", type=int, default=256)
+    p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(run=bench_train)
+    args = parser.parse_args()
+    if args.gguf_file:
+        args.model = os.path.join(args.model, args.gguf_file)
+    torch.set_num_threads(getattr(args, "threads", 2))
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -94,18 +94,50 @@ register_default_model() {
   "$BIN_DIR/modelfactory" --home "$home" models add "$dest" --name "SmolLM2-135M-Instruct" >/dev/null
 }
 
-# The reference peer for the model runtime: llama.cpp through llama-cpp-python, in its own
-# virtual environment. Opt-in (it compiles llama.cpp, about 10 minutes on 2 cores): used by
-# `scripts/reference` to regenerate golden values and by `modelfactory bench generate`.
+# The reference peers, in one virtual environment (so one MODELFACTORY_REFERENCE_PYTHON runs
+# every reference script). Opt-in, used by `scripts/reference` to regenerate golden values,
+# by `modelfactory bench generate` and by trainer's `peft-reference` tests:
+# - llama.cpp through llama-cpp-python (compiles llama.cpp, about 10 minutes on 2 cores), the
+#   reference for the forward pass and generation on a GGUF file;
+# - PyTorch + transformers + PEFT (about 5.6 GB, 5 minutes), the reference for LoRA numerics,
+#   adapter compatibility and training throughput; transformers reads GGUF through `gguf`.
 REFERENCE_VENV="$MODELFACTORY_CACHE/reference/venv"
 LLAMA_CPP_PYTHON_PKG="llama-cpp-python==0.3.36"
+# Checked together on Python 3.11 (transformers 5.25 needs a `kernels` release the registry
+# does not have for 3.11).
+PEFT_REFERENCE_PKGS=(
+  torch==2.15.0 transformers==5.24.0 peft==0.21.2 gguf==0.19.0 safetensors==0.8.0 numpy==2.4.6
+)
+# An extra index with torch's CPU-only wheels (PyTorch's `whl/cpu` index; no CUDA libraries,
+# so far smaller), where the machine reaches it. Empty: torch from the default index, with
+# the CUDA libraries it depends on there.
+TORCH_INDEX_URL="${TORCH_INDEX_URL:-}"
 export MODELFACTORY_REFERENCE_PYTHON="${MODELFACTORY_REFERENCE_PYTHON:-$REFERENCE_VENV/bin/python}"
+
+reference_venv() {
+  [ -x "$REFERENCE_VENV/bin/python" ] || python3 -m venv "$REFERENCE_VENV"
+}
 
 install_reference_peer() {
   if [ -x "$REFERENCE_VENV/bin/python" ] && "$REFERENCE_VENV/bin/python" -c 'import llama_cpp' 2>/dev/null; then
     return
   fi
   say "building llama.cpp through $LLAMA_CPP_PYTHON_PKG (about 10 minutes)"
-  python3 -m venv "$REFERENCE_VENV"
+  reference_venv
   "$REFERENCE_VENV/bin/pip" install --quiet "$LLAMA_CPP_PYTHON_PKG" numpy
+}
+
+install_peft_reference() {
+  # The stamp names the pinned versions last installed, so changing a pin reinstalls.
+  local stamp="$REFERENCE_VENV/peft-reference.installed"
+  if [ -x "$REFERENCE_VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "${PEFT_REFERENCE_PKGS[*]}" ]; then
+    return
+  fi
+  say "installing PyTorch, transformers and PEFT (about 5.6 GB, 5 minutes)"
+  reference_venv
+  local index=()
+  [ -z "$TORCH_INDEX_URL" ] || index=(--extra-index-url "$TORCH_INDEX_URL")
+  "$REFERENCE_VENV/bin/pip" install --quiet "${index[@]}" "${PEFT_REFERENCE_PKGS[@]}"
+  "$REFERENCE_VENV/bin/python" -c 'import torch, transformers, peft, gguf, safetensors'
+  echo "${PEFT_REFERENCE_PKGS[*]}" >"$stamp"
 }

@@ -14,6 +14,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 
+use crate::model::llama::{NF4_DENSE_ROWS, nf4_dense};
 use crate::model::nf4_matmul_host;
 use crate::quant::Nf4Matrix;
 
@@ -30,6 +31,11 @@ impl<B: Backend> Backward<B, 1> for Nf4Backward {
             let grad = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(grad));
             let [n, _] = grad.dims();
             let device = grad.device();
+            if n >= NF4_DENSE_ROWS {
+                let grad_x = grad.matmul(nf4_dense::<B>(&ops.state, &device));
+                grads.register::<B>(node.id, grad_x.into_primitive().tensor());
+                return;
+            }
             let g: Vec<f32> = grad
                 .into_data()
                 .convert::<f32>()

@@ -7,6 +7,7 @@ mod gguf;
 mod inspect;
 mod llama_cpp;
 mod lora;
+mod peft;
 mod quant;
 mod runtime;
 mod safetensors;

@@ -124,9 +124,12 @@ def bench_train(args):
         return loss.item()
 
     step()  # warm-up: allocations, optimiser state
-    start = time.perf_counter()
-    losses = [step() for _ in range(args.steps)]
-    seconds = time.perf_counter() - start
+    losses, step_seconds = [], []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        losses.append(step())
+        step_seconds.append(time.perf_counter() - start)
+    seconds = sum(step_seconds)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(
         json.dumps(
@@ -145,6 +148,9 @@ def bench_train(args):
                 "peak_rss_mib": round(
                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
                 ),
+                # Other processes on the same cores slow PyTorch's threads down severalfold:
+                # uneven step times are the sign.
+                "step_seconds": [round(x, 2) for x in step_seconds],
                 "losses": [round(x, 4) for x in losses],
             }
         )

@@ -495,6 +495,15 @@ struct PeftConfig {
     alpha_pattern: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     revision: Option<String>,
+    // Newer PEFT options that change what the weights mean: refused rather than ignored.
+    #[serde(default)]
+    alora_invocation_tokens: Option<serde_json::Value>,
+    #[serde(default)]
+    use_qalora: bool,
+    #[serde(default)]
+    trainable_token_indices: Option<serde_json::Value>,
+    #[serde(default)]
+    lora_bias: bool,
 }
 
 fn no_bias() -> String {
@@ -532,6 +541,10 @@ impl PeftConfig {
             rank_pattern: BTreeMap::new(),
             alpha_pattern: BTreeMap::new(),
             revision: None,
+            alora_invocation_tokens: None,
+            use_qalora: false,
+            trainable_token_indices: None,
+            lora_bias: false,
         }
     }
 
@@ -556,6 +569,21 @@ impl PeftConfig {
                 "bias = {:?}: trained biases are not supported",
                 self.bias
             ));
+        }
+        let set = |v: &Option<serde_json::Value>| v.as_ref().is_some_and(|v| !v.is_null());
+        if set(&self.alora_invocation_tokens) {
+            return refuse("activated LoRA (alora_invocation_tokens) is not supported".into());
+        }
+        if self.use_qalora {
+            return refuse("QA-LoRA adapters (use_qalora) are not supported".into());
+        }
+        if set(&self.trainable_token_indices) {
+            return refuse(
+                "trained token embeddings (trainable_token_indices) are not supported".into(),
+            );
+        }
+        if self.lora_bias {
+            return refuse("LoRA biases (lora_bias) are not supported".into());
         }
         if self.fan_in_fan_out {
             return refuse("fan_in_fan_out adapters (GPT-2 style Conv1D) are not supported".into());

@@ -436,6 +436,9 @@ fn adapters_peft_cannot_express_here_are_refused_with_the_reason() {
         (r#""use_dora": true"#, "DoRA"),
         (r#""peft_type": "IA3""#, "IA3"),
         (r#""bias": "all""#, "bias"),
+        (r#""use_qalora": true"#, "QA-LoRA"),
+        (r#""lora_bias": true"#, "lora_bias"),
+        (r#""alora_invocation_tokens": [1, 2]"#, "alora"),
     ] {
         let mut json: serde_json::Value = serde_json::from_str(&original).expect("json");
         let (key, value) = edit.split_once(": ").expect("edit");

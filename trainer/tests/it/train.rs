@@ -162,6 +162,48 @@ fn the_same_seed_gives_the_same_adapter() {
 }
 
 #[test]
+fn gradient_checkpointing_changes_memory_not_the_result() {
+    let dir = temp_dir();
+    let model = model(dir.path());
+    let data = sequences();
+    let config = TrainConfig {
+        max_steps: Some(3),
+        ..config()
+    };
+    let (plain, _) = run(
+        &model,
+        &dir.path().join("plain"),
+        config.clone(),
+        &data,
+        None,
+    )
+    .expect("plain");
+    let (recomputed, _) = run(
+        &model,
+        &dir.path().join("checkpointed"),
+        TrainConfig {
+            gradient_checkpointing: true,
+            ..config
+        },
+        &data,
+        None,
+    )
+    .expect("with gradient checkpointing");
+    for (a, b) in plain.history.iter().zip(&recomputed.history) {
+        assert!((a.loss - b.loss).abs() < 1e-5, "{} vs {}", a.loss, b.loss);
+    }
+    let load =
+        |r: &TrainResult| Adapter::load_peft(r.adapter.as_ref().expect("adapter")).expect("load");
+    let (a, b) = (load(&plain), load(&recomputed));
+    let diff = a
+        .pairs()
+        .zip(b.pairs())
+        .flat_map(|((_, _, x), (_, _, y))| x.b.iter().zip(&y.b).map(|(p, q)| (p - q).abs()))
+        .fold(0.0f32, f32::max);
+    assert!(diff < 1e-5, "adapters differ by {diff}");
+}
+
+#[test]
 fn a_cancelled_run_resumes_to_the_same_adapter() {
     let dir = temp_dir();
     let model = model(dir.path());

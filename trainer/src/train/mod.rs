@@ -648,6 +648,14 @@ impl<'a, B: Backend, C: CheckpointStrategy> Run<'a, B, C> {
             backend: self.backend,
             method: config.method,
         });
+        // The untrained adapter's eval loss: where the curve starts.
+        if self.state.step == 0
+            && self.state.evals.is_empty()
+            && let Some(record) = self.evaluate(cancel)?
+        {
+            self.state.evals.push(record.clone());
+            on_event(TrainEvent::Eval(record));
+        }
         let started = Instant::now();
         let first_step = self.state.step;
         let per_step = config.sequences_per_step();

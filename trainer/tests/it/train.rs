@@ -364,3 +364,66 @@ fn bad_input_fails_clearly_and_keeps_what_was_saved() {
     );
     assert!(run_dir.join("checkpoints").join("step-000006").exists());
 }
+
+/// The same steps on wgpu as on the CPU: the autodiff graph, the LoRA terms and the optimiser
+/// run on the GPU backend (Mesa's software Vulkan where there is no GPU). QLoRA's NF4 products
+/// run on the host, so this covers both methods' backend-generic parts.
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_trains_like_the_cpu() {
+    let usable = trainer::probe_backends()
+        .into_iter()
+        .any(|b| b.name == BackendKind::Wgpu && b.usable);
+    assert!(
+        usable,
+        "wgpu is compiled in but not usable here; install a Vulkan driver (Debian: \
+         mesa-vulkan-drivers) or run without --features wgpu"
+    );
+    let dir = temp_dir();
+    let model = model(dir.path());
+    let data = sequences();
+    for method in [Method::Lora, Method::Qlora] {
+        let config = TrainConfig {
+            method,
+            max_steps: Some(3),
+            ..config()
+        };
+        let (cpu, _) = run(
+            &model,
+            &dir.path().join(format!("cpu-{method}")),
+            config.clone(),
+            &data,
+            None,
+        )
+        .expect("cpu");
+        let (gpu, events) = run(
+            &model,
+            &dir.path().join(format!("wgpu-{method}")),
+            TrainConfig {
+                backend: Some(BackendKind::Wgpu),
+                ..config
+            },
+            &data,
+            None,
+        )
+        .expect("wgpu");
+        assert!(
+            matches!(
+                events.first(),
+                Some(TrainEvent::Started {
+                    backend: BackendKind::Wgpu,
+                    ..
+                })
+            ),
+            "{events:?}"
+        );
+        for (a, b) in cpu.history.iter().zip(&gpu.history) {
+            assert!(
+                (a.loss - b.loss).abs() < 1e-3,
+                "{method}: cpu {} vs wgpu {}",
+                a.loss,
+                b.loss
+            );
+        }
+    }
+}

@@ -541,6 +541,7 @@ impl Studio {
                         ("learning_rate", s.learning_rate),
                         ("grad_norm", s.grad_norm),
                         ("tokens_per_s", s.tokens_per_s),
+                        ("elapsed_s", s.elapsed_s),
                         ("eta_s", s.eta_s),
                         ("memory_bytes", s.peak_memory_bytes as f64),
                     ];
@@ -782,9 +783,10 @@ impl Studio {
     }
 }
 
-/// `modelfactory train …` with every setting that differs from the defaults.
+/// `modelfactory train …` with every setting that differs from the CLI's starting point (the
+/// Balanced preset).
 fn train_command(run: &RunSummary, c: &TrainConfig) -> String {
-    let d = TrainConfig::default();
+    let d = Preset::Balanced.config();
     let mut args = vec![
         "modelfactory train".to_owned(),
         format!("--model {}", shell_word(&run.model_id)),
@@ -887,6 +889,9 @@ fn train_command(run: &RunSummary, c: &TrainConfig) -> String {
     }
     if c.gradient_checkpointing {
         args.push("--gradient-checkpointing".into());
+    }
+    if let Some(backend) = c.backend {
+        args.push(format!("--backend {backend}"));
     }
     args.join(" ")
 }

@@ -1,8 +1,9 @@
 // Browser end-to-end test: Chromium (through playwright-core, the system's /usr/bin/chromium)
 // against `modelfactory serve`, with the default model registered through the CLI. Checks the
 // CLI's figures against the GGUF file itself, the HTTP API, the token rule, the one-instance
-// rule, every screen of the studio, and a chat with the default model streamed into the Chat
-// screen. Run: node tests/browser/studio.test.mjs
+// rule, every screen of the studio, a chat with the default model streamed into the Chat
+// screen, and a QLoRA run on the demo dataset from the Fine-tune screen to a chat with its
+// adapter. Run: node tests/browser/studio.test.mjs
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
@@ -19,6 +20,8 @@ const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const UI_TIMEOUT = 15_000;
 /** Loading the default model and answering a short question takes seconds; leave room. */
 const ANSWER_TIMEOUT = 180_000;
+/** Loading the model for training and one QLoRA step of 2 × 128 tokens take seconds on 2 cores. */
+const TRAIN_TIMEOUT = 300_000;
 const QUESTION = "What is the capital of France?";
 
 let browser; // a persistent context
@@ -98,6 +101,7 @@ async function main() {
   }
 
   await checkChat(page, base, model);
+  await checkFineTune(page, base, model);
 
   log("Settings: the workspace");
   await page.locator('[data-nav="settings"]').click();
@@ -229,6 +233,233 @@ async function checkChat(page, base, m) {
   if (process.env.UPDATE_SCREENSHOT === "1") {
     fs.copyFileSync(shot, path.join(REPO_ROOT, "docs", "chat.png"));
     log("copied it to docs/chat.png");
+  }
+}
+
+/**
+ * The Fine-tune screen on the real default model and the demo dataset: the preview marks the
+ * trained answer of the file's first row; a QLoRA run with 3 steps of 128 tokens draws its loss
+ * curve live, redraws it after a reload mid-run, is cancelled and resumed to the end, and its
+ * adapter answers in Chat, alone and side by side with the base model.
+ */
+async function checkFineTune(page, base, m) {
+  log("Fine-tune: the default model and the demo dataset");
+  const demos = await getJson(new URL("/api/datasets/demo", base), 200);
+  const demo = demos.find((d) => d.name === "modelfactory-help");
+  assert.ok(demo, `/api/datasets/demo lists modelfactory-help: ${JSON.stringify(demos)}`);
+  assert.ok(fs.existsSync(demo.path), `the demo dataset exists at ${demo.path}`);
+  const lines = fs.readFileSync(demo.path, "utf8").split("\n").filter((l) => l.trim());
+  const first = JSON.parse(lines[0]);
+
+  await page.locator('[data-nav="finetune"]').click();
+  const screen = page.locator('[data-screen="finetune"][data-view="new"]');
+  await screen.waitFor();
+  await screen.locator(`[data-finetune-model] option[value="${m.id}"]`).waitFor({ state: "attached" });
+  await screen.locator("[data-finetune-model]").selectOption(m.id);
+  await screen.locator('[data-demo-dataset="modelfactory-help"]').click();
+  assert.equal(await screen.locator("[data-finetune-dataset]").inputValue(), demo.path, "the demo button fills in the dataset path");
+  await screen.locator('[data-method="qlora"]').check();
+  await screen.locator('[data-preset="quick"]').check();
+  await screen.locator("[data-finetune-advanced] summary").click();
+  for (const [knob, value] of [["max_steps", "3"], ["max_length", "128"], ["eval_every", "1"], ["checkpoint_every", "1"]]) {
+    await screen.locator(`[data-knob="${knob}"]`).fill(value);
+  }
+  const command = `modelfactory train --model ${m.id} --data ${demo.path} --preset quick --max-steps 3 --max-length 128 --eval-every 1 --checkpoint-every 1`;
+  await waitForText(page.locator('[data-screen="finetune"] [data-testid="cli"]'), (t) => t.includes(command), `the CLI footer shows \`${command}\``);
+
+  // The preview: the first row rendered with the chat template, its answer marked as trained.
+  log("  preview of the first rows");
+  await screen.locator("[data-finetune-preview]").click();
+  const example = screen.locator("[data-preview-example]").first();
+  await example.waitFor({ timeout: ANSWER_TIMEOUT });
+  const report = screen.locator("[data-preview-report]");
+  assert.equal(Number(await report.getAttribute("data-rows-read")), lines.length, "the preview read every row of the file");
+  assert.equal(Number(await report.getAttribute("data-rows-kept")), lines.length, "every row of the demo dataset is usable");
+  const trained = (await example.locator('[data-segment="trained"]').allInnerTexts()).join("");
+  const context = (await example.locator('[data-segment="context"]').allInnerTexts()).join("");
+  assert.ok(trained.includes(first.output), `the trained span of the first example holds the row's answer ${JSON.stringify(first.output)}; it is ${JSON.stringify(trained)}`);
+  assert.ok(!trained.includes(first.instruction), "the question is not trained");
+  assert.ok(context.includes(first.instruction), `the context holds the row's question; it is ${JSON.stringify(context)}`);
+  assert.equal(await screen.locator('[data-segment="truncated"]').count(), 0, "the demo's short rows fit in 128 tokens");
+  log(`  trained span: ${JSON.stringify(trained.slice(0, 60))}…`);
+
+  // Start, and the dashboard.
+  const t0 = performance.now();
+  await screen.locator("[data-finetune-start]").click();
+  await page.waitForURL(/#\/finetune\/runs\/[0-9a-f]+$/);
+  const runId = new URL(page.url()).hash.split("/").at(-1);
+  log(`  run ${runId} started`);
+  const started = await getJson(new URL(`/api/runs/${runId}`, base), 200);
+  assert.equal(started.config.method, "qlora", "the run is QLoRA");
+  assert.equal(started.config.lora.rank, 8, "the quick preset's rank");
+  assert.deepEqual(
+    [started.config.max_steps, started.config.max_length, started.config.eval_every, started.config.checkpoint_every],
+    [3, 128, 1, 1],
+    "the Advanced settings reached the run",
+  );
+  assert.equal(started.run.dataset, demo.path, "the run trains on the demo dataset");
+
+  const view = page.locator(`[data-run-view="${runId}"]`);
+  const trainPoints = page.locator('[data-chart="loss"] circle[data-series="train"]');
+  await waitFor(async () => (await trainPoints.count()) >= 1, "the loss chart gets its first point", TRAIN_TIMEOUT, async () => {
+    const err = page.locator("[data-run-error]");
+    if (await err.count()) throw new Error(`the run failed: ${await err.innerText()}`);
+  });
+  log(`  first point after ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+  assert.ok(Number(await page.locator('[data-figure="tokens_per_s"]').getAttribute("data-value")) > 0, "tokens/s is shown after step 1");
+  assert.ok(Number(await page.locator('[data-figure="peak_memory_bytes"]').getAttribute("data-value")) > 0, "peak memory is shown");
+  assert.ok(Number(await page.locator("[data-run-step]").getAttribute("data-run-step")) >= 1, "the step counter moved");
+  assert.equal(await page.locator("[data-run-step]").getAttribute("data-run-total"), "3", "step x of 3");
+
+  // A reload mid-run: the stored curve comes back, then live events extend it.
+  const before = await trainPoints.evaluateAll((els) => els.map((e) => Number(e.getAttribute("data-step"))));
+  const stateAtReload = (await getJson(new URL(`/api/runs/${runId}`, base), 200)).run.state;
+  await page.reload();
+  await view.waitFor();
+  await waitFor(async () => (await trainPoints.count()) >= before.length, `after a reload the chart shows the ${before.length} point(s) it had`);
+  const stored = await getJson(new URL(`/api/runs/${runId}`, base), 200);
+  const redrawn = await trainPoints.evaluateAll((els) => els.map((e) => [Number(e.getAttribute("data-step")), Number(e.getAttribute("data-value"))]));
+  for (const [step, loss] of redrawn.slice(0, before.length)) {
+    const s = stored.steps.find((x) => x.step === step);
+    assert.ok(s && s.loss === loss, `the redrawn point of step ${step} is the stored loss ${s?.loss}; it shows ${loss}`);
+  }
+  log(`  reloaded while ${stateAtReload}: ${before.length} point(s) before, ${redrawn.length} redrawn`);
+
+  // Cancel, then resume to the end.
+  if (stateAtReload === "running" && (await page.locator("[data-run-cancel]").count())) {
+    await page.locator("[data-run-cancel]").click();
+    await view.locator('[data-run-state="cancelled"]').waitFor({ timeout: TRAIN_TIMEOUT });
+    const cancelled = await getJson(new URL(`/api/runs/${runId}`, base), 200);
+    assert.equal(cancelled.run.state, "cancelled", "the run is cancelled");
+    assert.ok(cancelled.run.step < 3, `cancelled before the end (at step ${cancelled.run.step})`);
+    log(`  cancelled at step ${cancelled.run.step}; resuming`);
+    await page.locator("[data-run-resume]").click();
+    await view.locator('[data-run-state="running"], [data-run-state="queued"]').first().waitFor();
+  } else {
+    log("  the run had finished before it could be cancelled; no resume to check");
+  }
+  await view.locator('[data-run-state="finished"]').waitFor({ timeout: TRAIN_TIMEOUT });
+  log(`  finished after ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+  const done = await getJson(new URL(`/api/runs/${runId}`, base), 200);
+  assert.equal(done.run.step, 3, "three steps ran");
+  assert.ok(done.run.adapter, "the run has an adapter");
+  for (const f of ["adapter_model.safetensors", "adapter_config.json"]) {
+    assert.ok(fs.existsSync(path.join(done.run.adapter, f)), `the adapter folder has ${f}`);
+  }
+  await waitFor(async () => (await trainPoints.count()) === 3, "the chart shows the three steps");
+  const shown = await trainPoints.evaluateAll((els) => els.map((e) => [Number(e.getAttribute("data-step")), Number(e.getAttribute("data-value"))]));
+  assert.deepEqual(shown, done.steps.map((s) => [s.step, s.loss]), "the chart's points are the stored steps");
+  const evalPoints = await page.locator('[data-chart="loss"] circle[data-series="eval"]').count();
+  assert.ok(evalPoints >= 1 && evalPoints === done.evals.length, `the eval loss is drawn (${evalPoints} points, ${done.evals.length} stored)`);
+  assert.equal(await page.locator('[data-step-row]:not([data-step-row="0"])').count(), 3, "the step log has a row per step");
+  const baseline = done.evals.find((e) => e.step === 0);
+  assert.equal(await page.locator('[data-step-row="0"]').count(), baseline ? 1 : 0, "the untrained eval loss has its own row");
+  assert.match(await page.locator('[data-testid="run-data"]').innerText(), new RegExp(`${lines.length} of ${lines.length}`), "the data summary counts the rows");
+  assert.match(done.command, /--max-steps 3/, `RunDetail.command carries the settings: ${done.command}`);
+
+  await page.setViewportSize({ width: 1280, height: 1500 });
+  await page.locator('[data-screen="finetune"] .crumbs').scrollIntoViewIfNeeded();
+  const shot = path.join(OUT_DIR, "fine-tune.png");
+  await page.screenshot({ path: shot });
+  await page.setViewportSize({ width: 1280, height: 820 });
+  log(`screenshot ${path.relative(REPO_ROOT, shot)}`);
+  if (process.env.UPDATE_SCREENSHOT === "1") {
+    fs.copyFileSync(shot, path.join(REPO_ROOT, "docs", "fine-tune.png"));
+    log("copied it to docs/fine-tune.png");
+  }
+
+  // The Runs list.
+  await page.locator('[data-finetune-tab="runs"]').click();
+  const row = page.locator(`[data-run-row="${runId}"]`);
+  await row.waitFor();
+  assert.equal(await row.locator('[data-field="state"]').getAttribute("data-value"), "finished", "the Runs list shows the run finished");
+  assert.equal(await row.locator('[data-field="step"]').getAttribute("data-value"), "3", "the Runs list shows its steps");
+  assert.equal(Number(await row.locator('[data-field="last_loss"]').getAttribute("data-value")), done.run.last_loss, "the Runs list shows its last loss");
+  await row.locator(`[data-run-open="${runId}"]`).click();
+  await view.waitFor();
+
+  await checkAdapterChat(page, base, runId);
+}
+
+/** "Chat with this adapter", then the same question to the base model and the adapter side by side. */
+async function checkAdapterChat(page, base, runId) {
+  log("Chat with the run's adapter");
+  await page.locator("[data-run-chat]").click();
+  const chat = page.locator('[data-screen="chat"]');
+  await chat.waitFor();
+  await waitFor(async () => (await chat.locator("[data-chat-adapter]").inputValue()) === runId, "the adapter picker shows the run");
+  assert.equal(await chat.locator("[data-chat-using]").getAttribute("data-chat-using"), runId, "the chat says it answers through the adapter");
+  if (!(await chat.locator("[data-chat-settings]").evaluate((d) => d.open))) await chat.locator("[data-chat-settings] summary").click();
+  await chat.locator('[data-sampling="temperature"]').fill("0");
+  await chat.locator('[data-sampling="max_new_tokens"]').fill("32");
+  await waitForText(chat.locator('[data-testid="cli"]'), (t) => t.includes(`--adapter ${runId}`), "the CLI footer names the adapter");
+  const question = "What is ModelFactory?";
+  await chat.locator("[data-chat-input]").fill(question);
+  await chat.locator("[data-chat-send]").click();
+  const answer = chat.locator('[data-chat-messages] [data-message-role="assistant"][data-state="done"]');
+  await waitFor(async () => (await answer.count()) === 1, "the adapter answers", ANSWER_TIMEOUT, () => failOnError(chat));
+  const text = (await answer.locator("[data-message-content]").innerText()).trim();
+  assert.ok(text.length > 0, "the adapter's answer is not empty");
+  assert.equal(await answer.locator("[data-message-stats]").getAttribute("data-adapter-run"), runId, "the answer records the adapter");
+  const conversations = await getJson(new URL("/api/conversations", base), 200);
+  const tuned = conversations.find((c) => c.adapter_run_id === runId);
+  assert.ok(tuned, `a conversation chats through the run: ${JSON.stringify(conversations)}`);
+  const stored = await getJson(new URL(`/api/conversations/${tuned.id}`, base), 200);
+  assert.equal(stored.messages[1]?.stats?.adapter_run_id, runId, "the stored answer came from the adapter");
+  assert.equal(stored.messages[1].content.trim(), text, "the stored answer is the one shown");
+  log(`  adapter: ${JSON.stringify(text)}`);
+
+  log("Chat: base model and adapter side by side");
+  await chat.locator("[data-chat-compare]").check();
+  const compare = chat.locator('[data-testid="chat-compare"]');
+  await compare.waitFor();
+  await chat.locator("[data-chat-input]").fill(question);
+  await chat.locator("[data-chat-send]").click();
+  const side = (s) => compare.locator(`[data-compare-side="${s}"]`);
+  const doneIn = (s) => side(s).locator('[data-message-role="assistant"][data-state="done"]');
+  let sawAdapterWaiting = false;
+  await waitFor(
+    async () => {
+      if ((await side("adapter").locator('[data-state="waiting"]').count()) > 0) sawAdapterWaiting = true;
+      return (await doneIn("base").count()) === 1 && (await doneIn("adapter").count()) === 1;
+    },
+    "both sides answer",
+    2 * ANSWER_TIMEOUT,
+    () => failOnError(chat),
+  );
+  assert.ok(sawAdapterWaiting, "the adapter waits while the base model answers (one model answers at a time)");
+  const baseId = await side("base").getAttribute("data-conversation-id");
+  const adapterId = await side("adapter").getAttribute("data-conversation-id");
+  const baseConv = await getJson(new URL(`/api/conversations/${baseId}`, base), 200);
+  const adapterConv = await getJson(new URL(`/api/conversations/${adapterId}`, base), 200);
+  assert.equal(baseConv.adapter_run_id, null, "the left side is the base model");
+  assert.equal(baseConv.messages[1]?.stats?.adapter_run_id, null, "the base answer used no adapter");
+  assert.equal(adapterConv.adapter_run_id, runId, "the right side chats through the adapter");
+  assert.equal(adapterConv.messages[1]?.stats?.adapter_run_id, runId, "the adapter answer used the adapter");
+  assert.ok(Date.parse(baseConv.messages[1].created_at) <= Date.parse(adapterConv.messages[1].created_at), "the base model answered first");
+  for (const [name, conv] of [["base", baseConv], ["adapter", adapterConv]]) {
+    const shown = (await doneIn(name).locator("[data-message-content]").innerText()).trim();
+    assert.equal(shown, conv.messages[1].content.trim(), `the ${name} side shows its stored answer`);
+  }
+  log(`  base: ${JSON.stringify(baseConv.messages[1].content.trim())}`);
+  log(`  adapter: ${JSON.stringify(adapterConv.messages[1].content.trim())}`);
+  await chat.locator("[data-chat-compare]").uncheck();
+}
+
+async function failOnError(scope) {
+  for (const id of ["chat-error", "compare-error"]) {
+    const error = scope.locator(`[data-testid="${id}"]`);
+    if ((await error.count()) > 0) throw new Error(`the Chat screen shows an error: ${await error.innerText()}`);
+  }
+}
+
+/** Polls `pred` until it holds; `check` may throw to fail early. */
+async function waitFor(pred, what, timeout = UI_TIMEOUT, check = async () => {}) {
+  const end = Date.now() + timeout;
+  while (!(await pred())) {
+    await check();
+    if (Date.now() > end) throw new Error(`timed out after ${timeout / 1000} s: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 

@@ -169,6 +169,7 @@ async function main() {
     }
 
     await checkChat(s);
+    await checkFineTune(s, model);
   } catch (e) {
     const shot = path.join(OUT_DIR, "desktop-failure.png");
     await s.screenshot(shot).then(() => log(`failure screenshot ${shot}`), () => {});
@@ -207,6 +208,122 @@ async function checkChat(s) {
   assert.match(answer, /Paris/, "the greedy answer names Paris");
   assert.ok(Number(await s.attr(stats, "data-tokens-per-s")) > 0, "the answer shows its speed");
   log(`  answer: ${JSON.stringify(answer)} (${(await s.text(stats)).trim()})`);
+}
+
+/** Polls `pred` until it holds; `check` may throw to fail early. */
+async function until(pred, what, ms = UI_TIMEOUT, check = async () => {}) {
+  const end = Date.now() + ms;
+  while (!(await pred())) {
+    await check();
+    if (Date.now() > end) throw new Error(`timed out after ${ms / 1000} s: ${what}`);
+    await sleep(200);
+  }
+}
+
+async function count(s, css) {
+  return (await s.findAll(css)).length;
+}
+
+/**
+ * The Fine-tune screen through the Tauri commands: the demo dataset's preview, a QLoRA run of
+ * 3 steps whose curve arrives as `job-event`s and comes back after a reload, then a chat with
+ * its adapter, alone and side by side with the base model.
+ */
+async function checkFineTune(s, model) {
+  log("Fine-tune: the demo dataset, a preview, a QLoRA run of 3 steps");
+  await s.click(await s.waitFor('[data-nav="finetune"]'));
+  await s.waitFor('[data-screen="finetune"][data-view="new"] [data-finetune-model] option[value="smollm2-135m-instruct"]', "the default model in the picker");
+  assert.equal(await s.exec("return document.querySelector('[data-finetune-model]').value;"), model.id, "the default model is chosen");
+  await s.click(await s.waitFor('[data-demo-dataset="modelfactory-help"]', "the demo dataset button (demo_datasets)"));
+  const dataset = await s.exec("return document.querySelector('[data-finetune-dataset]').value;");
+  assert.match(dataset, /modelfactory-help\.jsonl$/, "the demo button fills in the dataset path");
+  assert.ok(fs.existsSync(dataset), `the demo dataset exists at ${dataset}`);
+  const first = JSON.parse(fs.readFileSync(dataset, "utf8").split("\n")[0]);
+  await s.click(await s.waitFor('[data-method="qlora"]'));
+  await s.click(await s.waitFor('[data-preset="quick"]'));
+  await s.click(await s.waitFor("[data-finetune-advanced] summary"));
+  for (const [knob, value] of [["max_steps", "3"], ["max_length", "128"], ["eval_every", "1"], ["checkpoint_every", "1"]]) {
+    await s.type(await s.waitFor(`[data-knob="${knob}"]`), value);
+  }
+  const footer = await s.text(await s.waitFor('[data-screen="finetune"] [data-testid="cli"]'));
+  assert.ok(
+    footer.includes(`--preset quick --max-steps 3 --max-length 128 --eval-every 1 --checkpoint-every 1`),
+    `the CLI footer shows the command for the form: ${footer}`,
+  );
+
+  await s.click(await s.waitFor("[data-finetune-preview]"));
+  const trainedEl = await s.waitFor('[data-preview-example] [data-segment="trained"]', "the preview (preview_dataset)", 120_000);
+  const trained = await s.text(trainedEl);
+  assert.ok(trained.includes(first.output.slice(0, 40)), `the first trained span holds the first row's answer; it is ${JSON.stringify(trained)}`);
+
+  const t0 = performance.now();
+  await s.click(await s.waitFor("[data-finetune-start]"));
+  await until(async () => /^#\/finetune\/runs\/[0-9a-f]+$/.test(await s.exec("return location.hash;")), "the run's dashboard opens (start_run)");
+  const runId = (await s.exec("return location.hash;")).split("/").at(-1);
+  log(`  run ${runId} started`);
+  const points = '[data-chart="loss"] circle[data-series="train"]';
+  const failed = async () => {
+    const errors = await s.findAll("[data-run-error]");
+    if (errors.length) throw new Error(`the run failed: ${await s.text(errors[0])}`);
+  };
+  await until(async () => (await count(s, points)) >= 1, "the loss chart gets its first point (job-event)", 300_000, failed);
+  log(`  first point after ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+  const before = await count(s, points);
+  await s.exec("location.reload();");
+  await sleep(500);
+  await s.waitFor(`[data-run-view="${runId}"]`, "the run after a reload", 60_000);
+  await until(async () => (await count(s, points)) >= before, `after a reload the chart shows its ${before} point(s) again (get_run)`);
+  await until(
+    async () => (await s.exec(`const v = document.querySelector('[data-run-view]'); return v ? v.getAttribute('data-state') : null;`)) === "finished",
+    "the run finishes",
+    300_000,
+    failed,
+  );
+  log(`  finished after ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+  await until(async () => (await count(s, points)) === 3, "the chart shows the three steps");
+  assert.ok((await count(s, '[data-chart="loss"] circle[data-series="eval"]')) >= 1, "the eval loss is drawn");
+  assert.equal(await count(s, '[data-step-row]:not([data-step-row="0"])'), 3, "the step log has a row per step");
+  assert.ok(Number(await s.attr(await s.waitFor('[data-figure="tokens_per_s"]'), "data-value")) > 0, "tokens/s is shown");
+  const shot = path.join(OUT_DIR, "desktop-fine-tune.png");
+  await s.screenshot(shot);
+  log(`screenshot ${path.relative(process.cwd(), shot)}`);
+
+  log("Chat with the run's adapter");
+  await s.click(await s.waitFor("[data-run-chat]"));
+  await s.waitFor('[data-screen="chat"]');
+  await until(async () => (await s.exec("return document.querySelector('[data-chat-adapter]').value;")) === runId, "the adapter picker shows the run");
+  await s.click(await s.waitFor("[data-chat-settings] summary"));
+  await s.type(await s.waitFor('[data-sampling="temperature"]'), "0");
+  await s.type(await s.waitFor('[data-sampling="max_new_tokens"]'), "32");
+  await s.type(await s.waitFor("[data-chat-input]"), "What is ModelFactory?");
+  await s.click(await s.waitFor("[data-chat-send]"));
+  const chatError = async () => {
+    for (const id of ["chat-error", "compare-error"]) {
+      const errors = await s.findAll(`[data-testid="${id}"]`);
+      if (errors.length) throw new Error(`the Chat screen shows an error: ${await s.text(errors[0])}`);
+    }
+  };
+  const answered = '[data-chat-messages] [data-message-role="assistant"][data-state="done"]';
+  await until(async () => (await count(s, answered)) === 1, "the adapter answers", 180_000, chatError);
+  const done = await s.waitFor(answered);
+  const stats = (await s.findAll("[data-message-stats]", done))[0];
+  assert.equal(await s.attr(stats, "data-adapter-run"), runId, "the answer came from the adapter");
+  const answer = (await s.text((await s.findAll("[data-message-content]", done))[0])).trim();
+  assert.ok(answer.length > 0, "the adapter's answer is not empty");
+  log(`  adapter: ${JSON.stringify(answer)}`);
+
+  log("Chat: base model and adapter side by side");
+  await s.click(await s.waitFor("[data-chat-compare]"));
+  await s.waitFor('[data-testid="chat-compare"]');
+  await s.type(await s.waitFor("[data-chat-input]"), "What is ModelFactory?");
+  await s.click(await s.waitFor("[data-chat-send]"));
+  const doneIn = (side) => `[data-compare-side="${side}"] [data-message-role="assistant"][data-state="done"]`;
+  await until(async () => (await count(s, doneIn("base"))) === 1 && (await count(s, doneIn("adapter"))) === 1, "both sides answer", 240_000, chatError);
+  for (const [side, want] of [["base", ""], ["adapter", runId]]) {
+    const el = await s.waitFor(`${doneIn(side)} [data-message-stats]`);
+    assert.equal(await s.attr(el, "data-adapter-run"), want, `the ${side} side's answer ${want ? "used the adapter" : "used no adapter"}`);
+  }
+  log("  both sides answered");
 }
 
 const started = performance.now();

@@ -23,7 +23,7 @@ export const DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct";
 export const SCREENS = [
   { id: "datanets", built: false },
   { id: "datasets", built: false },
-  { id: "finetune", built: false },
+  { id: "finetune", built: true },
   { id: "chat", built: true },
   { id: "models", built: true },
   { id: "publish", built: false },

@@ -2,8 +2,11 @@ import { flushSync, mount, unmount } from 'svelte';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import App from './App.svelte';
 import { chatManager } from './lib/managers/chat.svelte';
+import { compareManager } from './lib/managers/compare.svelte';
+import { finetuneForm } from './lib/managers/finetune.svelte';
 import { jobsManager } from './lib/managers/jobs.svelte';
 import { modelsManager } from './lib/managers/models.svelte';
+import { runsManager } from './lib/managers/runs.svelte';
 import { router } from './lib/router.svelte';
 import { FakeTransport, flush } from './lib/testing/fake-transport';
 
@@ -16,6 +19,9 @@ async function start(hash: string) {
   router.start(window);
   modelsManager.connect(api);
   chatManager.connect(api);
+  compareManager.connect(api);
+  runsManager.connect(api);
+  finetuneForm.connect(api);
   await jobsManager.connect(api);
   app = mount(App, { target, props: { client: api } });
   flushSync();
@@ -42,6 +48,10 @@ afterEach(() => {
   jobsManager.disconnect();
   modelsManager.disconnect();
   chatManager.disconnect();
+  compareManager.disconnect();
+  runsManager.disconnect();
+  finetuneForm.disconnect();
+  finetuneForm.reset();
   target.remove();
 });
 
@@ -75,7 +85,6 @@ describe('App shell', () => {
     for (const [id, title] of [
       ['datanets', 'Datanets'],
       ['datasets', 'Datasets'],
-      ['finetune', 'Fine-tune'],
       ['publish', 'Publish'],
     ] as const) {
       await go(`#/${id}`);
@@ -87,8 +96,25 @@ describe('App shell', () => {
       expect(screen!.querySelector('[data-testid="cli"]')?.textContent).toContain('planned');
       expect(target.querySelector(`[data-nav="${id}"]`)?.getAttribute('aria-current')).toBe('page');
     }
-    await go('#/finetune');
-    expect(target.querySelector('[data-not-built]')?.textContent).toContain('modelfactory train');
+    await go('#/publish');
+    expect(target.querySelector('[data-not-built]')?.textContent).toContain('modelfactory publish');
+  });
+
+  it('opens the Fine-tune screen: the new-run form, the runs list and one run', async () => {
+    const api = await start('#/finetune');
+    const screen = () => target.querySelector('[data-screen="finetune"]');
+    expect(screen()?.querySelector('h1')?.textContent).toBe('Fine-tune');
+    expect(screen()?.querySelector('[data-not-built]')).toBeNull();
+    expect(screen()?.getAttribute('data-view')).toBe('new');
+    expect(screen()?.querySelector('[data-finetune-start]')).not.toBeNull();
+    await go('#/finetune/runs');
+    expect(screen()?.getAttribute('data-view')).toBe('runs');
+    expect(target.querySelector('[data-testid="runs-empty"]')).not.toBeNull();
+    expect(target.querySelector('[data-nav="finetune"]')?.getAttribute('aria-current')).toBe('page');
+    await go('#/finetune/runs/missing');
+    expect(screen()?.getAttribute('data-view')).toBe('run');
+    expect(api.callsOf('getRun')).toEqual([['missing']]);
+    expect(target.querySelector('[data-testid="run-load-error"]')?.textContent).toContain('no run with id "missing"');
   });
 
   it('opens the Chat screen', async () => {

@@ -3,8 +3,11 @@ import App from './App.svelte';
 import './app.css';
 import { createClient } from './lib/api/select';
 import { chatManager } from './lib/managers/chat.svelte';
+import { compareManager } from './lib/managers/compare.svelte';
+import { finetuneForm } from './lib/managers/finetune.svelte';
 import { jobsManager } from './lib/managers/jobs.svelte';
 import { modelsManager } from './lib/managers/models.svelte';
+import { runsManager } from './lib/managers/runs.svelte';
 import { router } from './lib/router.svelte';
 
 const client = createClient(window);
@@ -23,6 +26,10 @@ if (client.transport === 'http') {
 router.start(window);
 modelsManager.connect(client);
 chatManager.connect(client);
+compareManager.connect(client);
+// before the jobs manager, so that no job event passes the runs by
+runsManager.connect(client);
+finetuneForm.connect(client);
 void jobsManager.connect(client);
 
 const target = document.getElementById('app');

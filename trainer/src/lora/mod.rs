@@ -114,6 +114,7 @@ impl Target {
 
 /// The shape of an adapter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LoraConfig {
     /// The rank `r`.
     pub rank: usize,

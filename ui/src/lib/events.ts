@@ -13,6 +13,11 @@ export type Events = {
   'model-added': [model: ModelSummary];
   /** A model was removed from the workspace. */
   'model-removed': [id: string];
+  /**
+   * The event stream may have dropped events (it reconnected, or the server said `lagged`):
+   * whoever draws from events reloads what it shows.
+   */
+  'jobs-resynced': [];
 };
 
 type Handler<A extends unknown[]> = (...args: A) => void;

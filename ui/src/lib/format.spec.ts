@@ -81,3 +81,23 @@ describe('formatTokensPerSecond', () => {
     expect(formatTokensPerSecond(Number.NaN)).toBe('—');
   });
 });
+
+describe('run figures', () => {
+  it('formats durations, losses, learning rates and plain numbers', async () => {
+    const { formatDuration, formatLoss, formatLearningRate, formatNumber } = await import('./format');
+    expect(formatDuration(42.4)).toBe('42 s');
+    expect(formatDuration(130)).toBe('2 min 10 s');
+    expect(formatDuration(3725)).toBe('1 h 02 min');
+    expect(formatDuration(Number.NaN)).toBe('—');
+    expect(formatDuration(-1)).toBe('—');
+    expect(formatLoss(5.42461)).toBe('5.425');
+    expect(formatLoss(0.012345)).toBe('0.01235');
+    expect(formatLoss(null)).toBe('—');
+    expect(formatLearningRate(0.0002)).toBe('2.0e-4');
+    expect(formatLearningRate(1.5)).toBe('1.5e0');
+    expect(formatLearningRate(0)).toBe('0');
+    expect(formatNumber(0.1 + 0.2)).toBe('0.3');
+    expect(formatNumber(32)).toBe('32');
+    expect(formatNumber(Number.NaN)).toBe('—');
+  });
+});

@@ -82,3 +82,31 @@ export function formatTokensPerSecond(rate: number | null | undefined): string {
   const digits = Math.abs(rate) < 100 ? 1 : 0;
   return `${rate.toFixed(digits)} tokens/s`;
 }
+
+/** A duration: 42 → "42 s", 130 → "2 min 10 s", 3725 → "1 h 02 min". */
+export function formatDuration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds) || seconds < 0) return '—';
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} min`;
+}
+
+/** A loss: four significant digits, 5.42461 → "5.425", 0.012345 → "0.01235". */
+export function formatLoss(value: number | null | undefined): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) return '—';
+  return String(Number(value.toPrecision(4)));
+}
+
+/** A learning rate in scientific notation: 0.0002 → "2.0e-4", 0 → "0". */
+export function formatLearningRate(value: number | null | undefined): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) return '—';
+  if (value === 0) return '0';
+  return value.toExponential(1).replace('e+', 'e');
+}
+
+/** A plain number as people write it: 0.1 + 0.2 → "0.3", 32 → "32", NaN → "—". */
+export function formatNumber(value: number | null | undefined, digits = 4): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) return '—';
+  return String(Number(value.toPrecision(digits)));
+}

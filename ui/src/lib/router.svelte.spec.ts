@@ -41,4 +41,17 @@ describe('Router', () => {
     win.fire('hashchange');
     expect(router.current).toBe('chat');
   });
+  it('keeps the place inside a screen, and goes to one', () => {
+    const win = fakeWindow('#/finetune/runs/abc');
+    const router = new Router();
+    router.start(win as never);
+    expect(router.current).toBe('finetune');
+    expect(router.sub).toBe('runs/abc');
+    router.go('finetune', 'runs');
+    expect(win.location.hash).toBe('#/finetune/runs');
+    expect(router.sub).toBe('runs');
+    router.go('chat');
+    expect(router.current).toBe('chat');
+    expect(router.sub).toBe('');
+  });
 });

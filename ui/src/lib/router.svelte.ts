@@ -1,4 +1,4 @@
-import { DEFAULT_SCREEN, parseRoute, routeHref, screenInfo, type ScreenId } from './screens';
+import { DEFAULT_SCREEN, parseRoute, parseSubroute, routeHref, screenInfo, type ScreenId } from './screens';
 
 type WindowLike = Pick<Window, 'addEventListener' | 'removeEventListener'> & {
   location: Pick<Location, 'hash' | 'pathname' | 'search'>;
@@ -6,14 +6,37 @@ type WindowLike = Pick<Window, 'addEventListener' | 'removeEventListener'> & {
   document?: { title: string };
 };
 
-/** Hash routing: `#/models`, `#/settings`, … Unknown or empty hashes go to `#/models`. */
+/**
+ * Hash routing: `#/models`, `#/settings`, … Unknown or empty hashes go to `#/models`. A screen
+ * may have places inside it (`#/finetune/runs/<id>`): `sub` is that part, so a reload reopens it.
+ */
 export class Router {
   #current = $state<ScreenId>(DEFAULT_SCREEN);
+  #sub = $state('');
   #win: WindowLike | null = null;
   #onHashChange = () => this.#sync();
 
   get current(): ScreenId {
     return this.#current;
+  }
+  /** The address inside the current screen, e.g. 'runs/abc'; '' for the screen itself. */
+  get sub(): string {
+    return this.#sub;
+  }
+
+  /** Goes to a screen (and a place inside it); Back returns here. */
+  go(id: ScreenId, sub = ''): void {
+    const win = this.#win;
+    const href = routeHref(id, sub);
+    if (!win) {
+      this.#current = id;
+      this.#sub = sub;
+      return;
+    }
+    if (win.location.hash === href) return;
+    win.location.hash = href;
+    // hashchange arrives later; show the place now
+    this.#sync();
   }
 
   start(win: WindowLike): void {
@@ -36,8 +59,10 @@ export class Router {
       // replace rather than push, so Back does not bounce to an unknown route
       win.history.replaceState(win.history.state, '', `${win.location.pathname}${win.location.search}${routeHref(DEFAULT_SCREEN)}`);
       this.#current = DEFAULT_SCREEN;
+      this.#sub = '';
     } else {
       this.#current = route;
+      this.#sub = parseSubroute(win.location.hash);
     }
     if (win.document) win.document.title = `${screenInfo(this.#current).title} · ModelFactory`;
   }

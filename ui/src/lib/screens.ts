@@ -25,13 +25,7 @@ export const SCREENS: readonly ScreenInfo[] = [
     notBuilt:
       'Not built yet. Curating and labeling training rows (search, accept or reject, tags, duplicates, train/eval split, JSONL, CSV and Parquet import) arrives with the dataset milestone; the CLI command will be `modelfactory datasets list`.',
   },
-  {
-    id: 'finetune',
-    title: 'Fine-tune',
-    cli: 'modelfactory train',
-    notBuilt:
-      'Not built yet. Fine-tuning with LoRA and QLoRA arrives with the training milestone; the CLI command will be `modelfactory train`.',
-  },
+  { id: 'finetune', title: 'Fine-tune', cli: 'modelfactory runs list' },
   { id: 'chat', title: 'Chat', cli: 'modelfactory chat' },
   { id: 'models', title: 'Models', cli: 'modelfactory models list' },
   {
@@ -59,6 +53,14 @@ export function parseRoute(hash: string): ScreenId | null {
   return found ? found.id : null;
 }
 
-export function routeHref(id: ScreenId): string {
-  return `#/${id}`;
+/** `#/finetune/runs/abc` → 'runs/abc': where inside its screen the address points; '' when nowhere. */
+export function parseSubroute(hash: string): string {
+  const path = hash.replace(/^#\/?/, '').split('?')[0] ?? '';
+  const slash = path.indexOf('/');
+  return slash < 0 ? '' : path.slice(slash + 1).replace(/\/+$/, '');
+}
+
+/** `#/chat`, or `#/finetune/runs/abc` with a subroute. */
+export function routeHref(id: ScreenId, sub = ''): string {
+  return sub ? `#/${id}/${sub}` : `#/${id}`;
 }

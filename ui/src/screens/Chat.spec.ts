@@ -2,8 +2,10 @@ import { flushSync, mount, unmount } from 'svelte';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ApiException } from '../lib/api/errors';
 import { chatManager } from '../lib/managers/chat.svelte';
+import { compareManager } from '../lib/managers/compare.svelte';
 import { modelsManager } from '../lib/managers/models.svelte';
-import { FakeTransport, conversation, flush, model, stats } from '../lib/testing/fake-transport';
+import { runsManager } from '../lib/managers/runs.svelte';
+import { FakeTransport, conversation, flush, model, runSummary, stats } from '../lib/testing/fake-transport';
 import Chat from './Chat.svelte';
 
 let mounted: ReturnType<typeof mount> | null = null;
@@ -16,6 +18,8 @@ async function render(setup: (api: FakeTransport) => void = () => {}) {
   setup(api);
   modelsManager.connect(api);
   chatManager.connect(api);
+  compareManager.connect(api);
+  runsManager.connect(api);
   mounted = mount(Chat, { target });
   await settle();
 }
@@ -32,6 +36,10 @@ function $(selector: string): HTMLElement {
   const el = target.querySelector<HTMLElement>(selector);
   if (!el) throw new Error(`nothing matches ${selector}`);
   return el;
+}
+
+function $$(selector: string): HTMLElement[] {
+  return [...target.querySelectorAll<HTMLElement>(selector)];
 }
 
 function type(selector: string, value: string) {
@@ -51,6 +59,8 @@ afterEach(() => {
   mounted = null;
   modelsManager.disconnect();
   chatManager.disconnect();
+  compareManager.disconnect();
+  runsManager.disconnect();
   target.remove();
 });
 
@@ -169,5 +179,78 @@ describe('Chat screen', () => {
     });
     expect($('[data-testid="chat-no-models"]').textContent).toContain('Models');
     expect(($('[data-chat-input]') as HTMLTextAreaElement).disabled).toBe(true);
+  });
+
+  it('offers the adapters of finished and cancelled runs of the chosen model, and answers through one', async () => {
+    await render((api) => {
+      api.runs = [
+        runSummary({ id: 'done', name: 'support answers', state: 'finished', adapter: '/a' }),
+        runSummary({ id: 'stopped', name: 'first try', state: 'cancelled', step: 9, adapter: '/b' }),
+        runSummary({ id: 'busy', name: 'training now', state: 'running', adapter: '/c' }),
+        runSummary({ id: 'none', name: 'no adapter yet', state: 'cancelled', adapter: null }),
+        runSummary({ id: 'other', name: 'another model', state: 'finished', adapter: '/d', model_id: 'qwen' }),
+      ];
+    });
+    const picker = $('[data-chat-adapter]') as HTMLSelectElement;
+    expect([...picker.options].map((o) => o.value)).toEqual(['', 'done', 'stopped']);
+    expect(picker.value).toBe('');
+    expect($('[data-chat-using]').textContent).toContain('the base model without an adapter');
+
+    picker.value = 'done';
+    picker.dispatchEvent(new Event('change', { bubbles: true }));
+    await settle();
+    expect($('[data-chat-using]').getAttribute('data-chat-using')).toBe('done');
+    expect($('[data-chat-using]').textContent).toContain('support answers');
+    type('[data-chat-input]', 'What is ModelFactory?');
+    expect($('[data-testid="cli"]').textContent).toContain('modelfactory chat --model smollm2-135m-instruct --adapter done');
+    $('[data-chat-send]').click();
+    await settle();
+    expect(api.callsOf('createConversation')[0]?.[0]).toMatchObject({ adapter_run_id: 'done' });
+    const answer = $('[data-message-role="assistant"][data-state="done"]');
+    expect(answer.querySelector('[data-message-stats]')?.getAttribute('data-adapter-run')).toBe('done');
+    expect(answer.querySelector('.who')?.textContent).toContain('SmolLM2 135M Instruct + adapter support answers');
+    expect($('[data-conversation="conv-1"]').getAttribute('data-adapter-run')).toBe('done');
+    expect($('[data-conversation="conv-1"]').textContent).toContain('adapter support answers');
+  });
+
+  it('asks the base model and the adapter side by side, one after the other', async () => {
+    await render((api) => {
+      api.runs = [runSummary({ id: 'done', name: 'support answers', state: 'finished', adapter: '/a' })];
+      api.answerFor = (c) => (c.adapter_run_id ? ['Tuned.'] : ['Base.']);
+      api.holdAnswers = true;
+    });
+    expect(($('[data-chat-compare]') as HTMLInputElement).disabled).toBe(false);
+    $('[data-chat-compare]').click();
+    await settle();
+    // turning it on picks an adapter
+    expect(($('[data-chat-adapter]') as HTMLSelectElement).value).toBe('done');
+    expect($('[data-chat-send]').textContent).toBe('Ask both');
+    type('[data-chat-input]', 'What is ModelFactory?');
+    expect($$('[data-testid="cli"] [data-cli-command]').map((c) => c.textContent)).toEqual([
+      "modelfactory chat --model smollm2-135m-instruct --prompt 'What is ModelFactory?'",
+      "modelfactory chat --model smollm2-135m-instruct --adapter done --prompt 'What is ModelFactory?'",
+    ]);
+    $('[data-chat-send]').click();
+    await settle();
+    // the base model answers first; the adapter waits its turn
+    expect($('[data-compare-side="base"] [data-state="streaming"]').textContent).toContain('Base.');
+    expect($('[data-compare-side="adapter"] [data-state="waiting"]')).not.toBeNull();
+    api.finishAnswers();
+    await settle();
+    expect($('[data-compare-side="adapter"] [data-state="streaming"]').textContent).toContain('Tuned.');
+    api.finishAnswers();
+    await settle();
+    expect($('[data-compare-side="base"] [data-message-role="assistant"][data-state="done"]').textContent).toContain('Base.');
+    const tuned = $('[data-compare-side="adapter"] [data-message-role="assistant"][data-state="done"]');
+    expect(tuned.textContent).toContain('Tuned.');
+    expect(tuned.querySelector('[data-message-stats]')?.getAttribute('data-adapter-run')).toBe('done');
+    expect($('[data-compare-side="base"]').getAttribute('data-conversation-id')).toBe('conv-1');
+    expect($('[data-compare-side="adapter"]').getAttribute('data-conversation-id')).toBe('conv-2');
+    // both conversations are kept, and opening one leaves the comparison
+    expect($$('[data-conversation]').length).toBe(2);
+    $('[data-conversation="conv-1"] button.open').click();
+    await settle();
+    expect(target.querySelector('[data-testid="chat-compare"]')).toBeNull();
+    expect(($('[data-chat-compare]') as HTMLInputElement).checked).toBe(false);
   });
 });

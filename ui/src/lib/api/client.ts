@@ -3,11 +3,17 @@ import type {
   Conversation,
   ConversationSummary,
   ConversationUpdate,
+  DatasetPreview,
+  DemoDataset,
   DoctorReport,
   JobEvent,
   JobInfo,
   ModelSummary,
   NewConversation,
+  NewRun,
+  PreviewRequest,
+  RunDetail,
+  RunSummary,
   SendMessage,
   SendResult,
   Settings,
@@ -53,6 +59,22 @@ export interface ApiClient {
   sendMessage(conversationId: string, request: SendMessage, onToken: (text: string) => void): Promise<SendResult>;
   /** Stops the answer being generated in a conversation; it is kept as far as it got. */
   stopAnswer(conversationId: string): Promise<StopResult>;
+  /** Fine-tuning runs, newest first. */
+  listRuns(): Promise<RunSummary[]>;
+  /** Creates a run and starts training it as a background job (`kind: "train"`); progress arrives as job events. */
+  startRun(run: NewRun): Promise<RunSummary>;
+  /** A run with its settings, every step and evaluation so far, and its data summary. */
+  getRun(id: string): Promise<RunDetail>;
+  /** Deletes a run that is not training, with its checkpoints and adapter. */
+  deleteRun(id: string): Promise<void>;
+  /** Asks the run's job to stop; the best checkpoint becomes its adapter. */
+  cancelRun(id: string): Promise<RunSummary>;
+  /** Trains a cancelled, failed or interrupted run further from its last checkpoint, in a new job. */
+  resumeRun(id: string): Promise<RunSummary>;
+  /** The first rows of a dataset rendered with the model's chat template, trained spans marked. */
+  previewDataset(request: PreviewRequest): Promise<DatasetPreview>;
+  /** The datasets shipped with the studio. */
+  demoDatasets(): Promise<DemoDataset[]>;
   /** Job progress as it happens. Returns a function that stops the subscription. */
   subscribe(onEvent: (event: JobEvent) => void, options?: SubscribeOptions): Unsubscribe;
 }

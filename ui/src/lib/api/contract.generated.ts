@@ -3,7 +3,8 @@
 import type {
   AddModelResult, ApiError, ChatToken, Conversation, ConversationSummary, ConversationUpdate, DoctorReport,
   JobEvent, JobInfo, MessageStats, ModelSummary, NewConversation, SamplingParams, SendMessage, SendResult,
-  Settings, StopResult,
+  Settings, StopResult, TrainConfig, NewRun, RunSummary, RunDetail, StepRecord, EvalRecord, DataSummary,
+  PreviewRequest, DatasetPreview, DemoDataset, Preset,
 } from './types';
 
 export const models: ModelSummary[] = [
@@ -329,6 +330,7 @@ export const messageStats: MessageStats[] = [
     "decode_tokens_per_s": 41.25,
     "stop_reason": "end_of_turn",
     "model_id": "smollm2-135m-instruct",
+    "adapter_run_id": "5eed",
     "backend": "cpu"
   },
   {
@@ -338,6 +340,7 @@ export const messageStats: MessageStats[] = [
     "decode_tokens_per_s": 41.25,
     "stop_reason": "max_tokens",
     "model_id": "smollm2-135m-instruct",
+    "adapter_run_id": "5eed",
     "backend": "cpu"
   },
   {
@@ -347,6 +350,7 @@ export const messageStats: MessageStats[] = [
     "decode_tokens_per_s": 41.25,
     "stop_reason": "context_full",
     "model_id": "smollm2-135m-instruct",
+    "adapter_run_id": "5eed",
     "backend": "cpu"
   },
   {
@@ -356,6 +360,7 @@ export const messageStats: MessageStats[] = [
     "decode_tokens_per_s": 41.25,
     "stop_reason": "cancelled",
     "model_id": "smollm2-135m-instruct",
+    "adapter_run_id": "5eed",
     "backend": "cpu"
   }
 ];
@@ -364,6 +369,7 @@ export const conversation: Conversation = {
   "id": "c0ffee",
   "title": "What is the capital of France?",
   "model_id": "smollm2-135m-instruct",
+  "adapter_run_id": null,
   "sampling": {
     "temperature": 0.0,
     "top_k": 0,
@@ -400,6 +406,7 @@ export const conversation: Conversation = {
         "decode_tokens_per_s": 41.25,
         "stop_reason": "end_of_turn",
         "model_id": "smollm2-135m-instruct",
+        "adapter_run_id": "5eed",
         "backend": "cpu"
       },
       "created_at": "2026-01-01T00:00:01.000Z"
@@ -412,6 +419,7 @@ export const conversations: ConversationSummary[] = [
     "id": "c0ffee",
     "title": "What is the capital of France?",
     "model_id": "smollm2-135m-instruct",
+    "adapter_run_id": "5eed",
     "message_count": 2,
     "created_at": "2026-01-01T00:00:00.000Z",
     "updated_at": "2026-01-01T00:00:02.000Z"
@@ -421,12 +429,14 @@ export const conversations: ConversationSummary[] = [
 export const newConversations: NewConversation[] = [
   {
     "model_id": "smollm2-135m-instruct",
+    "adapter_run_id": null,
     "title": null,
     "system": null,
     "sampling": null
   },
   {
     "model_id": "smollm2-135m-instruct",
+    "adapter_run_id": "5eed",
     "title": "Geography",
     "system": "You answer in one sentence.",
     "sampling": {
@@ -444,11 +454,13 @@ export const conversationUpdates: ConversationUpdate[] = [
   {
     "title": null,
     "model_id": null,
+    "adapter_run_id": null,
     "sampling": null
   },
   {
     "title": "Geography",
     "model_id": "smollm2-135m-instruct",
+    "adapter_run_id": "",
     "sampling": {
       "temperature": 0.7,
       "top_k": 40,
@@ -495,6 +507,7 @@ export const sendResult: SendResult = {
       "decode_tokens_per_s": 41.25,
       "stop_reason": "cancelled",
       "model_id": "smollm2-135m-instruct",
+      "adapter_run_id": "5eed",
       "backend": "cpu"
     },
     "created_at": "2026-01-01T00:00:01.000Z"
@@ -506,6 +519,7 @@ export const sendResult: SendResult = {
     "decode_tokens_per_s": 41.25,
     "stop_reason": "cancelled",
     "model_id": "smollm2-135m-instruct",
+    "adapter_run_id": "5eed",
     "backend": "cpu"
   }
 };
@@ -516,6 +530,821 @@ export const stopResults: StopResult[] = [
   },
   {
     "stopped": false
+  }
+];
+
+export const defaultTrainConfig: TrainConfig = {
+  "method": "qlora",
+  "lora": {
+    "rank": 16,
+    "alpha": 32.0,
+    "dropout": 0.05,
+    "rslora": false,
+    "targets": [
+      "q_proj",
+      "k_proj",
+      "v_proj",
+      "o_proj",
+      "gate_proj",
+      "up_proj",
+      "down_proj"
+    ]
+  },
+  "learning_rate": 0.0002,
+  "weight_decay": 0.01,
+  "schedule": "cosine",
+  "warmup_steps": 5,
+  "epochs": 1.0,
+  "max_steps": null,
+  "batch_size": 1,
+  "grad_accum": 4,
+  "max_grad_norm": 1.0,
+  "seed": 42,
+  "eval_every": 20,
+  "checkpoint_every": 20,
+  "keep_checkpoints": 2,
+  "gradient_checkpointing": false,
+  "backend": null,
+  "max_length": 512,
+  "packing": false,
+  "eval_fraction": 0.1
+};
+
+export const presets: Record<Preset, TrainConfig> = {
+  "balanced": {
+    "method": "qlora",
+    "lora": {
+      "rank": 16,
+      "alpha": 32.0,
+      "dropout": 0.05,
+      "rslora": false,
+      "targets": [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj"
+      ]
+    },
+    "learning_rate": 0.0002,
+    "weight_decay": 0.01,
+    "schedule": "cosine",
+    "warmup_steps": 5,
+    "epochs": 2.0,
+    "max_steps": null,
+    "batch_size": 1,
+    "grad_accum": 4,
+    "max_grad_norm": 1.0,
+    "seed": 42,
+    "eval_every": 20,
+    "checkpoint_every": 20,
+    "keep_checkpoints": 2,
+    "gradient_checkpointing": false,
+    "backend": null,
+    "max_length": 512,
+    "packing": false,
+    "eval_fraction": 0.1
+  },
+  "quick": {
+    "method": "qlora",
+    "lora": {
+      "rank": 8,
+      "alpha": 16.0,
+      "dropout": 0.05,
+      "rslora": false,
+      "targets": [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj"
+      ]
+    },
+    "learning_rate": 0.0002,
+    "weight_decay": 0.01,
+    "schedule": "cosine",
+    "warmup_steps": 5,
+    "epochs": 1.0,
+    "max_steps": null,
+    "batch_size": 1,
+    "grad_accum": 2,
+    "max_grad_norm": 1.0,
+    "seed": 42,
+    "eval_every": 20,
+    "checkpoint_every": 20,
+    "keep_checkpoints": 2,
+    "gradient_checkpointing": false,
+    "backend": null,
+    "max_length": 512,
+    "packing": false,
+    "eval_fraction": 0.1
+  },
+  "thorough": {
+    "method": "qlora",
+    "lora": {
+      "rank": 32,
+      "alpha": 64.0,
+      "dropout": 0.05,
+      "rslora": false,
+      "targets": [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj"
+      ]
+    },
+    "learning_rate": 0.0001,
+    "weight_decay": 0.01,
+    "schedule": "cosine",
+    "warmup_steps": 5,
+    "epochs": 3.0,
+    "max_steps": null,
+    "batch_size": 1,
+    "grad_accum": 8,
+    "max_grad_norm": 1.0,
+    "seed": 42,
+    "eval_every": 20,
+    "checkpoint_every": 20,
+    "keep_checkpoints": 2,
+    "gradient_checkpointing": false,
+    "backend": null,
+    "max_length": 512,
+    "packing": false,
+    "eval_fraction": 0.1
+  }
+};
+
+export const trainConfigs: TrainConfig[] = [
+  {
+    "method": "lora",
+    "lora": {
+      "rank": 4,
+      "alpha": 8.0,
+      "dropout": 0.0,
+      "rslora": true,
+      "targets": [
+        "q_proj",
+        "v_proj"
+      ]
+    },
+    "learning_rate": 0.0001,
+    "weight_decay": 0.0,
+    "schedule": "constant",
+    "warmup_steps": 0,
+    "epochs": 0.5,
+    "max_steps": 3,
+    "batch_size": 2,
+    "grad_accum": 1,
+    "max_grad_norm": 0.0,
+    "seed": 7,
+    "eval_every": 1,
+    "checkpoint_every": 1,
+    "keep_checkpoints": 1,
+    "gradient_checkpointing": true,
+    "backend": "wgpu",
+    "max_length": 128,
+    "packing": true,
+    "eval_fraction": 0.0
+  },
+  {
+    "method": "lora",
+    "lora": {
+      "rank": 4,
+      "alpha": 8.0,
+      "dropout": 0.0,
+      "rslora": true,
+      "targets": [
+        "q_proj",
+        "v_proj"
+      ]
+    },
+    "learning_rate": 0.0001,
+    "weight_decay": 0.0,
+    "schedule": "linear",
+    "warmup_steps": 0,
+    "epochs": 0.5,
+    "max_steps": 3,
+    "batch_size": 2,
+    "grad_accum": 1,
+    "max_grad_norm": 0.0,
+    "seed": 7,
+    "eval_every": 1,
+    "checkpoint_every": 1,
+    "keep_checkpoints": 1,
+    "gradient_checkpointing": true,
+    "backend": "wgpu",
+    "max_length": 128,
+    "packing": true,
+    "eval_fraction": 0.0
+  },
+  {
+    "method": "lora",
+    "lora": {
+      "rank": 4,
+      "alpha": 8.0,
+      "dropout": 0.0,
+      "rslora": true,
+      "targets": [
+        "q_proj",
+        "v_proj"
+      ]
+    },
+    "learning_rate": 0.0001,
+    "weight_decay": 0.0,
+    "schedule": "cosine",
+    "warmup_steps": 0,
+    "epochs": 0.5,
+    "max_steps": 3,
+    "batch_size": 2,
+    "grad_accum": 1,
+    "max_grad_norm": 0.0,
+    "seed": 7,
+    "eval_every": 1,
+    "checkpoint_every": 1,
+    "keep_checkpoints": 1,
+    "gradient_checkpointing": true,
+    "backend": "wgpu",
+    "max_length": 128,
+    "packing": true,
+    "eval_fraction": 0.0
+  }
+];
+
+export const newRuns: NewRun[] = [
+  {
+    "name": null,
+    "model_id": "smollm2-135m-instruct",
+    "dataset": "/data/modelfactory-help.jsonl",
+    "config": {
+      "method": "qlora",
+      "lora": {
+        "rank": 8,
+        "alpha": 16.0,
+        "dropout": 0.05,
+        "rslora": false,
+        "targets": [
+          "q_proj",
+          "k_proj",
+          "v_proj",
+          "o_proj",
+          "gate_proj",
+          "up_proj",
+          "down_proj"
+        ]
+      },
+      "learning_rate": 0.0002,
+      "weight_decay": 0.01,
+      "schedule": "cosine",
+      "warmup_steps": 5,
+      "epochs": 1.0,
+      "max_steps": null,
+      "batch_size": 1,
+      "grad_accum": 2,
+      "max_grad_norm": 1.0,
+      "seed": 42,
+      "eval_every": 20,
+      "checkpoint_every": 20,
+      "keep_checkpoints": 2,
+      "gradient_checkpointing": false,
+      "backend": null,
+      "max_length": 512,
+      "packing": false,
+      "eval_fraction": 0.1
+    }
+  },
+  {
+    "name": "Support answers",
+    "model_id": "smollm2-135m-instruct",
+    "dataset": "/data/modelfactory-help.jsonl",
+    "config": {
+      "method": "lora",
+      "lora": {
+        "rank": 4,
+        "alpha": 8.0,
+        "dropout": 0.0,
+        "rslora": true,
+        "targets": [
+          "q_proj",
+          "v_proj"
+        ]
+      },
+      "learning_rate": 0.0001,
+      "weight_decay": 0.0,
+      "schedule": "linear",
+      "warmup_steps": 0,
+      "epochs": 0.5,
+      "max_steps": 3,
+      "batch_size": 2,
+      "grad_accum": 1,
+      "max_grad_norm": 0.0,
+      "seed": 7,
+      "eval_every": 1,
+      "checkpoint_every": 1,
+      "keep_checkpoints": 1,
+      "gradient_checkpointing": true,
+      "backend": "wgpu",
+      "max_length": 128,
+      "packing": true,
+      "eval_fraction": 0.0
+    }
+  }
+];
+
+export const runs: RunSummary[] = [
+  {
+    "id": "5eed",
+    "name": "modelfactory-help",
+    "model_id": "smollm2-135m-instruct",
+    "dataset": "/data/modelfactory-help.jsonl",
+    "method": "qlora",
+    "state": "queued",
+    "job_id": null,
+    "step": 0,
+    "total_steps": null,
+    "last_loss": null,
+    "last_eval_loss": null,
+    "adapter": null,
+    "error": null,
+    "created_at": "2026-01-01T00:00:00.000Z",
+    "updated_at": "2026-01-01T00:00:05.000Z"
+  },
+  {
+    "id": "5eed",
+    "name": "modelfactory-help",
+    "model_id": "smollm2-135m-instruct",
+    "dataset": "/data/modelfactory-help.jsonl",
+    "method": "qlora",
+    "state": "running",
+    "job_id": "0f0e",
+    "step": 2,
+    "total_steps": 3,
+    "last_loss": 5.42,
+    "last_eval_loss": 5.53,
+    "adapter": "/ws/runs/5eed/adapter",
+    "error": null,
+    "created_at": "2026-01-01T00:00:00.000Z",
+    "updated_at": "2026-01-01T00:00:05.000Z"
+  },
+  {
+    "id": "5eed",
+    "name": "modelfactory-help",
+    "model_id": "smollm2-135m-instruct",
+    "dataset": "/data/modelfactory-help.jsonl",
+    "method": "qlora",
+    "state": "finished",
+    "job_id": "0f0e",
+    "step": 2,
+    "total_steps": 3,
+    "last_loss": 5.42,
+    "last_eval_loss": 5.53,
+    "adapter": "/ws/runs/5eed/adapter",
+    "error": null,
+    "created_at": "2026-01-01T00:00:00.000Z",
+    "updated_at": "2026-01-01T00:00:05.000Z"
+  },
+  {
+    "id": "5eed",
+    "name": "modelfactory-help",
+    "model_id": "smollm2-135m-instruct",
+    "dataset": "/data/modelfactory-help.jsonl",
+    "method": "qlora",
+    "state": "cancelled",
+    "job_id": "0f0e",
+    "step": 2,
+    "total_steps": 3,
+    "last_loss": 5.42,
+    "last_eval_loss": 5.53,
+    "adapter": "/ws/runs/5eed/adapter",
+    "error": null,
+    "created_at": "2026-01-01T00:00:00.000Z",
+    "updated_at": "2026-01-01T00:00:05.000Z"
+  },
+  {
+    "id": "5eed",
+    "name": "modelfactory-help",
+    "model_id": "smollm2-135m-instruct",
+    "dataset": "/data/modelfactory-help.jsonl",
+    "method": "qlora",
+    "state": "failed",
+    "job_id": "0f0e",
+    "step": 2,
+    "total_steps": 3,
+    "last_loss": 5.42,
+    "last_eval_loss": 5.53,
+    "adapter": "/ws/runs/5eed/adapter",
+    "error": "out of memory",
+    "created_at": "2026-01-01T00:00:00.000Z",
+    "updated_at": "2026-01-01T00:00:05.000Z"
+  },
+  {
+    "id": "5eed",
+    "name": "modelfactory-help",
+    "model_id": "smollm2-135m-instruct",
+    "dataset": "/data/modelfactory-help.jsonl",
+    "method": "qlora",
+    "state": "interrupted",
+    "job_id": "0f0e",
+    "step": 2,
+    "total_steps": 3,
+    "last_loss": 5.42,
+    "last_eval_loss": 5.53,
+    "adapter": "/ws/runs/5eed/adapter",
+    "error": null,
+    "created_at": "2026-01-01T00:00:00.000Z",
+    "updated_at": "2026-01-01T00:00:05.000Z"
+  }
+];
+
+export const stepRecords: StepRecord[] = [
+  {
+    "step": 1,
+    "loss": 5.4246,
+    "learning_rate": 0.00004,
+    "grad_norm": 1.979,
+    "tokens_per_s": 29.8,
+    "elapsed_s": 4.5,
+    "eta_s": 11.0,
+    "peak_memory_bytes": 714900000
+  },
+  {
+    "step": 2,
+    "loss": 5.4246,
+    "learning_rate": 0.00004,
+    "grad_norm": 1.979,
+    "tokens_per_s": 29.8,
+    "elapsed_s": 4.5,
+    "eta_s": 11.0,
+    "peak_memory_bytes": 714900000
+  }
+];
+
+export const evalRecords: EvalRecord[] = [
+  {
+    "step": 1,
+    "loss": 5.5355,
+    "perplexity": 253.53
+  }
+];
+
+export const dataSummary: DataSummary = {
+  "format": "jsonl / alpaca",
+  "rows_read": 120,
+  "rows_kept": 119,
+  "problems": [
+    "line 7: no `output`"
+  ],
+  "train_examples": 108,
+  "eval_examples": 11,
+  "train_sequences": 108,
+  "skipped_examples": 0,
+  "truncated_examples": 2,
+  "trained_tokens": 4321
+};
+
+export const runDetails: RunDetail[] = [
+  {
+    "run": {
+      "id": "5eed",
+      "name": "modelfactory-help",
+      "model_id": "smollm2-135m-instruct",
+      "dataset": "/data/modelfactory-help.jsonl",
+      "method": "qlora",
+      "state": "running",
+      "job_id": "0f0e",
+      "step": 2,
+      "total_steps": 3,
+      "last_loss": 5.42,
+      "last_eval_loss": 5.53,
+      "adapter": "/ws/runs/5eed/adapter",
+      "error": null,
+      "created_at": "2026-01-01T00:00:00.000Z",
+      "updated_at": "2026-01-01T00:00:05.000Z"
+    },
+    "config": {
+      "method": "qlora",
+      "lora": {
+        "rank": 8,
+        "alpha": 16.0,
+        "dropout": 0.05,
+        "rslora": false,
+        "targets": [
+          "q_proj",
+          "k_proj",
+          "v_proj",
+          "o_proj",
+          "gate_proj",
+          "up_proj",
+          "down_proj"
+        ]
+      },
+      "learning_rate": 0.0002,
+      "weight_decay": 0.01,
+      "schedule": "cosine",
+      "warmup_steps": 5,
+      "epochs": 1.0,
+      "max_steps": null,
+      "batch_size": 1,
+      "grad_accum": 2,
+      "max_grad_norm": 1.0,
+      "seed": 42,
+      "eval_every": 20,
+      "checkpoint_every": 20,
+      "keep_checkpoints": 2,
+      "gradient_checkpointing": false,
+      "backend": null,
+      "max_length": 512,
+      "packing": false,
+      "eval_fraction": 0.1
+    },
+    "steps": [
+      {
+        "step": 1,
+        "loss": 5.4246,
+        "learning_rate": 0.00004,
+        "grad_norm": 1.979,
+        "tokens_per_s": 29.8,
+        "elapsed_s": 4.5,
+        "eta_s": 11.0,
+        "peak_memory_bytes": 714900000
+      },
+      {
+        "step": 2,
+        "loss": 5.4246,
+        "learning_rate": 0.00004,
+        "grad_norm": 1.979,
+        "tokens_per_s": 29.8,
+        "elapsed_s": 4.5,
+        "eta_s": 11.0,
+        "peak_memory_bytes": 714900000
+      }
+    ],
+    "evals": [
+      {
+        "step": 1,
+        "loss": 5.5355,
+        "perplexity": 253.53
+      }
+    ],
+    "data": {
+      "format": "jsonl / alpaca",
+      "rows_read": 120,
+      "rows_kept": 119,
+      "problems": [
+        "line 7: no `output`"
+      ],
+      "train_examples": 108,
+      "eval_examples": 11,
+      "train_sequences": 108,
+      "skipped_examples": 0,
+      "truncated_examples": 2,
+      "trained_tokens": 4321
+    },
+    "command": "modelfactory train --model smollm2-135m-instruct --data /data/modelfactory-help.jsonl"
+  },
+  {
+    "run": {
+      "id": "5eed",
+      "name": "modelfactory-help",
+      "model_id": "smollm2-135m-instruct",
+      "dataset": "/data/modelfactory-help.jsonl",
+      "method": "qlora",
+      "state": "queued",
+      "job_id": null,
+      "step": 0,
+      "total_steps": null,
+      "last_loss": null,
+      "last_eval_loss": null,
+      "adapter": null,
+      "error": null,
+      "created_at": "2026-01-01T00:00:00.000Z",
+      "updated_at": "2026-01-01T00:00:05.000Z"
+    },
+    "config": {
+      "method": "lora",
+      "lora": {
+        "rank": 4,
+        "alpha": 8.0,
+        "dropout": 0.0,
+        "rslora": true,
+        "targets": [
+          "q_proj",
+          "v_proj"
+        ]
+      },
+      "learning_rate": 0.0001,
+      "weight_decay": 0.0,
+      "schedule": "linear",
+      "warmup_steps": 0,
+      "epochs": 0.5,
+      "max_steps": 3,
+      "batch_size": 2,
+      "grad_accum": 1,
+      "max_grad_norm": 0.0,
+      "seed": 7,
+      "eval_every": 1,
+      "checkpoint_every": 1,
+      "keep_checkpoints": 1,
+      "gradient_checkpointing": true,
+      "backend": "wgpu",
+      "max_length": 128,
+      "packing": true,
+      "eval_fraction": 0.0
+    },
+    "steps": [],
+    "evals": [],
+    "data": null,
+    "command": "modelfactory train"
+  }
+];
+
+export const previewRequests: PreviewRequest[] = [
+  {
+    "model_id": "smollm2-135m-instruct",
+    "dataset": "/data/modelfactory-help.jsonl",
+    "max_length": null,
+    "count": null
+  },
+  {
+    "model_id": "smollm2-135m-instruct",
+    "dataset": "/data/modelfactory-help.jsonl",
+    "max_length": 128,
+    "count": 3
+  }
+];
+
+export const datasetPreview: DatasetPreview = {
+  "report": {
+    "path": "/data/modelfactory-help.jsonl",
+    "format": {
+      "file": "jsonl",
+      "rows": "alpaca"
+    },
+    "rows_read": 120,
+    "rows_kept": 119,
+    "problems": [
+      {
+        "number": 7,
+        "unit": "line",
+        "reason": "no `output`"
+      }
+    ]
+  },
+  "examples": [
+    {
+      "id": "9afd",
+      "segments": [
+        {
+          "text": "<|im_start|>user\nWhat is ModelFactory?<|im_end|>\n<|im_start|>assistant\n",
+          "kind": "context"
+        },
+        {
+          "text": "A desktop studio",
+          "kind": "trained"
+        },
+        {
+          "text": " for fine-tuning.<|im_end|>",
+          "kind": "truncated"
+        }
+      ],
+      "tokens": 40,
+      "trained_tokens": 4,
+      "skipped": null
+    },
+    {
+      "id": "a",
+      "segments": [],
+      "tokens": 0,
+      "trained_tokens": 0,
+      "skipped": {
+        "kind": "longer_than_context",
+        "tokens": 900,
+        "first_trained": 600,
+        "max_len": 512
+      }
+    },
+    {
+      "id": "b",
+      "segments": [],
+      "tokens": 0,
+      "trained_tokens": 0,
+      "skipped": {
+        "kind": "no_trained_tokens"
+      }
+    },
+    {
+      "id": "c",
+      "segments": [],
+      "tokens": 0,
+      "trained_tokens": 0,
+      "skipped": {
+        "kind": "turn_not_found",
+        "turn": 2
+      }
+    },
+    {
+      "id": "d",
+      "segments": [],
+      "tokens": 0,
+      "trained_tokens": 0,
+      "skipped": {
+        "kind": "render",
+        "message": "template error"
+      }
+    }
+  ]
+};
+
+export const otherPreviews: DatasetPreview[] = [
+  {
+    "report": {
+      "path": "/data/rows",
+      "format": {
+        "file": "json_array",
+        "rows": "share_gpt"
+      },
+      "rows_read": 1,
+      "rows_kept": 0,
+      "problems": [
+        {
+          "number": 1,
+          "unit": "row",
+          "reason": "empty"
+        }
+      ]
+    },
+    "examples": []
+  },
+  {
+    "report": {
+      "path": "/data/rows",
+      "format": {
+        "file": "csv",
+        "rows": "chat_ml"
+      },
+      "rows_read": 1,
+      "rows_kept": 0,
+      "problems": [
+        {
+          "number": 1,
+          "unit": "line",
+          "reason": "empty"
+        }
+      ]
+    },
+    "examples": []
+  },
+  {
+    "report": {
+      "path": "/data/rows",
+      "format": {
+        "file": "tsv",
+        "rows": "prompt_response"
+      },
+      "rows_read": 1,
+      "rows_kept": 0,
+      "problems": [
+        {
+          "number": 1,
+          "unit": "line",
+          "reason": "empty"
+        }
+      ]
+    },
+    "examples": []
+  },
+  {
+    "report": {
+      "path": "/data/rows",
+      "format": {
+        "file": "parquet",
+        "rows": "alpaca"
+      },
+      "rows_read": 1,
+      "rows_kept": 0,
+      "problems": [
+        {
+          "number": 1,
+          "unit": "row",
+          "reason": "empty"
+        }
+      ]
+    },
+    "examples": []
+  }
+];
+
+export const demoDatasets: DemoDataset[] = [
+  {
+    "name": "modelfactory-help",
+    "path": "/usr/share/modelfactory/assets/datasets/modelfactory-help.jsonl",
+    "bytes": 45857
   }
 ];
 

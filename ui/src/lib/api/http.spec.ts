@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { ApiException } from './errors';
 import { HttpSseTransport, TOKEN_KEY, resolveToken } from './http';
-import type { JobEvent } from './types';
+import { presetConfig, type JobEvent } from './types';
 
 function jsonResponse(status: number, body: unknown, statusText = ''): Response {
   return new Response(body === undefined ? null : JSON.stringify(body), {
@@ -209,6 +209,37 @@ function streamResponse(chunks: string[], status = 200): Response {
   });
   return new Response(body, { status, headers: { 'Content-Type': 'text/event-stream' } });
 }
+
+describe('HttpSseTransport runs', () => {
+  it('calls the run and dataset routes with JSON bodies', async () => {
+    const fetch = vi.fn(async (_url: RequestInfo | URL, init?: RequestInit) =>
+      init?.method === 'DELETE' ? new Response(null, { status: 204 }) : jsonResponse(200, {}),
+    );
+    const api = new HttpSseTransport({ token: 't', fetch });
+    const run = { model_id: 'm', dataset: '/d.jsonl', config: presetConfig('quick') };
+    await api.listRuns();
+    await api.startRun(run);
+    await api.getRun('r/1');
+    await expect(api.deleteRun('r1')).resolves.toBeUndefined();
+    await api.cancelRun('r1');
+    await api.resumeRun('r1');
+    await api.previewDataset({ model_id: 'm', dataset: '/d.jsonl', max_length: 128, count: 3 });
+    await api.demoDatasets();
+    const calls = fetch.mock.calls as unknown as [string, RequestInit][];
+    expect(calls.map(([url, init]) => `${init.method} ${url}`)).toEqual([
+      'GET /api/runs',
+      'POST /api/runs',
+      'GET /api/runs/r%2F1',
+      'DELETE /api/runs/r1',
+      'POST /api/runs/r1/cancel',
+      'POST /api/runs/r1/resume',
+      'POST /api/datasets/preview',
+      'GET /api/datasets/demo',
+    ]);
+    expect(JSON.parse(String(calls[1]![1].body))).toEqual(run);
+    expect(JSON.parse(String(calls[6]![1].body))).toEqual({ model_id: 'm', dataset: '/d.jsonl', max_length: 128, count: 3 });
+  });
+});
 
 describe('HttpSseTransport chat', () => {
   const result = { message: { seq: 2, role: 'assistant', content: 'Paris.', stats: null, created_at: 't' }, stats: {} };

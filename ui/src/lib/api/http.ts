@@ -6,11 +6,17 @@ import type {
   Conversation,
   ConversationSummary,
   ConversationUpdate,
+  DatasetPreview,
+  DemoDataset,
   DoctorReport,
   JobEvent,
   JobInfo,
   ModelSummary,
   NewConversation,
+  NewRun,
+  PreviewRequest,
+  RunDetail,
+  RunSummary,
   SendMessage,
   SendResult,
   Settings,
@@ -166,6 +172,31 @@ export class HttpSseTransport implements ApiClient {
   }
   stopAnswer(conversationId: string): Promise<StopResult> {
     return this.#request('POST', `/api/conversations/${encodeURIComponent(conversationId)}/stop`);
+  }
+
+  listRuns(): Promise<RunSummary[]> {
+    return this.#request('GET', '/api/runs');
+  }
+  startRun(run: NewRun): Promise<RunSummary> {
+    return this.#request('POST', '/api/runs', run);
+  }
+  getRun(id: string): Promise<RunDetail> {
+    return this.#request('GET', `/api/runs/${encodeURIComponent(id)}`);
+  }
+  async deleteRun(id: string): Promise<void> {
+    await this.#request<unknown>('DELETE', `/api/runs/${encodeURIComponent(id)}`);
+  }
+  cancelRun(id: string): Promise<RunSummary> {
+    return this.#request('POST', `/api/runs/${encodeURIComponent(id)}/cancel`);
+  }
+  resumeRun(id: string): Promise<RunSummary> {
+    return this.#request('POST', `/api/runs/${encodeURIComponent(id)}/resume`);
+  }
+  previewDataset(request: PreviewRequest): Promise<DatasetPreview> {
+    return this.#request('POST', '/api/datasets/preview', request);
+  }
+  demoDatasets(): Promise<DemoDataset[]> {
+    return this.#request('GET', '/api/datasets/demo');
   }
 
   /** The answer arrives as server-sent events on the POST's own response: `token`s, then `done` or `error`. */

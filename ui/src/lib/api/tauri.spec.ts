@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { ApiException } from './errors';
 import { CHAT_TOKEN_EVENT, JOB_EVENT, TauriTransport, type InvokeFn, type ListenFn } from './tauri';
-import type { ChatToken, JobEvent } from './types';
+import { presetConfig, type ChatToken, type JobEvent } from './types';
 
 describe('TauriTransport', () => {
   it('invokes the documented commands with camelCase argument keys', async () => {
@@ -93,6 +93,31 @@ describe('TauriTransport', () => {
       ['update_conversation', { id: 'c', update: { model_id: 'n' } }],
       ['delete_conversation', { id: 'c' }],
       ['stop_answer', { id: 'c' }],
+    ]);
+  });
+
+  it('invokes the run commands with their documented argument names', async () => {
+    const invoke = vi.fn(async () => null);
+    const api = new TauriTransport(invoke as unknown as InvokeFn, vi.fn() as unknown as ListenFn);
+    const run = { model_id: 'm', dataset: '/d.jsonl', config: presetConfig('quick') };
+    const request = { model_id: 'm', dataset: '/d.jsonl', max_length: 128 };
+    await api.listRuns();
+    await api.startRun(run);
+    await api.getRun('r');
+    await api.deleteRun('r');
+    await api.cancelRun('r');
+    await api.resumeRun('r');
+    await api.previewDataset(request);
+    await api.demoDatasets();
+    expect(invoke.mock.calls).toEqual([
+      ['list_runs'],
+      ['start_run', { run }],
+      ['get_run', { id: 'r' }],
+      ['delete_run', { id: 'r' }],
+      ['cancel_run', { id: 'r' }],
+      ['resume_run', { id: 'r' }],
+      ['preview_dataset', { request }],
+      ['demo_datasets'],
     ]);
   });
 

@@ -8,11 +8,17 @@ import type {
   Conversation,
   ConversationSummary,
   ConversationUpdate,
+  DatasetPreview,
+  DemoDataset,
   DoctorReport,
   JobEvent,
   JobInfo,
   ModelSummary,
   NewConversation,
+  NewRun,
+  PreviewRequest,
+  RunDetail,
+  RunSummary,
   SendMessage,
   SendResult,
   Settings,
@@ -97,6 +103,31 @@ export class TauriTransport implements ApiClient {
   }
   stopAnswer(conversationId: string): Promise<StopResult> {
     return this.#call('stop_answer', { id: conversationId });
+  }
+
+  listRuns(): Promise<RunSummary[]> {
+    return this.#call('list_runs');
+  }
+  startRun(run: NewRun): Promise<RunSummary> {
+    return this.#call('start_run', { run });
+  }
+  getRun(id: string): Promise<RunDetail> {
+    return this.#call('get_run', { id });
+  }
+  async deleteRun(id: string): Promise<void> {
+    await this.#call<unknown>('delete_run', { id });
+  }
+  cancelRun(id: string): Promise<RunSummary> {
+    return this.#call('cancel_run', { id });
+  }
+  resumeRun(id: string): Promise<RunSummary> {
+    return this.#call('resume_run', { id });
+  }
+  previewDataset(request: PreviewRequest): Promise<DatasetPreview> {
+    return this.#call('preview_dataset', { request });
+  }
+  demoDatasets(): Promise<DemoDataset[]> {
+    return this.#call('demo_datasets');
   }
 
   /** Tokens arrive as `chat-token` events while the `send_message` command runs; it resolves with the answer. */

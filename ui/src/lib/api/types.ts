@@ -128,6 +128,8 @@ export type MessageStats = {
   /** "cancelled": the answer was stopped and is kept as far as it got */
   stop_reason: StopReason;
   model_id: string;
+  /** the fine-tuning run whose adapter answered; null: the base model */
+  adapter_run_id: string | null;
   backend: BackendName;
 };
 
@@ -146,6 +148,8 @@ export type ConversationSummary = {
   /** "New conversation" until the first answer; then the first question */
   title: string;
   model_id: string;
+  /** answers come from the base model with this run's adapter; null: the base model alone */
+  adapter_run_id: string | null;
   /** questions and answers; the system prompt is not counted */
   message_count: number;
   created_at: string;
@@ -156,6 +160,8 @@ export type Conversation = {
   id: string;
   title: string;
   model_id: string;
+  /** answers come from the base model with this run's adapter; null: the base model alone */
+  adapter_run_id: string | null;
   sampling: SamplingParams;
   created_at: string;
   updated_at: string;
@@ -164,14 +170,21 @@ export type Conversation = {
 
 export type NewConversation = {
   model_id: string;
+  /** chat through this run's adapter (a run trained on `model_id`) */
+  adapter_run_id?: string | null;
   title?: string | null;
   /** a system prompt, stored as the first message */
   system?: string | null;
   sampling?: SamplingParams | null;
 };
 
-/** Absent fields stay as they are. */
-export type ConversationUpdate = { title?: string | null; model_id?: string | null; sampling?: SamplingParams | null };
+/** Absent fields stay as they are. `adapter_run_id`: a run id, or "" to go back to the base model. */
+export type ConversationUpdate = {
+  title?: string | null;
+  model_id?: string | null;
+  adapter_run_id?: string | null;
+  sampling?: SamplingParams | null;
+};
 
 /** `sampling`, when given, becomes the conversation's setting. */
 export type SendMessage = { content: string; sampling?: SamplingParams | null };
@@ -195,3 +208,235 @@ export const DEFAULT_SAMPLING: Readonly<SamplingParams> = Object.freeze({
 });
 
 export const STOP_REASONS: readonly StopReason[] = ['end_of_turn', 'max_tokens', 'context_full', 'cancelled'];
+
+// Fine-tuning runs.
+
+/** LoRA trains small adapters beside full-precision base weights; QLoRA keeps the base in 4 bits (NF4). */
+export type TrainMethod = 'lora' | 'qlora';
+export type LrSchedule = 'constant' | 'linear' | 'cosine';
+/** A projection that can get an adapter, by its PEFT module name. */
+export type LoraTarget = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj';
+
+export type LoraConfig = {
+  rank: number;
+  /** the update is scaled by alpha / rank (alpha / √rank with rsLoRA) */
+  alpha: number;
+  dropout: number;
+  rslora: boolean;
+  targets: LoraTarget[];
+};
+
+/** Every knob of a run (trainer's `TrainConfig`; every field has a default on the server). */
+export type TrainConfig = {
+  method: TrainMethod;
+  lora: LoraConfig;
+  learning_rate: number;
+  weight_decay: number;
+  schedule: LrSchedule;
+  warmup_steps: number;
+  /** passes over the training set; ignored when max_steps is set */
+  epochs: number;
+  max_steps: number | null;
+  batch_size: number;
+  grad_accum: number;
+  /** 0 turns clipping off */
+  max_grad_norm: number;
+  seed: number;
+  /** 0: only at the end */
+  eval_every: number;
+  /** 0: only at the end */
+  checkpoint_every: number;
+  keep_checkpoints: number;
+  gradient_checkpointing: boolean;
+  /** null: the one in Settings */
+  backend: BackendName | null;
+  /** tokens per sequence; longer examples lose their tail */
+  max_length: number;
+  packing: boolean;
+  /** share of the examples held out for evaluation */
+  eval_fraction: number;
+};
+
+export type Preset = 'quick' | 'balanced' | 'thorough';
+
+export type NewRun = {
+  /** the dataset's file name when absent */
+  name?: string | null;
+  model_id: string;
+  /** a dataset file on the studio's machine: JSONL / JSON, CSV, TSV or Parquet */
+  dataset: string;
+  config: TrainConfig;
+};
+
+export type RunState = 'queued' | 'running' | 'finished' | 'cancelled' | 'failed' | 'interrupted';
+
+export type RunSummary = {
+  id: string;
+  name: string;
+  model_id: string;
+  dataset: string;
+  method: TrainMethod;
+  state: RunState;
+  /** the job training it now, or the last one that did */
+  job_id: string | null;
+  /** optimiser steps done */
+  step: number;
+  total_steps: number | null;
+  last_loss: number | null;
+  last_eval_loss: number | null;
+  /** the adapter folder (PEFT layout), once a checkpoint exists */
+  adapter: string | null;
+  error: string | null;
+  created_at: string;
+  updated_at: string;
+};
+
+export type StepRecord = {
+  /** 1-based */
+  step: number;
+  loss: number;
+  learning_rate: number;
+  grad_norm: number;
+  tokens_per_s: number;
+  /** seconds since the run (or its resumption) started */
+  elapsed_s: number;
+  eta_s: number;
+  peak_memory_bytes: number;
+};
+
+export type EvalRecord = { step: number; loss: number; perplexity: number };
+
+export type DataSummary = {
+  /** e.g. "jsonl / alpaca" */
+  format: string;
+  rows_read: number;
+  rows_kept: number;
+  /** the first problems found in the file ("line 7: …") */
+  problems: string[];
+  train_examples: number;
+  eval_examples: number;
+  train_sequences: number;
+  skipped_examples: number;
+  truncated_examples: number;
+  trained_tokens: number;
+};
+
+export type RunDetail = {
+  run: RunSummary;
+  config: TrainConfig;
+  /** every step so far, in order: a reconnecting page redraws the whole curve from here */
+  steps: StepRecord[];
+  evals: EvalRecord[];
+  /** null until the dataset has been read */
+  data: DataSummary | null;
+  /** the command that starts the same run from a terminal */
+  command: string;
+};
+
+export type PreviewRequest = {
+  model_id: string;
+  dataset: string;
+  /** marks the text beyond this many tokens as truncated */
+  max_length?: number | null;
+  /** examples to render (5 when absent, at most 50) */
+  count?: number | null;
+};
+
+export type FileFormat = 'jsonl' | 'json_array' | 'csv' | 'tsv' | 'parquet';
+export type RowFormat = 'alpaca' | 'share_gpt' | 'chat_ml' | 'prompt_response';
+/** what a problem's number counts: text lines (JSONL, CSV) or rows (Parquet, JSON arrays) */
+export type RowUnit = 'line' | 'row';
+export type RowProblem = { number: number; unit: RowUnit; reason: string };
+
+export type LoadReport = {
+  path: string;
+  format: { file: FileFormat; rows: RowFormat };
+  rows_read: number;
+  rows_kept: number;
+  /** every skipped row, in file order */
+  problems: RowProblem[];
+};
+
+/** context: read, not trained; trained: what the model learns to say; truncated: beyond the maximum length */
+export type SegmentKind = 'context' | 'trained' | 'truncated';
+export type PreviewSegment = { text: string; kind: SegmentKind };
+
+export type SkipReason =
+  | { kind: 'longer_than_context'; tokens: number; first_trained: number; max_len: number }
+  | { kind: 'no_trained_tokens' }
+  | { kind: 'turn_not_found'; turn: number }
+  | { kind: 'render'; message: string };
+
+export type ExamplePreview = {
+  id: string;
+  /** the conversation as the chat template renders it; empty when skipped */
+  segments: PreviewSegment[];
+  tokens: number;
+  trained_tokens: number;
+  skipped: SkipReason | null;
+};
+
+export type DatasetPreview = { report: LoadReport; examples: ExamplePreview[] };
+
+/** A dataset shipped with the studio, for a first run. */
+export type DemoDataset = { name: string; path: string; bytes: number };
+
+export const RUN_STATES: readonly RunState[] = ['queued', 'running', 'finished', 'cancelled', 'failed', 'interrupted'];
+export const LORA_TARGETS: readonly LoraTarget[] = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+export const PRESETS: readonly Preset[] = ['quick', 'balanced', 'thorough'];
+
+export function isRunActive(state: RunState): boolean {
+  return state === 'queued' || state === 'running';
+}
+
+/** Runs that can be trained further from their last checkpoint. */
+export function canResume(state: RunState): boolean {
+  return state === 'cancelled' || state === 'failed' || state === 'interrupted';
+}
+
+/** Runs whose adapter can answer in the chat. */
+export function canChatWith(run: Pick<RunSummary, 'state' | 'adapter'>): boolean {
+  return run.adapter !== null && (run.state === 'finished' || run.state === 'cancelled');
+}
+
+/** trainer's `TrainConfig::default()`. */
+export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
+  method: 'qlora',
+  lora: { rank: 16, alpha: 32, dropout: 0.05, rslora: false, targets: [...LORA_TARGETS] },
+  learning_rate: 2e-4,
+  weight_decay: 0.01,
+  schedule: 'cosine',
+  warmup_steps: 5,
+  epochs: 1,
+  max_steps: null,
+  batch_size: 1,
+  grad_accum: 4,
+  max_grad_norm: 1,
+  seed: 42,
+  eval_every: 20,
+  checkpoint_every: 20,
+  keep_checkpoints: 2,
+  gradient_checkpointing: false,
+  backend: null,
+  max_length: 512,
+  packing: false,
+  eval_fraction: 0.1,
+} satisfies TrainConfig);
+
+/** A fresh copy of the preset's settings (studio's `Preset::config`): QLoRA on all seven projections. */
+export function presetConfig(preset: Preset): TrainConfig {
+  const table: Record<Preset, [rank: number, epochs: number, learningRate: number, gradAccum: number]> = {
+    quick: [8, 1, 2e-4, 2],
+    balanced: [16, 2, 2e-4, 4],
+    thorough: [32, 3, 1e-4, 8],
+  };
+  const [rank, epochs, learning_rate, grad_accum] = table[preset];
+  const base = DEFAULT_TRAIN_CONFIG;
+  return {
+    ...base,
+    lora: { ...base.lora, rank, alpha: 2 * rank, targets: [...base.lora.targets] },
+    epochs,
+    learning_rate,
+    grad_accum,
+  };
+}

@@ -131,6 +131,40 @@ describe('ChatManager', () => {
     expect(chat.current?.model_id).toBe('qwen');
   });
 
+  it('chats through a run\'s adapter, switches back to the base model, and drops the adapter with another model', async () => {
+    const { api, chat } = setup();
+    chat.startWithAdapter({ id: 'run-7', model_id: 'smollm2-135m-instruct' });
+    expect(chat.adapterRunId).toBe('run-7');
+    await chat.send('What is ModelFactory?');
+    expect(api.callsOf('createConversation')[0]?.[0]).toMatchObject({ model_id: 'smollm2-135m-instruct', adapter_run_id: 'run-7' });
+    expect(chat.current?.messages[1]?.stats?.adapter_run_id).toBe('run-7');
+    expect(chat.conversations[0]?.adapter_run_id).toBe('run-7');
+
+    await chat.setAdapter(null);
+    expect(api.callsOf('updateConversation')).toEqual([['conv-1', { adapter_run_id: '' }]]);
+    expect(chat.current?.adapter_run_id).toBeNull();
+    await chat.setAdapter('run-7');
+    expect(api.callsOf('updateConversation')[1]).toEqual(['conv-1', { adapter_run_id: 'run-7' }]);
+
+    await chat.setModel('qwen');
+    expect(chat.adapterRunId).toBeNull();
+    expect(api.callsOf('updateConversation')[2]).toEqual(['conv-1', { model_id: 'qwen', adapter_run_id: '' }]);
+
+    // opening a conversation takes its adapter
+    api.conversations = [conversation({ id: 'tuned', adapter_run_id: 'run-9' })];
+    await chat.select('tuned');
+    expect(chat.adapterRunId).toBe('run-9');
+  });
+
+  it('keeps the adapter it had when the studio refuses another', async () => {
+    const { api, chat } = setup();
+    await chat.send('hi');
+    api.failures.updateConversation = new ApiException('run x trained an adapter for model qwen, not smollm2-135m-instruct', null, 400);
+    await chat.setAdapter('x');
+    expect(chat.adapterRunId).toBeNull();
+    expect(chat.error?.status).toBe(400);
+  });
+
   it('deletes a conversation', async () => {
     const { api, chat } = setup();
     await chat.send('hi');

@@ -21,6 +21,7 @@ function summaryOf(c: Conversation): ConversationSummary {
     id: c.id,
     title: c.title,
     model_id: c.model_id,
+    adapter_run_id: c.adapter_run_id,
     message_count: c.messages.filter((m) => m.role !== 'system').length,
     created_at: c.created_at,
     updated_at: c.updated_at,
@@ -36,6 +37,7 @@ export class ChatManager {
   #conversations = $state<ConversationSummary[]>([]);
   #current = $state<Conversation | null>(null);
   #modelId = $state<string | null>(null);
+  #adapterRunId = $state<string | null>(null);
   #sampling = $state<SamplingParams>({ ...DEFAULT_SAMPLING });
   #pending = $state<PendingAnswer | null>(null);
   #stopping = $state(false);
@@ -55,6 +57,10 @@ export class ChatManager {
   /** The model the next question goes to. */
   get modelId(): string | null {
     return this.#modelId;
+  }
+  /** The fine-tuning run whose adapter answers the next question; null: the base model alone. */
+  get adapterRunId(): string | null {
+    return this.#adapterRunId;
   }
   get sampling(): SamplingParams {
     return this.#sampling;
@@ -85,6 +91,7 @@ export class ChatManager {
     this.#client = null;
     this.#conversations = [];
     this.#current = null;
+    this.#adapterRunId = null;
     this.#pending = null;
     this.#stopping = false;
     this.#error = null;
@@ -120,6 +127,8 @@ export class ChatManager {
     const ready = models.filter((m) => m.status === 'ready');
     if (this.#modelId !== null && models.some((m) => m.id === this.#modelId)) return;
     this.#modelId = ready[0]?.id ?? null;
+    // an adapter belongs to its base model
+    this.#adapterRunId = null;
   }
 
   /** Opens a stored conversation, with its model and sampling settings. */
@@ -129,6 +138,7 @@ export class ChatManager {
       const c = await this.#need().getConversation(id);
       this.#current = c;
       this.#modelId = c.model_id;
+      this.#adapterRunId = c.adapter_run_id;
       this.#sampling = { ...c.sampling };
       this.#error = null;
     } catch (e) {
@@ -154,13 +164,49 @@ export class ChatManager {
     }
   }
 
-  /** Chooses the model; an open conversation moves to it for its next questions. */
+  /**
+   * Starts a new conversation (with the next question) that answers through a run's adapter,
+   * on the run's base model: what "Chat with this adapter" opens.
+   */
+  startWithAdapter(run: { id: string; model_id: string }): void {
+    this.#current = null;
+    this.#error = null;
+    this.#modelId = run.model_id;
+    this.#adapterRunId = run.id;
+  }
+
+  /**
+   * Chooses the adapter (a run id) or the base model alone (null); an open conversation
+   * answers through it from its next question. The base model stays loaded.
+   */
+  async setAdapter(runId: string | null): Promise<void> {
+    this.#adapterRunId = runId;
+    const open = this.#current;
+    if (!open || open.adapter_run_id === runId) return;
+    try {
+      const updated = await this.#need().updateConversation(open.id, { adapter_run_id: runId ?? '' });
+      if (this.#current?.id === updated.id) this.#current = updated;
+      this.#upsertSummary(summaryOf(updated));
+      this.#error = null;
+    } catch (e) {
+      this.#adapterRunId = open.adapter_run_id;
+      this.#error = toApiException(e);
+    }
+  }
+
+  /**
+   * Chooses the model; an open conversation moves to it for its next questions. An adapter
+   * belongs to its base model, so another model goes back to no adapter.
+   */
   async setModel(id: string): Promise<void> {
+    const changed = this.#modelId !== id;
     this.#modelId = id;
+    if (changed) this.#adapterRunId = null;
     const open = this.#current;
     if (!open || open.model_id === id) return;
     try {
-      const updated = await this.#need().updateConversation(open.id, { model_id: id });
+      const update = open.adapter_run_id ? { model_id: id, adapter_run_id: '' } : { model_id: id };
+      const updated = await this.#need().updateConversation(open.id, update);
       if (this.#current?.id === updated.id) this.#current = updated;
       this.#upsertSummary(summaryOf(updated));
       this.#error = null;
@@ -206,7 +252,8 @@ export class ChatManager {
     try {
       let open = this.#current;
       if (!open) {
-        open = await client.createConversation({ model_id: modelId, sampling });
+        const adapter = this.#adapterRunId;
+        open = await client.createConversation(adapter ? { model_id: modelId, adapter_run_id: adapter, sampling } : { model_id: modelId, sampling });
         this.#current = open;
         this.#upsertSummary(summaryOf(open));
         if (this.#pending) this.#pending.conversationId = open.id;

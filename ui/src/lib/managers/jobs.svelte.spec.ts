@@ -126,7 +126,9 @@ describe('JobsManager', () => {
   });
 
   it('reloads the list when the stream reconnects, keeping newer local progress', async () => {
-    const { api, manager } = await setup();
+    const { api, bus, manager } = await setup();
+    const resynced = vi.fn();
+    bus.on('jobs-resynced', resynced);
     api.push(jobEvent({ seq: 1, fraction: 0.6, at: '2025-01-01T00:00:05Z' }));
     api.jobs = [job({ fraction: 0.1, updated_at: '2025-01-01T00:00:01Z' }), job({ id: 'other', state: 'queued' })];
     api.resync();
@@ -134,6 +136,8 @@ describe('JobsManager', () => {
     expect(api.callsOf('listJobs')).toHaveLength(2);
     expect(manager.get('job-1')!.fraction).toBe(0.6);
     expect(manager.get('other')!.state).toBe('queued');
+    // whoever draws from events (a run's loss curve) is told to reload too
+    expect(resynced).toHaveBeenCalledTimes(1);
   });
 
   it('records a failed load as an error', async () => {

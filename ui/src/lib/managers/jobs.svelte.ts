@@ -86,7 +86,10 @@ export class JobsManager {
     this.disconnect();
     this.#client = client;
     this.#unsubscribe = client.subscribe((event) => this.applyEvent(event), {
-      onResync: () => void this.refresh(),
+      onResync: () => {
+        void this.refresh();
+        this.#bus.emit('jobs-resynced');
+      },
     });
     return this.refresh();
   }

@@ -6,17 +6,26 @@ import {
   type Conversation,
   type ConversationSummary,
   type ConversationUpdate,
+  type DatasetPreview,
+  type DemoDataset,
   type DoctorReport,
+  type EvalRecord,
   type JobEvent,
   type JobInfo,
   type MessageStats,
   type ModelSummary,
   type NewConversation,
+  type NewRun,
+  type PreviewRequest,
+  type RunDetail,
+  type RunSummary,
   type SendMessage,
   type SendResult,
   type Settings,
   type StopReason,
+  type StepRecord,
   type StopResult,
+  presetConfig,
 } from '../api/types';
 
 /** Test data builders. */
@@ -81,6 +90,7 @@ export function stats(overrides: Partial<MessageStats> = {}): MessageStats {
     decode_tokens_per_s: 41.25,
     stop_reason: 'end_of_turn',
     model_id: 'smollm2-135m-instruct',
+    adapter_run_id: null,
     backend: 'cpu',
     ...overrides,
   };
@@ -91,10 +101,88 @@ export function conversation(overrides: Partial<Conversation> = {}): Conversatio
     id: 'conv-1',
     title: 'New conversation',
     model_id: 'smollm2-135m-instruct',
+    adapter_run_id: null,
     sampling: { ...DEFAULT_SAMPLING },
     created_at: '2025-01-01T00:00:00Z',
     updated_at: '2025-01-01T00:00:00Z',
     messages: [],
+    ...overrides,
+  };
+}
+
+export function runSummary(overrides: Partial<RunSummary> = {}): RunSummary {
+  return {
+    id: 'run-1',
+    name: 'modelfactory-help',
+    model_id: 'smollm2-135m-instruct',
+    dataset: '/data/modelfactory-help.jsonl',
+    method: 'qlora',
+    state: 'running',
+    job_id: 'job-1',
+    step: 0,
+    total_steps: null,
+    last_loss: null,
+    last_eval_loss: null,
+    adapter: null,
+    error: null,
+    created_at: '2025-01-01T00:00:00Z',
+    updated_at: '2025-01-01T00:00:00Z',
+    ...overrides,
+  };
+}
+
+export function stepRecord(step: number, overrides: Partial<StepRecord> = {}): StepRecord {
+  return {
+    step,
+    loss: 3 - step * 0.1,
+    learning_rate: 2e-4,
+    grad_norm: 1.5,
+    tokens_per_s: 40,
+    elapsed_s: step * 5,
+    eta_s: 10,
+    peak_memory_bytes: 700_000_000,
+    ...overrides,
+  };
+}
+
+export function evalRecord(step: number, overrides: Partial<EvalRecord> = {}): EvalRecord {
+  return { step, loss: 3.2 - step * 0.1, perplexity: Math.exp(3.2 - step * 0.1), ...overrides };
+}
+
+export function runDetail(overrides: Partial<RunDetail> = {}): RunDetail {
+  return {
+    run: runSummary(),
+    config: presetConfig('quick'),
+    steps: [],
+    evals: [],
+    data: null,
+    command: 'modelfactory train --model smollm2-135m-instruct --data /data/modelfactory-help.jsonl',
+    ...overrides,
+  };
+}
+
+/** A preview of one example with a trained span, and a load report with one problem. */
+export function datasetPreview(overrides: Partial<DatasetPreview> = {}): DatasetPreview {
+  return {
+    report: {
+      path: '/data/modelfactory-help.jsonl',
+      format: { file: 'jsonl', rows: 'alpaca' },
+      rows_read: 120,
+      rows_kept: 119,
+      problems: [{ number: 7, unit: 'line', reason: 'no `output` field' }],
+    },
+    examples: [
+      {
+        id: 'modelfactory-help.jsonl:1',
+        segments: [
+          { text: '<|im_start|>user\nWhat is ModelFactory?<|im_end|>\n<|im_start|>assistant\n', kind: 'context' },
+          { text: 'A desktop studio for fine-tuning.<|im_end|>', kind: 'trained' },
+        ],
+        tokens: 30,
+        trained_tokens: 9,
+        skipped: null,
+      },
+    ],
     ...overrides,
   };
 }
@@ -131,10 +219,17 @@ export class FakeTransport implements ApiClient {
   conversations: Conversation[] = [];
   /** The pieces every answer streams. */
   answer: string[] = ['The capital', ' of France', ' is Paris.'];
+  /** When set, the pieces of the answer in that conversation (e.g. to tell base and adapter apart). */
+  answerFor: ((c: Conversation) => string[]) | null = null;
   /** When true, an answer streams its pieces and then waits for `stopAnswer` or `finishAnswers`. */
   holdAnswers = false;
   #held = new Map<string, (reason: StopReason) => void>();
   #nextId = 1;
+  /** Runs, newest first, and the details `getRun` answers (built from the summary when absent). */
+  runs: RunSummary[] = [];
+  details: Record<string, RunDetail> = {};
+  preview: DatasetPreview = datasetPreview();
+  demos: DemoDataset[] = [{ name: 'modelfactory-help', path: '/assets/datasets/modelfactory-help.jsonl', bytes: 45_857 }];
   listeners = new Set<(e: JobEvent) => void>();
   resyncs = new Set<() => void>();
 
@@ -214,6 +309,7 @@ export class FakeTransport implements ApiClient {
         id: c.id,
         title: c.title,
         model_id: c.model_id,
+        adapter_run_id: c.adapter_run_id,
         message_count: c.messages.filter((m) => m.role !== 'system').length,
         created_at: c.created_at,
         updated_at: c.updated_at,
@@ -225,6 +321,7 @@ export class FakeTransport implements ApiClient {
       const created = conversation({
         id: `conv-${this.#nextId++}`,
         model_id: request.model_id,
+        adapter_run_id: request.adapter_run_id ?? null,
         title: request.title ?? 'New conversation',
         sampling: request.sampling ?? { ...DEFAULT_SAMPLING },
         messages: request.system
@@ -243,6 +340,7 @@ export class FakeTransport implements ApiClient {
       const c = this.#conversation(id);
       if (update.title) c.title = update.title;
       if (update.model_id) c.model_id = update.model_id;
+      if (update.adapter_run_id !== undefined && update.adapter_run_id !== null) c.adapter_run_id = update.adapter_run_id || null;
       if (update.sampling) c.sampling = { ...update.sampling };
       return c;
     });
@@ -253,6 +351,62 @@ export class FakeTransport implements ApiClient {
       this.conversations = this.conversations.filter((c) => c.id !== id);
       return undefined;
     });
+  }
+  #run(id: string): RunSummary {
+    const found = this.runs.find((r) => r.id === id);
+    if (!found) throw new ApiException(`no run with id "${id}"`, null, 404);
+    return found;
+  }
+  listRuns() {
+    return this.#record('listRuns', [], () => this.runs);
+  }
+  startRun(request: NewRun) {
+    return this.#record('startRun', [request], () => {
+      const n = this.#nextId++;
+      const run = runSummary({
+        id: `run-${n}`,
+        job_id: `job-${n}`,
+        name: request.name ?? 'modelfactory-help',
+        model_id: request.model_id,
+        dataset: request.dataset,
+        method: request.config.method,
+        state: 'running',
+      });
+      this.runs = [run, ...this.runs];
+      this.details[run.id] = runDetail({ run, config: structuredClone(request.config) });
+      return run;
+    });
+  }
+  getRun(id: string) {
+    return this.#record('getRun', [id], () => {
+      const run = this.#run(id);
+      return { ...(this.details[id] ?? runDetail()), run };
+    });
+  }
+  deleteRun(id: string) {
+    return this.#record('deleteRun', [id], () => {
+      this.#run(id);
+      this.runs = this.runs.filter((r) => r.id !== id);
+      return undefined;
+    });
+  }
+  cancelRun(id: string) {
+    return this.#record('cancelRun', [id], () => this.#run(id));
+  }
+  resumeRun(id: string) {
+    return this.#record('resumeRun', [id], () => {
+      const run = this.#run(id);
+      run.state = 'running';
+      run.job_id = `job-${this.#nextId++}`;
+      run.error = null;
+      return run;
+    });
+  }
+  previewDataset(request: PreviewRequest) {
+    return this.#record('previewDataset', [request], () => this.preview);
+  }
+  demoDatasets() {
+    return this.#record('demoDatasets', [], () => this.demos);
   }
   stopAnswer(id: string) {
     return this.#record('stopAnswer', [id], (): StopResult => {
@@ -282,13 +436,14 @@ export class FakeTransport implements ApiClient {
     const next = () => c.messages.reduce((n, m) => Math.max(n, m.seq), 0) + 1;
     c.messages.push({ seq: next(), role: 'user', content: request.content, stats: null, created_at: '2025-01-01T00:00:01Z' });
     let text = '';
-    for (const piece of this.answer) {
+    const pieces = this.answerFor?.(c) ?? this.answer;
+    for (const piece of pieces) {
       await Promise.resolve();
       text += piece;
       onToken(piece);
     }
     const reason = this.holdAnswers ? await new Promise<StopReason>((resolve) => this.#held.set(id, resolve)) : 'end_of_turn';
-    const s = stats({ stop_reason: reason, model_id: c.model_id, generated_tokens: this.answer.length });
+    const s = stats({ stop_reason: reason, model_id: c.model_id, adapter_run_id: c.adapter_run_id, generated_tokens: pieces.length });
     const message = { seq: next(), role: 'assistant' as const, content: text, stats: s, created_at: '2025-01-01T00:00:02Z' };
     c.messages.push(message);
     if (c.title === 'New conversation') c.title = request.content;

@@ -12,6 +12,10 @@ use studio::{
     PreviewRequest, RunDetail, RunSummary, SamplingParams, SendMessage, SendResult, Settings,
     StopResult, Studio,
 };
+use studio::datanets::{
+    Content, CuratedRow, Dataset, DatanetStats, DatasetPage, DuplicateScan, HubCard, HubDatanet,
+    LabelUpdate, LocalDatanet, NewDataset, RowPage, RowQuery,
+};
 use tauri::{AppHandle, Emitter, Manager, State};
 
 type CommandResult<T> = Result<T, ApiError>;
@@ -152,6 +156,104 @@ async fn preview_dataset(
 }
 
 #[tauri::command]
+async fn search_hub(studio: State<'_, Studio>, search: String) -> CommandResult<Vec<HubDatanet>> {
+    blocking(&studio, move |s| s.search_hub(&search)).await
+}
+
+#[tauri::command]
+async fn hub_card(studio: State<'_, Studio>, id: String) -> CommandResult<HubCard> {
+    blocking(&studio, move |s| s.hub_card(&id)).await
+}
+
+#[tauri::command]
+async fn pull_datanet(studio: State<'_, Studio>, id: String) -> CommandResult<JobInfo> {
+    blocking(&studio, move |s| s.pull_datanet(&id)).await
+}
+
+#[tauri::command]
+async fn list_datanets(studio: State<'_, Studio>) -> CommandResult<Vec<LocalDatanet>> {
+    blocking(&studio, |s| s.list_datanets()).await
+}
+
+#[tauri::command]
+async fn import_datanet(
+    studio: State<'_, Studio>,
+    path: String,
+    name: String,
+) -> CommandResult<LocalDatanet> {
+    blocking(&studio, move |s| s.import_datanet(&path, &name)).await
+}
+
+#[tauri::command]
+async fn datanet_rows(
+    studio: State<'_, Studio>,
+    id: String,
+    query: RowQuery,
+) -> CommandResult<RowPage> {
+    blocking(&studio, move |s| s.datanet_rows(&id, &query)).await
+}
+
+#[tauri::command]
+async fn label_row(
+    studio: State<'_, Studio>,
+    id: String,
+    contribution_id: String,
+    update: LabelUpdate,
+) -> CommandResult<CuratedRow> {
+    blocking(&studio, move |s| s.label_row(&id, &contribution_id, &update)).await
+}
+
+#[tauri::command]
+async fn edit_row(
+    studio: State<'_, Studio>,
+    id: String,
+    contribution_id: String,
+    content: Content,
+) -> CommandResult<CuratedRow> {
+    blocking(&studio, move |s| s.edit_row(&id, &contribution_id, &content)).await
+}
+
+#[tauri::command]
+async fn datanet_stats(studio: State<'_, Studio>, id: String) -> CommandResult<DatanetStats> {
+    blocking(&studio, move |s| s.datanet_stats(&id)).await
+}
+
+#[tauri::command]
+async fn scan_duplicates(
+    studio: State<'_, Studio>,
+    id: String,
+    threshold: f64,
+    reject: bool,
+) -> CommandResult<DuplicateScan> {
+    blocking(&studio, move |s| s.scan_duplicates(&id, threshold, reject)).await
+}
+
+#[tauri::command]
+async fn list_datasets(studio: State<'_, Studio>) -> CommandResult<Vec<Dataset>> {
+    blocking(&studio, |s| s.list_datasets()).await
+}
+
+#[tauri::command]
+async fn create_dataset(studio: State<'_, Studio>, dataset: NewDataset) -> CommandResult<Dataset> {
+    blocking(&studio, move |s| s.create_dataset(&dataset)).await
+}
+
+#[tauri::command]
+async fn dataset_rows(
+    studio: State<'_, Studio>,
+    name: String,
+    offset: u64,
+    limit: u64,
+) -> CommandResult<DatasetPage> {
+    blocking(&studio, move |s| s.dataset_rows(&name, offset, limit)).await
+}
+
+#[tauri::command]
+async fn delete_dataset(studio: State<'_, Studio>, name: String) -> CommandResult<()> {
+    blocking(&studio, move |s| s.delete_dataset(&name)).await
+}
+
+#[tauri::command]
 fn demo_datasets() -> Vec<studio::DemoDataset> {
     studio::demo_datasets()
 }
@@ -263,7 +365,21 @@ fn main() -> anyhow::Result<()> {
             cancel_run,
             resume_run,
             preview_dataset,
-            demo_datasets
+            demo_datasets,
+            search_hub,
+            hub_card,
+            pull_datanet,
+            list_datanets,
+            import_datanet,
+            datanet_rows,
+            label_row,
+            edit_row,
+            datanet_stats,
+            scan_duplicates,
+            list_datasets,
+            create_dataset,
+            dataset_rows,
+            delete_dataset
         ])
         .run(tauri::generate_context!())?;
     Ok(())

@@ -77,6 +77,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Datanet(#[from] datanet_sync::Error),
 }
 
 impl Error {
@@ -124,6 +126,7 @@ impl Error {
             ),
             Error::RunNotFound(_) => Some("`modelfactory runs list` shows the ids".into()),
             Error::Model(source) => Some(model_hint(source)),
+            Error::Datanet(source) => datanet_hint(source),
             _ => None,
         }
     }
@@ -154,6 +157,7 @@ impl Error {
             | Error::DatabaseTooNew { .. }
             | Error::Listen { .. } => ErrorKind::Environment,
             Error::JobFailed { kind, .. } => *kind,
+            Error::Datanet(source) => datanet_kind(source),
             _ => ErrorKind::Internal,
         }
     }
@@ -181,6 +185,37 @@ fn model_hint(source: &trainer::Error) -> String {
         _ => "the file may be incomplete or damaged: download it again; nothing in the workspace \
               was changed"
             .into(),
+    }
+}
+
+/// What to do about a Datanet error, when there is something to say.
+fn datanet_hint(source: &datanet_sync::Error) -> Option<String> {
+    use datanet_sync::Error as D;
+    Some(match source {
+        D::UnknownDatanet(_) => "`modelfactory datanet list` shows the Datanets pulled or imported here".into(),
+        D::UnknownDataset(_) => "`modelfactory dataset list` shows the datasets built here".into(),
+        D::Hub { .. } => "check the network and the Datanet hub in Settings (or MODELFACTORY_DATANET_HUB);              Datanets already pulled keep working offline"
+            .into(),
+        D::HashMismatch { .. } => "the hub served a file that does not match its datanet.json; pull again later              or tell the Datanet's maintainers; nothing already pulled was changed"
+            .into(),
+        D::BadLine { .. } | D::BadRow(_) | D::Empty(_) => {
+            "fix or remove the rows the message names; the good rows were kept".into()
+        }
+        D::Io { .. } => "check that the files can be read and the disk has room; nothing saved before was changed".into(),
+        _ => return None,
+    })
+}
+
+fn datanet_kind(source: &datanet_sync::Error) -> ErrorKind {
+    use datanet_sync::Error as D;
+    match source {
+        D::UnknownDatanet(_) | D::UnknownRow(_) | D::UnknownDataset(_) => ErrorKind::NotFound,
+        D::BadFile { .. } | D::BadLine { .. } | D::BadRow(_) | D::Empty(_) | D::Invalid(_) => {
+            ErrorKind::BadInput
+        }
+        D::Hub { .. } | D::HashMismatch { .. } => ErrorKind::Unavailable,
+        D::Io { .. } | D::Catalog { .. } => ErrorKind::Environment,
+        _ => ErrorKind::Internal,
     }
 }
 

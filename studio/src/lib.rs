@@ -3,6 +3,7 @@
 //! server and the desktop app all call [`Studio`].
 
 pub mod chat;
+pub mod datanets;
 pub mod db;
 pub mod error;
 pub mod jobs;

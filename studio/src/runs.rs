@@ -194,19 +194,9 @@ pub struct DemoDataset {
 /// The dataset files shipped in `assets/datasets/`: found beside the installed binary, through
 /// `MODELFACTORY_ASSETS`, or in the source tree.
 pub fn demo_datasets() -> Vec<DemoDataset> {
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    candidates.extend(std::env::var_os("MODELFACTORY_ASSETS").map(PathBuf::from));
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(bin) = exe.parent()
-    {
-        candidates.push(bin.join("../share/modelfactory/assets"));
-        candidates.push(bin.join("assets"));
-    }
-    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets"));
-    let Some(dir) = candidates
-        .into_iter()
-        .map(|c| c.join("datasets"))
-        .find(|d| d.is_dir())
+    let Some(dir) = crate::datanets::assets_dir()
+        .map(|a| a.join("datasets"))
+        .filter(|d| d.is_dir())
     else {
         return Vec::new();
     };

@@ -20,7 +20,13 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::{BroadcastStream, UnboundedReceiverStream};
 
+use crate::datanets::{
+    DatanetStats, DatasetPage, DuplicateScan, HubCard, HubDatanet, LocalDatanet, NewDataset,
+};
 use crate::error::{ApiError, Error, ErrorKind};
+use datanet_sync::catalog::{DatasetSummary, LabelUpdate};
+use datanet_sync::format::Content;
+use datanet_sync::view::{CuratedRow, RowPage, RowQuery};
 use crate::{
     AddModelResult, ChatToken, Conversation, ConversationSummary, ConversationUpdate,
     DatasetPreview, DoctorReport, JobEvent, JobInfo, ModelSummary, NewConversation, NewRun,
@@ -163,6 +169,142 @@ async fn delete_conversation(
     UrlPath(id): UrlPath<String>,
 ) -> Result<StatusCode, HttpError> {
     let Json(()) = blocking(move || s.studio.delete_conversation(&id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    #[serde(default)]
+    search: String,
+}
+
+async fn search_hub(
+    State(s): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<SearchQuery>,
+) -> ApiResult<Vec<HubDatanet>> {
+    blocking(move || s.studio.search_hub(&q.search)).await
+}
+
+async fn hub_card(
+    State(s): State<AppState>,
+    UrlPath((owner, name)): UrlPath<(String, String)>,
+) -> ApiResult<HubCard> {
+    blocking(move || s.studio.hub_card(&format!("{owner}/{name}"))).await
+}
+
+#[derive(Deserialize)]
+struct PullDatanet {
+    id: String,
+}
+
+async fn pull_datanet(State(s): State<AppState>, Json(body): Json<PullDatanet>) -> ApiResult<JobInfo> {
+    blocking(move || s.studio.pull_datanet(&body.id)).await
+}
+
+async fn list_datanets(State(s): State<AppState>) -> ApiResult<Vec<LocalDatanet>> {
+    blocking(move || s.studio.list_datanets()).await
+}
+
+#[derive(Deserialize)]
+struct ImportDatanet {
+    path: String,
+    name: String,
+}
+
+async fn import_datanet(
+    State(s): State<AppState>,
+    Json(body): Json<ImportDatanet>,
+) -> ApiResult<LocalDatanet> {
+    blocking(move || s.studio.import_datanet(&body.path, &body.name)).await
+}
+
+async fn datanet_rows(
+    State(s): State<AppState>,
+    UrlPath((owner, name)): UrlPath<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<RowQuery>,
+) -> ApiResult<RowPage> {
+    blocking(move || s.studio.datanet_rows(&format!("{owner}/{name}"), &query)).await
+}
+
+async fn label_row(
+    State(s): State<AppState>,
+    UrlPath((owner, name, cid)): UrlPath<(String, String, String)>,
+    Json(update): Json<LabelUpdate>,
+) -> ApiResult<CuratedRow> {
+    blocking(move || s.studio.label_row(&format!("{owner}/{name}"), &cid, &update)).await
+}
+
+#[derive(Deserialize)]
+struct EditRow {
+    content: Content,
+}
+
+async fn edit_row(
+    State(s): State<AppState>,
+    UrlPath((owner, name, cid)): UrlPath<(String, String, String)>,
+    Json(body): Json<EditRow>,
+) -> ApiResult<CuratedRow> {
+    blocking(move || s.studio.edit_row(&format!("{owner}/{name}"), &cid, &body.content)).await
+}
+
+async fn datanet_stats(
+    State(s): State<AppState>,
+    UrlPath((owner, name)): UrlPath<(String, String)>,
+) -> ApiResult<DatanetStats> {
+    blocking(move || s.studio.datanet_stats(&format!("{owner}/{name}"))).await
+}
+
+#[derive(Deserialize)]
+struct ScanDuplicates {
+    threshold: f64,
+    #[serde(default)]
+    reject: bool,
+}
+
+async fn scan_duplicates(
+    State(s): State<AppState>,
+    UrlPath((owner, name)): UrlPath<(String, String)>,
+    Json(body): Json<ScanDuplicates>,
+) -> ApiResult<DuplicateScan> {
+    blocking(move || {
+        s.studio
+            .scan_duplicates(&format!("{owner}/{name}"), body.threshold, body.reject)
+    })
+    .await
+}
+
+async fn list_datasets(State(s): State<AppState>) -> ApiResult<Vec<DatasetSummary>> {
+    blocking(move || s.studio.list_datasets()).await
+}
+
+async fn create_dataset(
+    State(s): State<AppState>,
+    Json(body): Json<NewDataset>,
+) -> ApiResult<DatasetSummary> {
+    blocking(move || s.studio.create_dataset(&body)).await
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    #[serde(default)]
+    offset: u64,
+    #[serde(default)]
+    limit: u64,
+}
+
+async fn dataset_rows(
+    State(s): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+    axum::extract::Query(q): axum::extract::Query<PageQuery>,
+) -> ApiResult<DatasetPage> {
+    blocking(move || s.studio.dataset_rows(&name, q.offset, q.limit)).await
+}
+
+async fn delete_dataset(
+    State(s): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<StatusCode, HttpError> {
+    let Json(()) = blocking(move || s.studio.delete_dataset(&name)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -363,6 +505,19 @@ pub fn router(studio: Studio, token: Option<String>, ui_dir: Option<PathBuf>) ->
         .route("/runs/{id}", get(get_run).delete(delete_run))
         .route("/runs/{id}/cancel", post(cancel_run))
         .route("/runs/{id}/resume", post(resume_run))
+        .route("/hub/datanets", get(search_hub))
+        .route("/hub/datanets/{owner}/{name}", get(hub_card))
+        .route("/datanets", get(list_datanets))
+        .route("/datanets/pull", post(pull_datanet))
+        .route("/datanets/import", post(import_datanet))
+        .route("/datanets/{owner}/{name}/rows", get(datanet_rows))
+        .route("/datanets/{owner}/{name}/rows/{cid}/label", post(label_row))
+        .route("/datanets/{owner}/{name}/rows/{cid}/edit", post(edit_row))
+        .route("/datanets/{owner}/{name}/stats", get(datanet_stats))
+        .route("/datanets/{owner}/{name}/duplicates", post(scan_duplicates))
+        .route("/datasets/list", get(list_datasets).post(create_dataset))
+        .route("/datasets/named/{name}", axum::routing::delete(delete_dataset))
+        .route("/datasets/named/{name}/rows", get(dataset_rows))
         .route("/datasets/preview", post(preview_dataset))
         .route("/datasets/demo", get(list_demo_datasets))
         .route("/events", get(events))

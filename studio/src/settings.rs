@@ -10,6 +10,8 @@ use crate::error::{Error, Result};
 pub const DEFAULT_HUB_ENDPOINT: &str = "https://huggingface.co";
 /// The endpoint variable `huggingface_hub` and `hf-hub` already honour.
 pub const HUB_ENDPOINT_ENV: &str = "HF_ENDPOINT";
+/// Overrides the Datanet hub setting.
+pub const DATANET_HUB_ENV: &str = "MODELFACTORY_DATANET_HUB";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -44,6 +46,10 @@ impl BackendChoice {
 pub struct Settings {
     pub hub_endpoint: String,
     pub default_backend: BackendChoice,
+    /// Where Datanets are searched and pulled from: a Hugging Face–compatible hub, or empty
+    /// for the hub built into the studio, which serves the demo Datanet.
+    #[serde(default)]
+    pub datanet_hub: String,
 }
 
 impl Default for Settings {
@@ -51,6 +57,7 @@ impl Default for Settings {
         Self {
             hub_endpoint: DEFAULT_HUB_ENDPOINT.into(),
             default_backend: BackendChoice::Auto,
+            datanet_hub: String::new(),
         }
     }
 }
@@ -77,6 +84,9 @@ impl Settings {
         {
             s.default_backend = b;
         }
+        if let Some(v) = get("datanet_hub")? {
+            s.datanet_hub = v;
+        }
         Ok(s)
     }
 
@@ -87,6 +97,7 @@ impl Settings {
         for (k, v) in [
             ("hub_endpoint", self.hub_endpoint.trim_end_matches('/')),
             ("default_backend", self.default_backend.as_str()),
+            ("datanet_hub", self.datanet_hub.trim().trim_end_matches('/')),
         ] {
             tx.execute(
                 "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
@@ -105,7 +116,23 @@ impl Settings {
                 message: format!("{e:?} is not an http(s) address"),
             });
         }
+        let d = self.datanet_hub.trim();
+        if !d.is_empty() && !(d.starts_with("http://") || d.starts_with("https://")) {
+            return Err(Error::InvalidSetting {
+                key: "datanet_hub".into(),
+                message: format!("{d:?} is not an http(s) address (leave it empty for the built-in hub)"),
+            });
+        }
         Ok(())
+    }
+
+    /// The Datanet hub in force: `MODELFACTORY_DATANET_HUB` if set, else the stored one;
+    /// `None` means the hub built into the studio.
+    pub fn effective_datanet_hub(&self) -> Option<String> {
+        std::env::var(DATANET_HUB_ENV)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(|| Some(self.datanet_hub.clone()).filter(|v| !v.is_empty()))
     }
 
     /// The hub endpoint in force: `HF_ENDPOINT` if set, else the stored one.
@@ -129,6 +156,7 @@ mod tests {
         let s = Settings {
             hub_endpoint: "http://127.0.0.1:9/".into(),
             default_backend: BackendChoice::Cpu,
+            datanet_hub: String::new(),
         };
         s.save(&db).expect("save");
         let back = Settings::load(&db).expect("load");

@@ -75,6 +75,18 @@ impl Workspace {
     pub fn runs_dir(&self) -> PathBuf {
         self.root.join("runs")
     }
+    /// Pulled and imported Datanets, one folder each.
+    pub fn datanets_dir(&self) -> PathBuf {
+        self.root.join("datanets")
+    }
+    /// Training datasets built from Datanets: one JSONL file each.
+    pub fn datasets_dir(&self) -> PathBuf {
+        self.root.join("datasets")
+    }
+    /// The Datanet catalog: labels, edits and datasets (SQLite).
+    pub fn datanet_catalog_path(&self) -> PathBuf {
+        self.root.join("datanets.sqlite")
+    }
 
     /// Takes the instance lock that a long-lived front end (the server, the desktop app)
     /// holds for as long as it runs. One-shot CLI commands do not take it: SQLite's WAL mode

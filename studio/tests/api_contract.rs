@@ -15,6 +15,16 @@ use studio::{
     ModelSummary, NewConversation, NewRun, Preset, PreviewRequest, RunDetail, RunState, RunSummary,
     SamplingParams, SendMessage, SendResult, Settings, StopReason, StopResult, StoredMessage,
 };
+use datanet_sync::catalog::{DatasetSourceSummary, LabelStatus, Origin};
+use datanet_sync::curate::{Bin, LengthStats, PiiKind};
+use datanet_sync::format::{ContributorEntry, Manifest, Message, RowSchema, ShardEntry};
+use datanet_sync::hub::client::DatanetListing;
+use datanet_sync::view::{Flag, SortKey, StatusFilter};
+use studio::datanets::{
+    Content, CuratedRow, Dataset, DatanetStats, DatasetPage, DatasetRow, DatasetSource,
+    DuplicateScan, HubCard, HubDatanet, LabelUpdate, LocalDatanet, NewDataset, RowPage, RowQuery,
+    Split,
+};
 use trainer::data::{
     DatasetFormat, ExamplePreview, FileFormat, LoadReport, PreviewSegment, RowFormat, RowProblem,
     RowUnit, SegmentKind, SkipReason,
@@ -152,6 +162,224 @@ fn every_knob() -> TrainConfig {
     }
 }
 
+const ALICE: &str = "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82";
+
+fn demo_manifest() -> Manifest {
+    Manifest {
+        schema_version: 1,
+        id: "modelfactory/python-faq".into(),
+        name: "Python FAQ".into(),
+        domain: "programming".into(),
+        description: "Questions and answers".into(),
+        license: "PSF-2.0".into(),
+        source: "The Python documentation's FAQ".into(),
+        row_schema: RowSchema::Instruction,
+        shards: vec![ShardEntry {
+            path: "shards/00000.parquet".into(),
+            rows: 175,
+            bytes: 61_000,
+            sha256: "ab".repeat(32),
+        }],
+        contributors: vec![ContributorEntry {
+            address: ALICE.into(),
+            rows: 22,
+        }],
+        contributions_root: "cd".repeat(32),
+    }
+}
+
+fn curated(content: Content, status: Option<LabelStatus>, version: u32) -> CuratedRow {
+    CuratedRow {
+        contribution_id: "ef".repeat(32),
+        contributor: ALICE.into(),
+        created_at: "2026-10-07T14:35:07+02:00".into(),
+        license: "PSF-2.0".into(),
+        original: (version > 0).then(|| content.clone()),
+        content,
+        version,
+        status,
+        rating: status.map(|_| 4),
+        tags: vec!["good".into()],
+        length: 120,
+        pii: vec![PiiKind::Email, PiiKind::Phone],
+        duplicate_of: (version == 0).then(|| "01".repeat(32)),
+    }
+}
+
+fn datanet_entries(out: &mut String) {
+    let instruction = Content::Instruction {
+        instruction: "What is Python?".into(),
+        input: String::new(),
+        output: "A programming language.".into(),
+    };
+    let chat = Content::Messages {
+        messages: vec![
+            Message {
+                role: "user".into(),
+                content: "hi".into(),
+            },
+            Message {
+                role: "assistant".into(),
+                content: "hello".into(),
+            },
+        ],
+    };
+    let listings = vec![HubDatanet {
+        listing: DatanetListing {
+            id: "modelfactory/python-faq".into(),
+            sha: Some("12".repeat(20)),
+            tags: vec!["datanet".into(), "license:psf-2.0".into()],
+            description: Some("Questions and answers".into()),
+            license: Some("psf-2.0".into()),
+            last_modified: Some("2026-10-07T12:35:07.000Z".into()),
+        },
+        pulled: false,
+    }];
+    entry(out, "hubDatanets", "DatanetListing[]", &listings);
+    let card = HubCard {
+        id: "modelfactory/python-faq".into(),
+        revision: "12".repeat(20),
+        manifest: demo_manifest(),
+        readme: Some("# Python FAQ".into()),
+        pulled: true,
+    };
+    entry(out, "hubCard", "DatanetCard", &card);
+    let locals: Vec<_> = [Origin::Hub, Origin::Import]
+        .into_iter()
+        .map(|origin| LocalDatanet {
+            id: "modelfactory/python-faq".into(),
+            name: "Python FAQ".into(),
+            domain: "programming".into(),
+            license: "PSF-2.0".into(),
+            revision: "12".repeat(20),
+            rows: 175,
+            contributors: 8,
+            pulled_at: "2026-01-01T00:00:00.000Z".into(),
+            origin,
+        })
+        .collect();
+    entry(out, "localDatanets", "LocalDatanet[]", &locals);
+    let page = RowPage {
+        total: 175,
+        offset: 0,
+        rows: vec![
+            curated(instruction.clone(), Some(LabelStatus::Accepted), 1),
+            curated(chat.clone(), Some(LabelStatus::Rejected), 0),
+            curated(instruction.clone(), None, 0),
+        ],
+    };
+    entry(out, "rowPage", "RowPage", &page);
+    let queries: Vec<_> = [
+        (StatusFilter::Accepted, Flag::Pii, SortKey::Position),
+        (StatusFilter::Rejected, Flag::Duplicate, SortKey::Length),
+        (StatusFilter::Unlabeled, Flag::Edited, SortKey::Rating),
+        (StatusFilter::Unlabeled, Flag::Edited, SortKey::Contributor),
+        (StatusFilter::Unlabeled, Flag::Edited, SortKey::CreatedAt),
+    ]
+    .into_iter()
+    .map(|(status, flag, sort)| RowQuery {
+        offset: 200,
+        limit: 200,
+        search: Some("dict".into()),
+        contributor: Some(ALICE.into()),
+        status: Some(status),
+        tag: Some("good".into()),
+        min_len: Some(10),
+        max_len: Some(1000),
+        flag: Some(flag),
+        sort,
+        desc: true,
+    })
+    .collect();
+    entry(out, "rowQueries", "RowQuery[]", &queries);
+    let update = LabelUpdate {
+        status: Some(Some(LabelStatus::Accepted)),
+        rating: Some(Some(5)),
+        tags: Some(vec!["good".into()]),
+    };
+    entry(out, "labelUpdate", "LabelUpdate", &update);
+    let stats = DatanetStats {
+        rows: 175,
+        accepted: 1,
+        rejected: 1,
+        unlabeled: 173,
+        edited: 1,
+        pii_rows: 2,
+        duplicate_rows: 0,
+        length: LengthStats {
+            count: 175,
+            min: 50,
+            max: 1500,
+            mean: 600.5,
+            median: 550,
+            p95: 1400,
+            histogram: vec![Bin {
+                start: 50,
+                end: 1500,
+                count: 175,
+            }],
+        },
+        contributors: demo_manifest().contributors,
+    };
+    entry(out, "datanetStats", "DatanetStats", &stats);
+    let scan = DuplicateScan {
+        threshold: 0.8,
+        groups: vec![vec!["01".repeat(32), "02".repeat(32)]],
+        exact_groups: 1,
+        near_groups: 0,
+        rejected: 1,
+    };
+    entry(out, "duplicateScan", "DuplicateScan", &scan);
+    let new_dataset = NewDataset {
+        name: "faq-accepted".into(),
+        sources: vec![DatasetSource {
+            datanet: "modelfactory/python-faq".into(),
+            statuses: vec![StatusFilter::Accepted, StatusFilter::Unlabeled],
+            search: None,
+            tag: Some("good".into()),
+        }],
+        files: vec!["/data/mine.jsonl".into()],
+        eval_fraction: 0.1,
+        seed: 0,
+    };
+    entry(out, "newDataset", "NewDataset", &new_dataset);
+    let dataset = Dataset {
+        name: "faq-accepted".into(),
+        rows: 170,
+        eval_rows: 17,
+        contributors: 8,
+        created_at: "2026-01-01T00:00:00.000Z".into(),
+        path: "/home/me/.modelfactory/datasets/faq-accepted.jsonl".into(),
+        sources: vec![DatasetSourceSummary {
+            datanet: "modelfactory/python-faq".into(),
+            revision: "12".repeat(20),
+            rows: 170,
+        }],
+    };
+    entry(out, "datasets", "DatasetSummary[]", &vec![dataset]);
+    let rows = DatasetPage {
+        total: 170,
+        offset: 0,
+        rows: vec![
+            DatasetRow {
+                contribution_id: "ef".repeat(32),
+                contributor: ALICE.into(),
+                datanet: Some("modelfactory/python-faq".into()),
+                split: Split::Train,
+                content: instruction,
+            },
+            DatasetRow {
+                contribution_id: "ef".repeat(32),
+                contributor: ALICE.into(),
+                datanet: None,
+                split: Split::Eval,
+                content: chat,
+            },
+        ],
+    };
+    entry(out, "datasetPage", "DatasetPage", &rows);
+}
+
 fn entry<T: Serialize>(out: &mut String, name: &str, ty: &str, value: &T) {
     let json = serde_json::to_string_pretty(value).expect("serialise");
     out.push_str(&format!("export const {name}: {ty} = {json};\n\n"));
@@ -161,7 +389,7 @@ fn render() -> String {
     let mut out = String::from(
         "// Generated by studio/tests/api_contract.rs from the Rust API types; do not edit.\n\
          // The type annotations make svelte-check compare both sides.\n\
-         import type {\n  AddModelResult, ApiError, ChatToken, Conversation, ConversationSummary, ConversationUpdate, DoctorReport,\n  JobEvent, JobInfo, MessageStats, ModelSummary, NewConversation, SamplingParams, SendMessage, SendResult,\n  Settings, StopResult, TrainConfig, NewRun, RunSummary, RunDetail, StepRecord, EvalRecord, DataSummary,\n  PreviewRequest, DatasetPreview, DemoDataset, Preset,\n} from './types';\n\n",
+         import type {\n  AddModelResult, ApiError, ChatToken, Conversation, ConversationSummary, ConversationUpdate, DoctorReport,\n  JobEvent, JobInfo, MessageStats, ModelSummary, NewConversation, SamplingParams, SendMessage, SendResult,\n  Settings, StopResult, TrainConfig, NewRun, RunSummary, RunDetail, StepRecord, EvalRecord, DataSummary,\n  PreviewRequest, DatasetPreview, DemoDataset, Preset,\n  DatanetListing, DatanetCard, LocalDatanet, RowPage, RowQuery, LabelUpdate, DatanetStats, DuplicateScan,\n  NewDataset, DatasetSummary, DatasetPage,\n} from './types';\n\n",
     );
     let statuses = [
         ModelStatus::Ready,
@@ -204,6 +432,7 @@ fn render() -> String {
     .map(|default_backend| Settings {
         hub_endpoint: "http://127.0.0.1:9".into(),
         default_backend,
+        datanet_hub: String::new(),
     })
     .collect();
     entry(&mut out, "settings", "Settings[]", &settings);
@@ -547,6 +776,7 @@ fn render() -> String {
         bytes: 45_857,
     }];
     entry(&mut out, "demoDatasets", "DemoDataset[]", &demos);
+    datanet_entries(&mut out);
     let error = ApiError {
         error: "no model with id \"x\"".into(),
         hint: Some("hint".into()),

@@ -21,8 +21,8 @@ export const DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct";
 
 /** Every screen, in nav order; `built: false` ones must show [data-not-built]. */
 export const SCREENS = [
-  { id: "datanets", built: false },
-  { id: "datasets", built: false },
+  { id: "datanets", built: true },
+  { id: "datasets", built: true },
   { id: "finetune", built: true },
   { id: "chat", built: true },
   { id: "models", built: true },

@@ -3,6 +3,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import App from './App.svelte';
 import { chatManager } from './lib/managers/chat.svelte';
 import { compareManager } from './lib/managers/compare.svelte';
+import { curationManager } from './lib/managers/curation.svelte';
+import { datanetsManager } from './lib/managers/datanets.svelte';
+import { datasetsManager } from './lib/managers/datasets.svelte';
 import { finetuneForm } from './lib/managers/finetune.svelte';
 import { jobsManager } from './lib/managers/jobs.svelte';
 import { modelsManager } from './lib/managers/models.svelte';
@@ -22,6 +25,9 @@ async function start(hash: string) {
   compareManager.connect(api);
   runsManager.connect(api);
   finetuneForm.connect(api);
+  datanetsManager.connect(api);
+  curationManager.connect(api);
+  datasetsManager.connect(api);
   await jobsManager.connect(api);
   app = mount(App, { target, props: { client: api } });
   flushSync();
@@ -52,6 +58,11 @@ afterEach(() => {
   runsManager.disconnect();
   finetuneForm.disconnect();
   finetuneForm.reset();
+  datanetsManager.disconnect();
+  datanetsManager.reset();
+  curationManager.disconnect();
+  datasetsManager.disconnect();
+  datasetsManager.reset();
   target.remove();
 });
 
@@ -82,11 +93,7 @@ describe('App shell', () => {
 
   it('shows each not-built screen honestly, with no controls', async () => {
     await start('#/models');
-    for (const [id, title] of [
-      ['datanets', 'Datanets'],
-      ['datasets', 'Datasets'],
-      ['publish', 'Publish'],
-    ] as const) {
+    for (const [id, title] of [['publish', 'Publish']] as const) {
       await go(`#/${id}`);
       const screen = target.querySelector(`[data-screen="${id}"]`);
       expect(screen, id).not.toBeNull();
@@ -115,6 +122,32 @@ describe('App shell', () => {
     expect(screen()?.getAttribute('data-view')).toBe('run');
     expect(api.callsOf('getRun')).toEqual([['missing']]);
     expect(target.querySelector('[data-testid="run-load-error"]')?.textContent).toContain('no run with id "missing"');
+  });
+
+  it('opens the Datanets screen with the hub listing', async () => {
+    const api = await start('#/datanets');
+    const screen = target.querySelector('[data-screen="datanets"]');
+    expect(screen?.querySelector('h1')?.textContent).toBe('Datanets');
+    expect(screen?.querySelector('[data-not-built]')).toBeNull();
+    expect(api.callsOf('searchHub')).toEqual([['']]);
+    expect(screen?.querySelector('[data-hub-datanet="modelfactory/python-faq"]')).not.toBeNull();
+    expect(screen?.querySelector('[data-testid="cli"]')?.textContent).toContain('modelfactory datanet list');
+  });
+
+  it('opens the Datasets screen: the overview, one Datanet and one dataset', async () => {
+    const api = await start('#/datasets');
+    const screen = () => target.querySelector('[data-screen="datasets"]');
+    expect(screen()?.querySelector('h1')?.textContent).toBe('Datasets');
+    expect(screen()?.querySelector('[data-not-built]')).toBeNull();
+    expect(screen()?.getAttribute('data-view')).toBe('overview');
+    expect(screen()?.querySelector('[data-testid="cli"]')?.textContent).toContain('modelfactory dataset list');
+    await go('#/datasets/curate/modelfactory/python-faq');
+    expect(screen()?.getAttribute('data-view')).toBe('curate');
+    expect(api.callsOf('datanetRows')[0]?.[0]).toBe('modelfactory/python-faq');
+    expect(target.querySelector('[data-testid="rows-error"]')?.textContent).toContain('no Datanet modelfactory/python-faq');
+    await go('#/datasets/named/faq-accepted');
+    expect(screen()?.getAttribute('data-view')).toBe('named');
+    expect(api.callsOf('datasetRows')[0]).toEqual(['faq-accepted', 0, 200]);
   });
 
   it('opens the Chat screen', async () => {

@@ -4,6 +4,9 @@ import './app.css';
 import { createClient } from './lib/api/select';
 import { chatManager } from './lib/managers/chat.svelte';
 import { compareManager } from './lib/managers/compare.svelte';
+import { curationManager } from './lib/managers/curation.svelte';
+import { datanetsManager } from './lib/managers/datanets.svelte';
+import { datasetsManager } from './lib/managers/datasets.svelte';
 import { finetuneForm } from './lib/managers/finetune.svelte';
 import { jobsManager } from './lib/managers/jobs.svelte';
 import { modelsManager } from './lib/managers/models.svelte';
@@ -30,6 +33,9 @@ compareManager.connect(client);
 // before the jobs manager, so that no job event passes the runs by
 runsManager.connect(client);
 finetuneForm.connect(client);
+datanetsManager.connect(client);
+curationManager.connect(client);
+datasetsManager.connect(client);
 void jobsManager.connect(client);
 
 const target = document.getElementById('app');

@@ -41,6 +41,15 @@ pub enum Command {
     /// Fine-tuning runs: list, show, merge an adapter into its base, delete
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// Datanets: search a hub, show a card, pull, import a file, pack a Datanet repository
+    #[command(subcommand)]
+    Datanet(DatanetCommand),
+    /// Curate a Datanet's rows (list, label, edit, stats, duplicates) and build training datasets
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// Serve Datanet repositories over the Hugging Face Hub API, for a team's own network
+    #[command(subcommand)]
+    Hub(HubCommand),
     /// Serve the studio and its API over HTTP, for a browser
     Serve(ServeArgs),
     /// Benchmarks that print a table, beside a reference engine where one is installed
@@ -56,6 +65,271 @@ pub enum BenchCommand {
     /// LoRA and QLoRA training speed and memory, and PyTorch + PEFT's on the same model and
     /// thread count when they are installed (scripts/reference)
     Train(TrainBenchArgs),
+    /// Curation on a generated Datanet (page, filter, sort, search, duplicates) and pull
+    /// throughput on loopback beside curl
+    Data(DataBenchArgs),
+}
+
+#[derive(Args)]
+pub struct DataBenchArgs {
+    /// Rows in the generated shard
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub rows: usize,
+    /// Megabytes of the file pulled over loopback
+    #[arg(long, value_name = "MB", default_value_t = 256)]
+    pub pull_mb: usize,
+    /// Where the generated files go [default: a temporary folder, removed afterwards]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum DatanetCommand {
+    /// Datanets pulled or imported into this workspace
+    List(JsonArg),
+    /// Datanets on the hub (Settings → Datanet hub; the built-in hub by default)
+    Search {
+        /// Text the Datanet's id contains
+        #[arg(default_value = "")]
+        query: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A Datanet's card on the hub: domain, license, rows, shards, contributors
+    Show {
+        /// owner/name
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pull a Datanet's shards, verifying each file's sha256; resumes an interrupted pull
+    Pull {
+        /// owner/name
+        id: String,
+    },
+    /// Make a local Datanet (local/NAME) of a JSONL, CSV or Parquet file
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+    /// Build a Datanet repository (shards, datanet.json, README.md) from a JSONL, CSV or
+    /// Parquet file, ready to upload to a hub or serve with `hub serve`
+    Pack(PackArgs),
+    /// Check a Datanet repository folder: every shard's size and sha256, every row's id, the
+    /// contributions root
+    Verify { dir: PathBuf },
+}
+
+#[derive(Args)]
+pub struct PackArgs {
+    pub file: PathBuf,
+    /// The repository id, owner/name
+    #[arg(long)]
+    pub id: String,
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub domain: String,
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// SPDX licence identifier
+    #[arg(long)]
+    pub license: String,
+    /// Where the content came from
+    #[arg(long, default_value = "")]
+    pub source: String,
+    /// Contributor of rows that name none
+    #[arg(long, default_value = "0x0000000000000000000000000000000000000000")]
+    pub contributor: String,
+    /// `created_at` of rows that have none (RFC 3339) [default: now]
+    #[arg(long)]
+    pub created_at: Option<String>,
+    #[arg(long, default_value_t = 100_000)]
+    pub rows_per_shard: usize,
+    /// The repository folder to write (replaced when it exists)
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args)]
+pub struct JsonArg {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum DatasetCommand {
+    /// A page of a Datanet's rows, as curated (latest edits, labels)
+    Rows(RowsArgs),
+    /// Accept, reject, rate or tag a row
+    Label(LabelArgs),
+    /// Replace a row's text with a new version (the original is kept)
+    Edit(EditArgs),
+    /// Label counts, length statistics with a histogram, personal-data flags, contributors
+    Stats {
+        datanet: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find exact and near-duplicate rows; --reject marks all but one of each group rejected
+    Dedupe {
+        datanet: String,
+        /// Jaccard similarity (word 3-grams) from which rows count as near duplicates
+        #[arg(long, default_value_t = 0.8)]
+        threshold: f64,
+        #[arg(long)]
+        reject: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build a named training dataset from Datanets' rows and local files
+    Build(BuildArgs),
+    /// Datasets built in this workspace
+    List(JsonArg),
+    /// A page of a dataset's rows with their contribution ids and contributors
+    Show {
+        name: String,
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a dataset's JSONL (chatml messages with contribution_id and contributor) to a file
+    Export { name: String, out: PathBuf },
+    /// Delete a dataset and its file
+    Delete { name: String },
+}
+
+#[derive(Args)]
+pub struct RowsArgs {
+    pub datanet: String,
+    #[arg(long)]
+    pub search: Option<String>,
+    #[arg(long)]
+    pub contributor: Option<String>,
+    #[arg(long, value_enum)]
+    pub status: Option<StatusArg>,
+    #[arg(long)]
+    pub tag: Option<String>,
+    #[arg(long)]
+    pub min_len: Option<u64>,
+    #[arg(long)]
+    pub max_len: Option<u64>,
+    #[arg(long, value_enum)]
+    pub flag: Option<FlagArg>,
+    #[arg(long, value_enum, default_value = "position")]
+    pub sort: SortArg,
+    #[arg(long)]
+    pub desc: bool,
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+    #[arg(long, default_value_t = 20)]
+    pub limit: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusArg {
+    Accepted,
+    Rejected,
+    Unlabeled,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FlagArg {
+    Pii,
+    Duplicate,
+    Edited,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortArg {
+    Position,
+    Length,
+    Rating,
+    Contributor,
+    CreatedAt,
+}
+
+#[derive(Args)]
+pub struct LabelArgs {
+    pub datanet: String,
+    pub contribution_id: String,
+    #[arg(long, conflicts_with_all = ["reject", "clear"])]
+    pub accept: bool,
+    #[arg(long, conflicts_with = "clear")]
+    pub reject: bool,
+    /// Clear the accept/reject status
+    #[arg(long)]
+    pub clear: bool,
+    /// 1 to 5; 0 clears the rating
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=5))]
+    pub rate: Option<u8>,
+    /// Replace the row's tags (repeat for several; --tag '' clears them)
+    #[arg(long)]
+    pub tag: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct EditArgs {
+    pub datanet: String,
+    pub contribution_id: String,
+    #[arg(long, conflicts_with = "messages")]
+    pub instruction: Option<String>,
+    #[arg(long, default_value = "")]
+    pub input: String,
+    #[arg(long, conflicts_with = "messages")]
+    pub output: Option<String>,
+    /// The whole chat as JSON: [{"role": "user", "content": "..."}, ...]
+    #[arg(long)]
+    pub messages: Option<String>,
+}
+
+#[derive(Args)]
+pub struct BuildArgs {
+    pub name: String,
+    /// Datanets to take rows from (repeat)
+    #[arg(long = "from", value_name = "DATANET")]
+    pub from: Vec<String>,
+    /// Which labels to take [default: accepted and unlabeled; rejected rows never]
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub status: Vec<StatusArg>,
+    /// Only rows containing this text
+    #[arg(long)]
+    pub search: Option<String>,
+    /// Only rows with this tag
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Local JSONL / CSV / Parquet files to add (repeat)
+    #[arg(long = "file", value_name = "PATH")]
+    pub files: Vec<PathBuf>,
+    #[arg(long, default_value_t = 0.1)]
+    pub eval_fraction: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum HubCommand {
+    /// Serve a folder of Datanet repositories (<owner>/<name>/...) over the subset of the
+    /// Hugging Face Hub API that hf-hub and the studio use
+    Serve {
+        folder: PathBuf,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        #[arg(long, default_value_t = 8766)]
+        port: u16,
+    },
 }
 
 #[derive(Args)]

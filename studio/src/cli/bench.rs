@@ -23,6 +23,7 @@ pub fn run(home: &Path, command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Generate(args) => generate(home, args),
         BenchCommand::Train(args) => train(home, args),
+        BenchCommand::Data(args) => super::bench_data::run(args),
     }
 }
 

@@ -3,7 +3,9 @@
 
 mod args;
 mod bench;
+mod bench_data;
 mod chat;
+mod datanets;
 mod doctor;
 mod jobs;
 mod models;
@@ -19,7 +21,10 @@ use args::{Cli, Command};
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.global.verbose, matches!(cli.command, Command::Serve(_)));
+    init_logging(
+        cli.global.verbose,
+        matches!(cli.command, Command::Serve(_) | Command::Hub(_)),
+    );
     let home = cli
         .global
         .home
@@ -32,6 +37,9 @@ pub fn main() -> ExitCode {
         Command::Chat(a) => chat::run(&home, a),
         Command::Train(a) => train::run(&home, *a),
         Command::Runs(a) => train::runs(&home, a),
+        Command::Datanet(a) => datanets::datanet(&home, a),
+        Command::Dataset(a) => datanets::dataset(&home, a),
+        Command::Hub(a) => datanets::hub(a),
         Command::Serve(a) => serve::run(&home, a),
         Command::Bench(a) => bench::run(&home, a),
     };

@@ -54,4 +54,17 @@ describe('Router', () => {
     expect(router.current).toBe('chat');
     expect(router.sub).toBe('');
   });
+  it('reads the query of the address, and goes to one', () => {
+    const win = fakeWindow('#/finetune?dataset=%2Fd.jsonl');
+    const router = new Router();
+    router.start(win as never);
+    expect(router.current).toBe('finetune');
+    expect(router.sub).toBe('');
+    expect(router.query).toEqual({ dataset: '/d.jsonl' });
+    router.go('datasets', 'named/faq');
+    expect(router.query).toEqual({});
+    router.go('finetune', '', { dataset: '/data/faq.jsonl' });
+    expect(win.location.hash).toBe('#/finetune?dataset=%2Fdata%2Ffaq.jsonl');
+    expect(router.query).toEqual({ dataset: '/data/faq.jsonl' });
+  });
 });

@@ -1,4 +1,4 @@
-import { DEFAULT_SCREEN, parseRoute, parseSubroute, routeHref, screenInfo, type ScreenId } from './screens';
+import { DEFAULT_SCREEN, parseQuery, parseRoute, parseSubroute, routeHref, screenInfo, type ScreenId } from './screens';
 
 type WindowLike = Pick<Window, 'addEventListener' | 'removeEventListener'> & {
   location: Pick<Location, 'hash' | 'pathname' | 'search'>;
@@ -13,6 +13,7 @@ type WindowLike = Pick<Window, 'addEventListener' | 'removeEventListener'> & {
 export class Router {
   #current = $state<ScreenId>(DEFAULT_SCREEN);
   #sub = $state('');
+  #query = $state<Record<string, string>>({});
   #win: WindowLike | null = null;
   #onHashChange = () => this.#sync();
 
@@ -24,13 +25,19 @@ export class Router {
     return this.#sub;
   }
 
-  /** Goes to a screen (and a place inside it); Back returns here. */
-  go(id: ScreenId, sub = ''): void {
+  /** What the address asks of the screen (`#/finetune?dataset=…`); empty for most addresses. */
+  get query(): Record<string, string> {
+    return this.#query;
+  }
+
+  /** Goes to a screen (and a place inside it, with a query); Back returns here. */
+  go(id: ScreenId, sub = '', query: Record<string, string> = {}): void {
     const win = this.#win;
-    const href = routeHref(id, sub);
+    const href = routeHref(id, sub, query);
     if (!win) {
       this.#current = id;
       this.#sub = sub;
+      this.#query = { ...query };
       return;
     }
     if (win.location.hash === href) return;
@@ -60,9 +67,11 @@ export class Router {
       win.history.replaceState(win.history.state, '', `${win.location.pathname}${win.location.search}${routeHref(DEFAULT_SCREEN)}`);
       this.#current = DEFAULT_SCREEN;
       this.#sub = '';
+      this.#query = {};
     } else {
       this.#current = route;
       this.#sub = parseSubroute(win.location.hash);
+      this.#query = parseQuery(win.location.hash);
     }
     if (win.document) win.document.title = `${screenInfo(this.#current).title} · ModelFactory`;
   }

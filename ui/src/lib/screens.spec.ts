@@ -1,14 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_SCREEN, SCREENS, parseRoute, parseSubroute, routeHref } from './screens';
+import { DEFAULT_SCREEN, SCREENS, parseQuery, parseRoute, parseSubroute, routeHref } from './screens';
 
 describe('screens', () => {
   it('lists exactly the seven screens in navigation order', () => {
     expect(SCREENS.map((s) => s.id)).toEqual(['datanets', 'datasets', 'finetune', 'chat', 'models', 'publish', 'settings']);
     expect(SCREENS.map((s) => s.title)).toEqual(['Datanets', 'Datasets', 'Fine-tune', 'Chat', 'Models', 'Publish', 'Settings']);
   });
-  it('marks only Fine-tune, Chat, Models and Settings as built, and every not-built screen says so', () => {
+  it('marks only Publish as not built, and every not-built screen says so', () => {
     const built = SCREENS.filter((s) => !s.notBuilt).map((s) => s.id);
-    expect(built).toEqual(['finetune', 'chat', 'models', 'settings']);
+    expect(built).toEqual(['datanets', 'datasets', 'finetune', 'chat', 'models', 'settings']);
+    expect(SCREENS.find((s) => s.id === 'datanets')?.cli).toBe('modelfactory datanet list');
+    expect(SCREENS.find((s) => s.id === 'datasets')?.cli).toBe('modelfactory dataset list');
     for (const s of SCREENS.filter((s) => s.notBuilt)) {
       expect(s.notBuilt).toMatch(/^Not built yet\./);
       expect(s.notBuilt).toContain(s.cli);
@@ -32,5 +34,16 @@ describe('screens', () => {
     expect(parseSubroute('#/finetune/runs/abc/')).toBe('runs/abc');
     expect(parseSubroute('#/finetune/runs/abc?x=1')).toBe('runs/abc');
     expect(parseRoute('#/finetune/runs/abc')).toBe('finetune');
+    expect(parseSubroute('#/datasets/curate/modelfactory/python-faq')).toBe('curate/modelfactory/python-faq');
+  });
+  it('parses and writes the query of an address', () => {
+    expect(parseQuery('#/finetune')).toEqual({});
+    expect(parseQuery('#/finetune?dataset=%2Fdata%2Ffaq%20accepted.jsonl')).toEqual({ dataset: '/data/faq accepted.jsonl' });
+    const href = routeHref('finetune', '', { dataset: '/data/faq accepted.jsonl' });
+    expect(href).toBe('#/finetune?dataset=%2Fdata%2Ffaq+accepted.jsonl');
+    expect(parseRoute(href)).toBe('finetune');
+    expect(parseSubroute(href)).toBe('');
+    expect(parseQuery(href)).toEqual({ dataset: '/data/faq accepted.jsonl' });
+    expect(routeHref('datasets', 'named/x', {})).toBe('#/datasets/named/x');
   });
 });

@@ -11,20 +11,8 @@ export type ScreenInfo = {
 };
 
 export const SCREENS: readonly ScreenInfo[] = [
-  {
-    id: 'datanets',
-    title: 'Datanets',
-    cli: 'modelfactory datanets list',
-    notBuilt:
-      'Not built yet. Browsing community Datanets and pulling their shards from a Hugging Face–compatible hub arrives with the Datanet milestone; the CLI command will be `modelfactory datanets list`.',
-  },
-  {
-    id: 'datasets',
-    title: 'Datasets',
-    cli: 'modelfactory datasets list',
-    notBuilt:
-      'Not built yet. Curating and labeling training rows (search, accept or reject, tags, duplicates, train/eval split, JSONL, CSV and Parquet import) arrives with the dataset milestone; the CLI command will be `modelfactory datasets list`.',
-  },
+  { id: 'datanets', title: 'Datanets', cli: 'modelfactory datanet list' },
+  { id: 'datasets', title: 'Datasets', cli: 'modelfactory dataset list' },
   { id: 'finetune', title: 'Fine-tune', cli: 'modelfactory runs list' },
   { id: 'chat', title: 'Chat', cli: 'modelfactory chat' },
   { id: 'models', title: 'Models', cli: 'modelfactory models list' },
@@ -60,7 +48,15 @@ export function parseSubroute(hash: string): string {
   return slash < 0 ? '' : path.slice(slash + 1).replace(/\/+$/, '');
 }
 
-/** `#/chat`, or `#/finetune/runs/abc` with a subroute. */
-export function routeHref(id: ScreenId, sub = ''): string {
-  return sub ? `#/${id}/${sub}` : `#/${id}`;
+/** `#/finetune?dataset=%2Fd.jsonl` → { dataset: '/d.jsonl' }: what the address asks of its screen. */
+export function parseQuery(hash: string): Record<string, string> {
+  const at = hash.indexOf('?');
+  if (at < 0) return {};
+  return Object.fromEntries(new URLSearchParams(hash.slice(at + 1)));
+}
+
+/** `#/chat`, `#/finetune/runs/abc` with a subroute, `#/finetune?dataset=…` with a query. */
+export function routeHref(id: ScreenId, sub = '', query: Record<string, string> = {}): string {
+  const search = new URLSearchParams(query).toString();
+  return `${sub ? `#/${id}/${sub}` : `#/${id}`}${search ? `?${search}` : ''}`;
 }

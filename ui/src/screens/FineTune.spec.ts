@@ -82,6 +82,13 @@ afterEach(() => {
 });
 
 describe('Fine-tune screen: a new run', () => {
+  it('takes the dataset from the address (#/finetune?dataset=…)', async () => {
+    await render('#/finetune?dataset=%2Fhome%2Fuser%2F.modelfactory%2Fdatasets%2Ffaq-accepted.jsonl');
+    expect($('[data-screen="finetune"]').getAttribute('data-view')).toBe('new');
+    expect(($('[data-finetune-dataset]') as HTMLInputElement).value).toBe('/home/user/.modelfactory/datasets/faq-accepted.jsonl');
+    expect(cli()).toContain('--data /home/user/.modelfactory/datasets/faq-accepted.jsonl');
+  });
+
   it('fills in the model and a demo dataset, and shows the command for the form', async () => {
     await render('#/finetune');
     expect(($('[data-finetune-model]') as HTMLSelectElement).value).toBe('smollm2-135m-instruct');

@@ -3,7 +3,20 @@ import type {
   Conversation,
   ConversationSummary,
   ConversationUpdate,
+  Content,
+  CuratedRow,
+  DatanetCard,
+  DatanetListing,
+  DatanetStats,
+  DatasetPage,
   DatasetPreview,
+  DatasetSummary,
+  DuplicateScan,
+  LabelUpdate,
+  LocalDatanet,
+  NewDataset,
+  RowPage,
+  RowQuery,
   DemoDataset,
   DoctorReport,
   JobEvent,
@@ -75,6 +88,37 @@ export interface ApiClient {
   previewDataset(request: PreviewRequest): Promise<DatasetPreview>;
   /** The datasets shipped with the studio. */
   demoDatasets(): Promise<DemoDataset[]>;
+  /** Datanets on the configured hub whose id, description or tags match `search` ('' lists them all). */
+  searchHub(search: string): Promise<DatanetListing[]>;
+  /** A hub Datanet's manifest and README; `id` is "owner/name". */
+  hubCard(id: string): Promise<DatanetCard>;
+  /**
+   * Downloads a Datanet's shards into the workspace as a background job (`kind: "pull-datanet"`);
+   * its events carry `fraction`, `message` and the figures `bytes` and `bytes_total`.
+   */
+  pullDatanet(id: string): Promise<JobInfo>;
+  /** The Datanets in this workspace, pulled or imported. */
+  listDatanets(): Promise<LocalDatanet[]>;
+  /** Makes a local JSONL, CSV or Parquet file a Datanet `local/<name>`. */
+  importDatanet(path: string, name: string): Promise<LocalDatanet>;
+  /** One page of a Datanet's rows with their labels, filtered and sorted. */
+  datanetRows(id: string, query: RowQuery): Promise<RowPage>;
+  /** Sets or clears a row's status, rating or tags. */
+  labelRow(id: string, contributionId: string, update: LabelUpdate): Promise<CuratedRow>;
+  /** Stores a new version of a row's text; the contributor's text is kept. */
+  editRow(id: string, contributionId: string, content: Content): Promise<CuratedRow>;
+  /** Label counts, lengths and contributors of a Datanet. */
+  datanetStats(id: string): Promise<DatanetStats>;
+  /** Groups exact and near-duplicate rows; `reject` marks every row but the first of each group rejected. */
+  scanDuplicates(id: string, threshold: number, reject: boolean): Promise<DuplicateScan>;
+  /** The datasets built in this workspace. */
+  listDatasets(): Promise<DatasetSummary[]>;
+  /** Builds a training set (a JSONL the trainer reads) from Datanet rows and local files. */
+  createDataset(dataset: NewDataset): Promise<DatasetSummary>;
+  /** One page of a built dataset's rows, each with the contribution it came from. */
+  datasetRows(name: string, offset: number, limit: number): Promise<DatasetPage>;
+  /** Deletes a built dataset and its file. */
+  deleteDataset(name: string): Promise<void>;
   /** Job progress as it happens. Returns a function that stops the subscription. */
   subscribe(onEvent: (event: JobEvent) => void, options?: SubscribeOptions): Unsubscribe;
 }

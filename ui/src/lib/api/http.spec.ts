@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { ApiException } from './errors';
-import { HttpSseTransport, TOKEN_KEY, resolveToken } from './http';
+import { HttpSseTransport, TOKEN_KEY, datanetPath, resolveToken, rowQueryString } from './http';
 import { presetConfig, type JobEvent } from './types';
 
 function jsonResponse(status: number, body: unknown, statusText = ''): Response {
@@ -36,6 +36,19 @@ describe('resolveToken', () => {
   it('is null without a token', () => {
     expect(resolveToken('', memoryStorage())).toBeNull();
     expect(resolveToken('?token=', null)).toBeNull();
+  });
+});
+
+describe('Datanet paths and row queries', () => {
+  it('escapes each part of an owner/name id', () => {
+    expect(datanetPath('modelfactory/python-faq')).toBe('modelfactory/python-faq');
+    expect(datanetPath('local/my set')).toBe('local/my%20set');
+  });
+  it('writes only the fields a query has', () => {
+    expect(rowQueryString({})).toBe('');
+    expect(rowQueryString({ offset: 200, limit: 200, search: 'list comprehension', status: 'unlabeled', min_len: 0, desc: true, tag: '' })).toBe(
+      '?offset=200&limit=200&search=list+comprehension&status=unlabeled&min_len=0&desc=true',
+    );
   });
 });
 
@@ -307,5 +320,52 @@ describe('HttpSseTransport chat', () => {
       error: expect.stringContaining('stopped before it was complete'),
     });
     expect(tokens).toEqual(['Pa']);
+  });
+});
+
+describe('HttpSseTransport Datanet and dataset requests', () => {
+  it('calls the documented paths with the documented bodies', async () => {
+    const fetch = vi.fn(async (_url: RequestInfo | URL, init?: RequestInit) =>
+      init?.method === 'DELETE' ? new Response(null, { status: 204 }) : jsonResponse(200, {}),
+    );
+    const api = new HttpSseTransport({ fetch });
+    const id = 'modelfactory/python-faq';
+    const dataset = { name: 'faq', sources: [{ datanet: id, statuses: ['accepted' as const] }], files: [], eval_fraction: 0.1, seed: 42 };
+    await api.searchHub('python faq');
+    await api.hubCard(id);
+    await api.pullDatanet(id);
+    await api.listDatanets();
+    await api.importDatanet('/data/rows.jsonl', 'mine');
+    await api.datanetRows(id, { offset: 0, limit: 200, search: 'loop', flag: 'edited' });
+    await api.labelRow(id, 'c/1', { status: 'accepted', rating: null });
+    await api.editRow(id, 'c1', { instruction: 'q', input: '', output: 'a' });
+    await api.datanetStats(id);
+    await api.scanDuplicates(id, 0.8, true);
+    await api.listDatasets();
+    await api.createDataset(dataset);
+    await api.datasetRows('faq accepted', 200, 200);
+    await expect(api.deleteDataset('faq')).resolves.toBeUndefined();
+
+    const calls = (fetch.mock.calls as unknown as [string, RequestInit][]).map(([url, init]) => [
+      init.method,
+      url,
+      init.body === undefined ? undefined : JSON.parse(String(init.body)),
+    ]);
+    expect(calls).toEqual([
+      ['GET', '/api/hub/datanets?search=python%20faq', undefined],
+      ['GET', '/api/hub/datanets/modelfactory/python-faq', undefined],
+      ['POST', '/api/datanets/pull', { id }],
+      ['GET', '/api/datanets', undefined],
+      ['POST', '/api/datanets/import', { path: '/data/rows.jsonl', name: 'mine' }],
+      ['GET', '/api/datanets/modelfactory/python-faq/rows?offset=0&limit=200&search=loop&flag=edited', undefined],
+      ['POST', '/api/datanets/modelfactory/python-faq/rows/c%2F1/label', { status: 'accepted', rating: null }],
+      ['POST', '/api/datanets/modelfactory/python-faq/rows/c1/edit', { content: { instruction: 'q', input: '', output: 'a' } }],
+      ['GET', '/api/datanets/modelfactory/python-faq/stats', undefined],
+      ['POST', '/api/datanets/modelfactory/python-faq/duplicates', { threshold: 0.8, reject: true }],
+      ['GET', '/api/datasets/list', undefined],
+      ['POST', '/api/datasets/list', dataset],
+      ['GET', '/api/datasets/named/faq%20accepted/rows?offset=200&limit=200', undefined],
+      ['DELETE', '/api/datasets/named/faq', undefined],
+    ]);
   });
 });

@@ -6,7 +6,20 @@ import type {
   Conversation,
   ConversationSummary,
   ConversationUpdate,
+  Content,
+  CuratedRow,
+  DatanetCard,
+  DatanetListing,
+  DatanetStats,
+  DatasetPage,
   DatasetPreview,
+  DatasetSummary,
+  DuplicateScan,
+  LabelUpdate,
+  LocalDatanet,
+  NewDataset,
+  RowPage,
+  RowQuery,
   DemoDataset,
   DoctorReport,
   JobEvent,
@@ -22,6 +35,25 @@ import type {
   Settings,
   StopResult,
 } from './types';
+
+/** `owner/name` → `owner/name` with each part escaped, for a path. */
+export function datanetPath(id: string): string {
+  return id
+    .split('/')
+    .map((part) => encodeURIComponent(part))
+    .join('/');
+}
+
+/** A RowQuery as a query string (`?search=…&status=…`), leaving out absent fields; '' when empty. */
+export function rowQueryString(query: RowQuery): string {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query) as [string, unknown][]) {
+    if (value === undefined || value === null || value === '') continue;
+    params.set(key, String(value));
+  }
+  const text = params.toString();
+  return text ? `?${text}` : '';
+}
 
 /** sessionStorage key of the access token for `modelfactory serve`. */
 export const TOKEN_KEY = 'modelfactory.token';
@@ -197,6 +229,49 @@ export class HttpSseTransport implements ApiClient {
   }
   demoDatasets(): Promise<DemoDataset[]> {
     return this.#request('GET', '/api/datasets/demo');
+  }
+
+  searchHub(search: string): Promise<DatanetListing[]> {
+    return this.#request('GET', `/api/hub/datanets?search=${encodeURIComponent(search)}`);
+  }
+  hubCard(id: string): Promise<DatanetCard> {
+    return this.#request('GET', `/api/hub/datanets/${datanetPath(id)}`);
+  }
+  pullDatanet(id: string): Promise<JobInfo> {
+    return this.#request('POST', '/api/datanets/pull', { id });
+  }
+  listDatanets(): Promise<LocalDatanet[]> {
+    return this.#request('GET', '/api/datanets');
+  }
+  importDatanet(path: string, name: string): Promise<LocalDatanet> {
+    return this.#request('POST', '/api/datanets/import', { path, name });
+  }
+  datanetRows(id: string, query: RowQuery): Promise<RowPage> {
+    return this.#request('GET', `/api/datanets/${datanetPath(id)}/rows${rowQueryString(query)}`);
+  }
+  labelRow(id: string, contributionId: string, update: LabelUpdate): Promise<CuratedRow> {
+    return this.#request('POST', `/api/datanets/${datanetPath(id)}/rows/${encodeURIComponent(contributionId)}/label`, update);
+  }
+  editRow(id: string, contributionId: string, content: Content): Promise<CuratedRow> {
+    return this.#request('POST', `/api/datanets/${datanetPath(id)}/rows/${encodeURIComponent(contributionId)}/edit`, { content });
+  }
+  datanetStats(id: string): Promise<DatanetStats> {
+    return this.#request('GET', `/api/datanets/${datanetPath(id)}/stats`);
+  }
+  scanDuplicates(id: string, threshold: number, reject: boolean): Promise<DuplicateScan> {
+    return this.#request('POST', `/api/datanets/${datanetPath(id)}/duplicates`, { threshold, reject });
+  }
+  listDatasets(): Promise<DatasetSummary[]> {
+    return this.#request('GET', '/api/datasets/list');
+  }
+  createDataset(dataset: NewDataset): Promise<DatasetSummary> {
+    return this.#request('POST', '/api/datasets/list', dataset);
+  }
+  datasetRows(name: string, offset: number, limit: number): Promise<DatasetPage> {
+    return this.#request('GET', `/api/datasets/named/${encodeURIComponent(name)}/rows?offset=${offset}&limit=${limit}`);
+  }
+  async deleteDataset(name: string): Promise<void> {
+    await this.#request<unknown>('DELETE', `/api/datasets/named/${encodeURIComponent(name)}`);
   }
 
   /** The answer arrives as server-sent events on the POST's own response: `token`s, then `done` or `error`. */

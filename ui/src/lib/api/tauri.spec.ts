@@ -156,4 +156,44 @@ describe('TauriTransport', () => {
     await expect(api.sendMessage('c1', { content: 'hi' }, () => {})).rejects.toMatchObject({ error: 'busy' });
     expect(unlisten).toHaveBeenCalledTimes(1);
   });
+
+  it('invokes the Datanet and dataset commands with camelCase argument keys', async () => {
+    const invoke = vi.fn(async () => null);
+    const api = new TauriTransport(invoke as unknown as InvokeFn, vi.fn() as unknown as ListenFn);
+    const id = 'modelfactory/python-faq';
+    const query = { offset: 0, limit: 200, status: 'unlabeled' as const };
+    const update = { rating: 4 };
+    const content = { messages: [{ role: 'user', content: 'hi' }] };
+    const dataset = { name: 'faq', sources: [], files: ['/d.jsonl'], eval_fraction: 0.1, seed: 42 };
+    await api.searchHub('faq');
+    await api.hubCard(id);
+    await api.pullDatanet(id);
+    await api.listDatanets();
+    await api.importDatanet('/d.jsonl', 'mine');
+    await api.datanetRows(id, query);
+    await api.labelRow(id, 'c1', update);
+    await api.editRow(id, 'c1', content);
+    await api.datanetStats(id);
+    await api.scanDuplicates(id, 0.8, false);
+    await api.listDatasets();
+    await api.createDataset(dataset);
+    await api.datasetRows('faq', 0, 200);
+    await api.deleteDataset('faq');
+    expect(invoke.mock.calls).toEqual([
+      ['search_hub', { search: 'faq' }],
+      ['hub_card', { id }],
+      ['pull_datanet', { id }],
+      ['list_datanets'],
+      ['import_datanet', { path: '/d.jsonl', name: 'mine' }],
+      ['datanet_rows', { id, query }],
+      ['label_row', { id, contributionId: 'c1', update }],
+      ['edit_row', { id, contributionId: 'c1', content }],
+      ['datanet_stats', { id }],
+      ['scan_duplicates', { id, threshold: 0.8, reject: false }],
+      ['list_datasets'],
+      ['create_dataset', { dataset }],
+      ['dataset_rows', { name: 'faq', offset: 0, limit: 200 }],
+      ['delete_dataset', { name: 'faq' }],
+    ]);
+  });
 });

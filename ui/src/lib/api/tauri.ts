@@ -8,7 +8,20 @@ import type {
   Conversation,
   ConversationSummary,
   ConversationUpdate,
+  Content,
+  CuratedRow,
+  DatanetCard,
+  DatanetListing,
+  DatanetStats,
+  DatasetPage,
   DatasetPreview,
+  DatasetSummary,
+  DuplicateScan,
+  LabelUpdate,
+  LocalDatanet,
+  NewDataset,
+  RowPage,
+  RowQuery,
   DemoDataset,
   DoctorReport,
   JobEvent,
@@ -128,6 +141,50 @@ export class TauriTransport implements ApiClient {
   }
   demoDatasets(): Promise<DemoDataset[]> {
     return this.#call('demo_datasets');
+  }
+
+  searchHub(search: string): Promise<DatanetListing[]> {
+    return this.#call('search_hub', { search });
+  }
+  hubCard(id: string): Promise<DatanetCard> {
+    return this.#call('hub_card', { id });
+  }
+  pullDatanet(id: string): Promise<JobInfo> {
+    return this.#call('pull_datanet', { id });
+  }
+  listDatanets(): Promise<LocalDatanet[]> {
+    return this.#call('list_datanets');
+  }
+  importDatanet(path: string, name: string): Promise<LocalDatanet> {
+    return this.#call('import_datanet', { path, name });
+  }
+  datanetRows(id: string, query: RowQuery): Promise<RowPage> {
+    return this.#call('datanet_rows', { id, query });
+  }
+  labelRow(id: string, contributionId: string, update: LabelUpdate): Promise<CuratedRow> {
+    // the Rust parameter `contribution_id`, in Tauri's camelCase
+    return this.#call('label_row', { id, contributionId, update });
+  }
+  editRow(id: string, contributionId: string, content: Content): Promise<CuratedRow> {
+    return this.#call('edit_row', { id, contributionId, content });
+  }
+  datanetStats(id: string): Promise<DatanetStats> {
+    return this.#call('datanet_stats', { id });
+  }
+  scanDuplicates(id: string, threshold: number, reject: boolean): Promise<DuplicateScan> {
+    return this.#call('scan_duplicates', { id, threshold, reject });
+  }
+  listDatasets(): Promise<DatasetSummary[]> {
+    return this.#call('list_datasets');
+  }
+  createDataset(dataset: NewDataset): Promise<DatasetSummary> {
+    return this.#call('create_dataset', { dataset });
+  }
+  datasetRows(name: string, offset: number, limit: number): Promise<DatasetPage> {
+    return this.#call('dataset_rows', { name, offset, limit });
+  }
+  async deleteDataset(name: string): Promise<void> {
+    await this.#call<unknown>('delete_dataset', { name });
   }
 
   /** Tokens arrive as `chat-token` events while the `send_message` command runs; it resolves with the answer. */

@@ -440,3 +440,181 @@ export function presetConfig(preset: Preset): TrainConfig {
     grad_accum,
   };
 }
+
+// Datanets (community datasets on a hub) and the datasets built from them.
+
+/** How a Datanet's rows are shaped: alpaca-style instruction rows, or chat messages. */
+export type RowSchema = 'instruction' | 'messages';
+
+export type Shard = { path: string; rows: number; bytes: number; sha256: string };
+export type Contributor = { address: string; rows: number };
+
+/** A Datanet's `datanet.json`. */
+export type Manifest = {
+  schema_version: number;
+  /** "owner/name" */
+  id: string;
+  name: string;
+  domain: string;
+  description: string;
+  license: string;
+  /** where the rows came from */
+  source: string;
+  row_schema: RowSchema;
+  shards: Shard[];
+  contributors: Contributor[];
+  /** the Merkle root over the contribution ids */
+  contributions_root: string;
+};
+
+/** A Datanet on the hub, as a search lists it. */
+export type DatanetListing = {
+  id: string;
+  sha: string;
+  tags: string[];
+  description: string | null;
+  license: string | null;
+  last_modified: string | null;
+  /** it is in this workspace already */
+  pulled: boolean;
+};
+
+/** A Datanet's page on the hub. */
+export type DatanetCard = { id: string; revision: string; manifest: Manifest; readme: string | null; pulled: boolean };
+
+/** A Datanet in this workspace: pulled from the hub, or imported from a file (`local/<name>`). */
+export type LocalDatanet = {
+  id: string;
+  name: string;
+  domain: string;
+  license: string;
+  revision: string;
+  rows: number;
+  contributors: number;
+  pulled_at: string;
+  origin: 'hub' | 'import';
+};
+
+/** One turn of a conversation row. */
+export type Message = { role: string; content: string };
+
+/** A row's text: an instruction row, or a conversation. */
+export type Content = { instruction: string; input: string; output: string } | { messages: Message[] };
+
+export type LabelStatus = 'accepted' | 'rejected';
+
+/** A Datanet row with its labels and edits, as the curation table shows it. */
+export type CuratedRow = {
+  contribution_id: string;
+  /** the contributor's address */
+  contributor: string;
+  created_at: string;
+  license: string;
+  /** the current text: the latest edit, or the contributor's */
+  content: Content;
+  /** the contributor's text when edited; null when not */
+  original: Content | null;
+  /** 0 = original */
+  version: number;
+  status: LabelStatus | null;
+  /** 1..5 */
+  rating: number | null;
+  tags: string[];
+  /** characters */
+  length: number;
+  pii: ('email' | 'phone')[];
+  /** set after a duplicates scan: the row this one repeats */
+  duplicate_of: string | null;
+};
+
+export type RowFlag = 'pii' | 'duplicate' | 'edited';
+export type RowSort = 'position' | 'length' | 'rating' | 'contributor' | 'created_at';
+export type StatusFilter = LabelStatus | 'unlabeled';
+
+/** Which rows, in which order. Absent fields do not filter. */
+export type RowQuery = {
+  offset?: number;
+  limit?: number;
+  search?: string;
+  contributor?: string;
+  status?: StatusFilter;
+  tag?: string;
+  min_len?: number;
+  max_len?: number;
+  flag?: RowFlag;
+  sort?: RowSort;
+  desc?: boolean;
+};
+
+export type RowPage = { total: number; offset: number; rows: CuratedRow[] };
+
+/** Absent fields stay as they are; null clears. */
+export type LabelUpdate = { status?: LabelStatus | null; rating?: number | null; tags?: string[] };
+
+export type Bin = { start: number; end: number; count: number };
+export type LengthStats = { count: number; min: number; max: number; mean: number; median: number; p95: number; histogram: Bin[] };
+
+export type DatanetStats = {
+  rows: number;
+  accepted: number;
+  rejected: number;
+  unlabeled: number;
+  edited: number;
+  pii_rows: number;
+  duplicate_rows: number;
+  length: LengthStats;
+  contributors: Contributor[];
+};
+
+export type DuplicateScan = {
+  threshold: number;
+  /** contribution ids, the first of each group being the one kept */
+  groups: string[][];
+  exact_groups: number;
+  near_groups: number;
+  /** rows marked rejected by this scan */
+  rejected: number;
+};
+
+/** The rows of one Datanet that go into a dataset. */
+export type DatasetSource = { datanet: string; statuses: StatusFilter[]; search?: string | null; tag?: string | null };
+
+export type NewDataset = {
+  name: string;
+  sources: DatasetSource[];
+  /** local JSONL/CSV/Parquet paths */
+  files: string[];
+  eval_fraction: number;
+  seed: number;
+};
+
+export type DatasetSummary = {
+  name: string;
+  rows: number;
+  eval_rows: number;
+  contributors: number;
+  created_at: string;
+  /** the JSONL the trainer reads */
+  path: string;
+  sources: { datanet: string; revision: string; rows: number }[];
+};
+
+export type DatasetRow = {
+  contribution_id: string;
+  contributor: string;
+  /** null for rows from a local file */
+  datanet: string | null;
+  split: 'train' | 'eval';
+  content: Content;
+};
+
+export type DatasetPage = { total: number; offset: number; rows: DatasetRow[] };
+
+export const LABEL_STATUSES: readonly LabelStatus[] = ['accepted', 'rejected'];
+export const STATUS_FILTERS: readonly StatusFilter[] = ['accepted', 'rejected', 'unlabeled'];
+export const ROW_FLAGS: readonly RowFlag[] = ['pii', 'duplicate', 'edited'];
+export const ROW_SORTS: readonly RowSort[] = ['position', 'length', 'rating', 'contributor', 'created_at'];
+
+export function isMessages(content: Content): content is { messages: Message[] } {
+  return 'messages' in content;
+}

@@ -1,8 +1,22 @@
 import type { ApiClient, SubscribeOptions, Unsubscribe } from '../api/client';
 import { ApiException } from '../api/errors';
+import { contentLength, contentText } from '../rows';
 import {
   DEFAULT_SAMPLING,
   type AddModelResult,
+  type Content,
+  type CuratedRow,
+  type DatanetCard,
+  type DatanetListing,
+  type DatanetStats,
+  type DatasetRow,
+  type DatasetSummary,
+  type DuplicateScan,
+  type LabelUpdate,
+  type LocalDatanet,
+  type NewDataset,
+  type RowPage,
+  type RowQuery,
   type Conversation,
   type ConversationSummary,
   type ConversationUpdate,
@@ -187,6 +201,133 @@ export function datasetPreview(overrides: Partial<DatasetPreview> = {}): Dataset
   };
 }
 
+/** A contributor's address: `0x` and 40 hex digits, from a small number. */
+export function address(n: number): string {
+  return `0x${n.toString(16).padStart(4, '0').repeat(10)}`;
+}
+
+/** Row `i` of a Datanet: an instruction row by contributor `i % 3`. */
+export function curatedRow(i: number, overrides: Partial<CuratedRow> = {}): CuratedRow {
+  const content: Content = overrides.content ?? {
+    instruction: `How do I do thing ${i} in Python?`,
+    input: '',
+    output: `Use the standard library, step ${i}.`,
+  };
+  return {
+    contribution_id: `c${String(i).padStart(6, '0')}`,
+    contributor: address(i % 3),
+    created_at: `2025-01-01T00:00:${String(i % 60).padStart(2, '0')}Z`,
+    license: 'CC-BY-4.0',
+    content,
+    original: null,
+    version: 0,
+    status: null,
+    rating: null,
+    tags: [],
+    length: contentLength(content),
+    pii: [],
+    duplicate_of: null,
+    ...overrides,
+  };
+}
+
+export function datanetListing(overrides: Partial<DatanetListing> = {}): DatanetListing {
+  return {
+    id: 'modelfactory/python-faq',
+    sha: '0123456789abcdef0123456789abcdef01234567',
+    tags: ['python', 'faq'],
+    description: 'Questions and answers about Python',
+    license: 'CC-BY-4.0',
+    last_modified: '2025-01-01T00:00:00Z',
+    pulled: false,
+    ...overrides,
+  };
+}
+
+export function datanetCard(overrides: Partial<DatanetCard> = {}): DatanetCard {
+  const id = overrides.id ?? 'modelfactory/python-faq';
+  return {
+    id,
+    revision: '0123456789abcdef0123456789abcdef01234567',
+    manifest: {
+      schema_version: 1,
+      id,
+      name: 'Python FAQ',
+      domain: 'programming',
+      description: 'Questions and answers about Python',
+      license: 'CC-BY-4.0',
+      source: 'written for the demo',
+      row_schema: 'instruction',
+      shards: [
+        { path: 'shards/00000.parquet', rows: 150, bytes: 20_480, sha256: 'a'.repeat(64) },
+        { path: 'shards/00001.parquet', rows: 90, bytes: 12_288, sha256: 'b'.repeat(64) },
+      ],
+      contributors: [
+        { address: address(0), rows: 120 },
+        { address: address(1), rows: 80 },
+        { address: address(2), rows: 40 },
+      ],
+      contributions_root: 'c'.repeat(64),
+    },
+    readme: '# Python FAQ\n\nShort answers to common questions.',
+    pulled: false,
+    ...overrides,
+  };
+}
+
+export function localDatanet(overrides: Partial<LocalDatanet> = {}): LocalDatanet {
+  return {
+    id: 'modelfactory/python-faq',
+    name: 'Python FAQ',
+    domain: 'programming',
+    license: 'CC-BY-4.0',
+    revision: '0123456789abcdef0123456789abcdef01234567',
+    rows: 240,
+    contributors: 3,
+    pulled_at: '2025-01-02T00:00:00Z',
+    origin: 'hub',
+    ...overrides,
+  };
+}
+
+export function datasetSummary(overrides: Partial<DatasetSummary> = {}): DatasetSummary {
+  return {
+    name: 'faq-accepted',
+    rows: 200,
+    eval_rows: 20,
+    contributors: 3,
+    created_at: '2025-01-03T00:00:00Z',
+    path: '/home/user/.modelfactory/datasets/faq-accepted.jsonl',
+    sources: [{ datanet: 'modelfactory/python-faq', revision: '0123456789abcdef0123456789abcdef01234567', rows: 200 }],
+    ...overrides,
+  };
+}
+
+/** The rows of a Datanet that a query selects, in its order (what the studio's view does). */
+export function queryRows(rows: CuratedRow[], q: RowQuery): CuratedRow[] {
+  const search = q.search?.trim().toLowerCase();
+  let out = rows.filter((r) => {
+    if (search && !contentText(r.content).toLowerCase().includes(search)) return false;
+    if (q.contributor && r.contributor !== q.contributor) return false;
+    if (q.status === 'unlabeled' ? r.status !== null : q.status && r.status !== q.status) return false;
+    if (q.tag && !r.tags.includes(q.tag)) return false;
+    if (q.min_len !== undefined && r.length < q.min_len) return false;
+    if (q.max_len !== undefined && r.length > q.max_len) return false;
+    if (q.flag === 'pii' && r.pii.length === 0) return false;
+    if (q.flag === 'duplicate' && r.duplicate_of === null) return false;
+    if (q.flag === 'edited' && r.version === 0) return false;
+    return true;
+  });
+  const sort = q.sort ?? 'position';
+  if (sort !== 'position') {
+    const key = (r: CuratedRow): number | string =>
+      sort === 'length' ? r.length : sort === 'rating' ? (r.rating ?? 0) : sort === 'contributor' ? r.contributor : r.created_at;
+    out = [...out].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+  }
+  if (q.desc) out = [...out].reverse();
+  return out;
+}
+
 type Call = { method: string; args: unknown[] };
 
 /**
@@ -232,6 +373,15 @@ export class FakeTransport implements ApiClient {
   demos: DemoDataset[] = [{ name: 'modelfactory-help', path: '/assets/datasets/modelfactory-help.jsonl', bytes: 45_857 }];
   listeners = new Set<(e: JobEvent) => void>();
   resyncs = new Set<() => void>();
+  /** Datanets on the hub, their cards (built from the listing when absent), and this workspace's. */
+  hub: DatanetListing[] = [datanetListing()];
+  cards: Record<string, DatanetCard> = {};
+  datanets: LocalDatanet[] = [];
+  /** Every row of each local Datanet, in position order. */
+  datanetRowsById: Record<string, CuratedRow[]> = {};
+  /** Built datasets and their rows. */
+  datasets: DatasetSummary[] = [];
+  datasetRowsByName: Record<string, DatasetRow[]> = {};
 
   #record<T>(method: keyof ApiClient, args: unknown[], value: () => T): Promise<T> {
     this.calls.push({ method, args });
@@ -407,6 +557,184 @@ export class FakeTransport implements ApiClient {
   }
   demoDatasets() {
     return this.#record('demoDatasets', [], () => this.demos);
+  }
+  searchHub(search: string) {
+    return this.#record('searchHub', [search], () => {
+      const q = search.trim().toLowerCase();
+      return this.hub
+        .filter((d) => !q || [d.id, d.description ?? '', ...d.tags].some((t) => t.toLowerCase().includes(q)))
+        .map((d) => ({ ...d, pulled: this.datanets.some((l) => l.id === d.id) }));
+    });
+  }
+  hubCard(id: string) {
+    return this.#record('hubCard', [id], () => {
+      const listing = this.hub.find((d) => d.id === id);
+      if (!listing) throw new ApiException(`no Datanet ${id} on the hub`, null, 404);
+      const card = this.cards[id] ?? datanetCard({ id });
+      return { ...card, pulled: this.datanets.some((l) => l.id === id) };
+    });
+  }
+  pullDatanet(id: string) {
+    return this.#record('pullDatanet', [id], () => {
+      if (!this.hub.some((d) => d.id === id)) throw new ApiException(`no Datanet ${id} on the hub`, null, 404);
+      const pulled = job({ id: `job-${this.#nextId++}`, kind: 'pull-datanet', title: `Pull ${id}`, state: 'queued', message: 'queued' });
+      this.jobs = [pulled, ...this.jobs];
+      return pulled;
+    });
+  }
+  listDatanets() {
+    return this.#record('listDatanets', [], () => this.datanets);
+  }
+  importDatanet(path: string, name: string) {
+    return this.#record('importDatanet', [path, name], () => {
+      if (!path.trim()) throw new ApiException('give the path of a JSONL, CSV or Parquet file', null, 400);
+      const made = localDatanet({ id: `local/${name}`, name, origin: 'import', rows: 3, contributors: 1, domain: '', license: '' });
+      this.datanets = [...this.datanets.filter((d) => d.id !== made.id), made];
+      this.datanetRowsById[made.id] = [0, 1, 2].map((i) => curatedRow(i, { contributor: address(9) }));
+      return made;
+    });
+  }
+  #rowsOf(id: string): CuratedRow[] {
+    const rows = this.datanetRowsById[id];
+    if (!rows) throw new ApiException(`no Datanet ${id} in this workspace`, null, 404);
+    return rows;
+  }
+  datanetRows(id: string, query: RowQuery) {
+    return this.#record('datanetRows', [id, query], (): RowPage => {
+      const all = queryRows(this.#rowsOf(id), query);
+      const offset = query.offset ?? 0;
+      const limit = query.limit ?? 100;
+      return { total: all.length, offset, rows: all.slice(offset, offset + limit) };
+    });
+  }
+  #row(id: string, cid: string): CuratedRow {
+    const row = this.#rowsOf(id).find((r) => r.contribution_id === cid);
+    if (!row) throw new ApiException(`no row ${cid} in ${id}`, null, 404);
+    return row;
+  }
+  labelRow(id: string, contributionId: string, update: LabelUpdate) {
+    return this.#record('labelRow', [id, contributionId, update], () => {
+      const row = this.#row(id, contributionId);
+      if (update.status !== undefined) row.status = update.status;
+      if (update.rating !== undefined) row.rating = update.rating;
+      if (update.tags !== undefined) row.tags = [...update.tags];
+      return row;
+    });
+  }
+  editRow(id: string, contributionId: string, content: Content) {
+    return this.#record('editRow', [id, contributionId, content], () => {
+      const row = this.#row(id, contributionId);
+      row.original ??= row.content;
+      row.content = structuredClone(content);
+      row.version += 1;
+      row.length = contentLength(content);
+      return row;
+    });
+  }
+  datanetStats(id: string) {
+    return this.#record('datanetStats', [id], (): DatanetStats => {
+      const rows = this.#rowsOf(id);
+      const lengths = rows.map((r) => r.length).sort((a, b) => a - b);
+      const at = (f: number) => lengths[Math.min(lengths.length - 1, Math.floor(f * lengths.length))] ?? 0;
+      const min = lengths[0] ?? 0;
+      const max = lengths.at(-1) ?? 0;
+      const width = Math.max(1, Math.ceil((max - min + 1) / 4));
+      const histogram = [0, 1, 2, 3].map((b) => {
+        const start = min + b * width;
+        return { start, end: start + width, count: lengths.filter((l) => l >= start && l < start + width).length };
+      });
+      const byContributor = new Map<string, number>();
+      for (const r of rows) byContributor.set(r.contributor, (byContributor.get(r.contributor) ?? 0) + 1);
+      return {
+        rows: rows.length,
+        accepted: rows.filter((r) => r.status === 'accepted').length,
+        rejected: rows.filter((r) => r.status === 'rejected').length,
+        unlabeled: rows.filter((r) => r.status === null).length,
+        edited: rows.filter((r) => r.version > 0).length,
+        pii_rows: rows.filter((r) => r.pii.length > 0).length,
+        duplicate_rows: rows.filter((r) => r.duplicate_of !== null).length,
+        length: {
+          count: lengths.length,
+          min,
+          max,
+          mean: lengths.reduce((a, b) => a + b, 0) / Math.max(1, lengths.length),
+          median: at(0.5),
+          p95: at(0.95),
+          histogram,
+        },
+        contributors: [...byContributor].map(([address, n]) => ({ address, rows: n })).sort((a, b) => b.rows - a.rows),
+      };
+    });
+  }
+  /** Groups rows with the same text (the fake knows no near duplicates). */
+  scanDuplicates(id: string, threshold: number, reject: boolean) {
+    return this.#record('scanDuplicates', [id, threshold, reject], (): DuplicateScan => {
+      const byText = new Map<string, CuratedRow[]>();
+      for (const r of this.#rowsOf(id)) {
+        const key = contentText(r.content).toLowerCase();
+        byText.set(key, [...(byText.get(key) ?? []), r]);
+      }
+      const groups = [...byText.values()].filter((g) => g.length > 1);
+      let rejected = 0;
+      for (const [first, ...rest] of groups) {
+        for (const r of rest) {
+          r.duplicate_of = first!.contribution_id;
+          if (reject && r.status !== 'rejected') {
+            r.status = 'rejected';
+            rejected++;
+          }
+        }
+      }
+      return { threshold, groups: groups.map((g) => g.map((r) => r.contribution_id)), exact_groups: groups.length, near_groups: 0, rejected };
+    });
+  }
+  listDatasets() {
+    return this.#record('listDatasets', [], () => this.datasets);
+  }
+  createDataset(dataset: NewDataset) {
+    return this.#record('createDataset', [dataset], () => {
+      if (!dataset.name.trim()) throw new ApiException('give the dataset a name', null, 400);
+      const rows: DatasetRow[] = [];
+      const sources: DatasetSummary['sources'] = [];
+      for (const source of dataset.sources) {
+        const picked = this.#rowsOf(source.datanet).filter((r) =>
+          source.statuses.includes(r.status ?? 'unlabeled') &&
+          (!source.search || contentText(r.content).toLowerCase().includes(source.search.toLowerCase())) &&
+          (!source.tag || r.tags.includes(source.tag)),
+        );
+        const revision = this.datanets.find((d) => d.id === source.datanet)?.revision ?? '';
+        sources.push({ datanet: source.datanet, revision, rows: picked.length });
+        for (const r of picked) rows.push({ contribution_id: r.contribution_id, contributor: r.contributor, datanet: source.datanet, split: 'train', content: r.content });
+      }
+      const evalRows = Math.round(rows.length * dataset.eval_fraction);
+      rows.forEach((r, i) => (r.split = i < evalRows ? 'eval' : 'train'));
+      const summary = datasetSummary({
+        name: dataset.name,
+        rows: rows.length,
+        eval_rows: evalRows,
+        contributors: new Set(rows.map((r) => r.contributor)).size,
+        path: `/home/user/.modelfactory/datasets/${dataset.name}.jsonl`,
+        sources,
+      });
+      this.datasets = [summary, ...this.datasets.filter((d) => d.name !== dataset.name)];
+      this.datasetRowsByName[dataset.name] = rows;
+      return summary;
+    });
+  }
+  datasetRows(name: string, offset: number, limit: number) {
+    return this.#record('datasetRows', [name, offset, limit], () => {
+      const rows = this.datasetRowsByName[name];
+      if (!rows) throw new ApiException(`no dataset ${name}`, null, 404);
+      return { total: rows.length, offset, rows: rows.slice(offset, offset + limit) };
+    });
+  }
+  deleteDataset(name: string) {
+    return this.#record('deleteDataset', [name], () => {
+      if (!this.datasets.some((d) => d.name === name)) throw new ApiException(`no dataset ${name}`, null, 404);
+      this.datasets = this.datasets.filter((d) => d.name !== name);
+      delete this.datasetRowsByName[name];
+      return undefined;
+    });
   }
   stopAnswer(id: string) {
     return this.#record('stopAnswer', [id], (): StopResult => {

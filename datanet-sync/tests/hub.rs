@@ -1252,31 +1252,31 @@ async fn pull_throughput() {
         rate(received, secs)
     );
 
-    let curl = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{size_download} %{time_total}",
-            &url,
-        ])
-        .output();
-    match curl {
-        Ok(out) if out.status.success() => {
-            let text = String::from_utf8_lossy(&out.stdout).to_string();
-            let mut parts = text.split_whitespace();
-            let size: f64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0.0);
-            let secs: f64 = parts
-                .next()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(f64::NAN);
-            println!(
-                "curl -o /dev/null: {secs:.2} s, {}",
-                rate(size as usize, secs)
-            );
+    let scratch = tempfile::tempdir().expect("scratch");
+    let to_file = scratch.path().join("shard.parquet");
+    for target in [Path::new("/dev/null"), to_file.as_path()] {
+        let curl = std::process::Command::new("curl")
+            .args(["-s", "-o"])
+            .arg(target)
+            .args(["-w", "%{size_download} %{time_total}", &url])
+            .output();
+        match curl {
+            Ok(out) if out.status.success() => {
+                let text = String::from_utf8_lossy(&out.stdout).to_string();
+                let mut parts = text.split_whitespace();
+                let size: f64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+                let secs: f64 = parts
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(f64::NAN);
+                println!(
+                    "curl -o {}: {secs:.2} s, {}",
+                    target.display(),
+                    rate(size as usize, secs)
+                );
+            }
+            _ => println!("curl is not installed; no comparison"),
         }
-        _ => println!("curl is not installed; no comparison"),
     }
     server.stop().await;
 }

@@ -404,6 +404,10 @@ async function waitForText(locator, pred, what, timeout = UI_TIMEOUT) {
 function watchPage(page) {
   const errors = [];
   page.on("pageerror", (e) => errors.push(`uncaught: ${e.message}`));
+  // Name the request behind a failed resource, which the console message leaves out.
+  page.on("response", (r) => {
+    if (r.status() >= 500) errors.push(`HTTP ${r.status()} ${r.request().method()} ${r.url()}`);
+  });
   page.on("console", (msg) => {
     if (msg.type() === "error") errors.push(`console.error: ${msg.text()}`);
   });

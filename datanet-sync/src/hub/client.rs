@@ -323,7 +323,7 @@ impl HubClient {
         Ok((sha, siblings))
     }
 
-    /// Datanets whose id contains `query` (case-insensitive; empty: all), newest hub order.
+    /// Datanets whose id contains `query` (case-insensitive; empty: all), in the hub's order.
     pub async fn search(&self, query: &str) -> Result<Vec<DatanetListing>> {
         let base = format!("{}/api/datasets", self.endpoint);
         let url = reqwest::Url::parse_with_params(

@@ -59,7 +59,7 @@ describe('Settings screen', () => {
     flushSync();
     target.querySelector<HTMLButtonElement>('[data-testid="settings-save"]')!.click();
     await settle();
-    expect(api.callsOf('putSettings')).toEqual([[{ hub_endpoint: 'https://mirror.example', default_backend: 'cpu' }]]);
+    expect(api.callsOf('putSettings')).toEqual([[{ hub_endpoint: 'https://mirror.example', default_backend: 'cpu', datanet_hub: '' }]]);
     expect(target.querySelector('[data-testid="settings-saved"]')).not.toBeNull();
   });
 

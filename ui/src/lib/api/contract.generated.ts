@@ -5,6 +5,8 @@ import type {
   JobEvent, JobInfo, MessageStats, ModelSummary, NewConversation, SamplingParams, SendMessage, SendResult,
   Settings, StopResult, TrainConfig, NewRun, RunSummary, RunDetail, StepRecord, EvalRecord, DataSummary,
   PreviewRequest, DatasetPreview, DemoDataset, Preset,
+  DatanetListing, DatanetCard, LocalDatanet, RowPage, RowQuery, LabelUpdate, DatanetStats, DuplicateScan,
+  NewDataset, DatasetSummary, DatasetPage,
 } from './types';
 
 export const models: ModelSummary[] = [
@@ -193,19 +195,23 @@ export const jobEvent: JobEvent = {
 export const settings: Settings[] = [
   {
     "hub_endpoint": "http://127.0.0.1:9",
-    "default_backend": "auto"
+    "default_backend": "auto",
+    "datanet_hub": ""
   },
   {
     "hub_endpoint": "http://127.0.0.1:9",
-    "default_backend": "cpu"
+    "default_backend": "cpu",
+    "datanet_hub": ""
   },
   {
     "hub_endpoint": "http://127.0.0.1:9",
-    "default_backend": "wgpu"
+    "default_backend": "wgpu",
+    "datanet_hub": ""
   },
   {
     "hub_endpoint": "http://127.0.0.1:9",
-    "default_backend": "cuda"
+    "default_backend": "cuda",
+    "datanet_hub": ""
   }
 ];
 
@@ -1347,6 +1353,362 @@ export const demoDatasets: DemoDataset[] = [
     "bytes": 45857
   }
 ];
+
+export const hubDatanets: DatanetListing[] = [
+  {
+    "id": "modelfactory/python-faq",
+    "sha": "1212121212121212121212121212121212121212",
+    "tags": [
+      "datanet",
+      "license:psf-2.0"
+    ],
+    "description": "Questions and answers",
+    "license": "psf-2.0",
+    "last_modified": "2026-10-07T12:35:07.000Z",
+    "pulled": false
+  }
+];
+
+export const hubCard: DatanetCard = {
+  "id": "modelfactory/python-faq",
+  "revision": "1212121212121212121212121212121212121212",
+  "manifest": {
+    "schema_version": 1,
+    "id": "modelfactory/python-faq",
+    "name": "Python FAQ",
+    "domain": "programming",
+    "description": "Questions and answers",
+    "license": "PSF-2.0",
+    "source": "The Python documentation's FAQ",
+    "row_schema": "instruction",
+    "shards": [
+      {
+        "path": "shards/00000.parquet",
+        "rows": 175,
+        "bytes": 61000,
+        "sha256": "abababababababababababababababababababababababababababababababab"
+      }
+    ],
+    "contributors": [
+      {
+        "address": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+        "rows": 22
+      }
+    ],
+    "contributions_root": "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"
+  },
+  "readme": "# Python FAQ",
+  "pulled": true
+};
+
+export const localDatanets: LocalDatanet[] = [
+  {
+    "id": "modelfactory/python-faq",
+    "name": "Python FAQ",
+    "domain": "programming",
+    "license": "PSF-2.0",
+    "revision": "1212121212121212121212121212121212121212",
+    "rows": 175,
+    "contributors": 8,
+    "pulled_at": "2026-01-01T00:00:00.000Z",
+    "origin": "hub"
+  },
+  {
+    "id": "modelfactory/python-faq",
+    "name": "Python FAQ",
+    "domain": "programming",
+    "license": "PSF-2.0",
+    "revision": "1212121212121212121212121212121212121212",
+    "rows": 175,
+    "contributors": 8,
+    "pulled_at": "2026-01-01T00:00:00.000Z",
+    "origin": "import"
+  }
+];
+
+export const rowPage: RowPage = {
+  "total": 175,
+  "offset": 0,
+  "rows": [
+    {
+      "contribution_id": "efefefefefefefefefefefefefefefefefefefefefefefefefefefefefefefef",
+      "contributor": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+      "created_at": "2026-10-07T14:35:07+02:00",
+      "license": "PSF-2.0",
+      "content": {
+        "instruction": "What is Python?",
+        "input": "",
+        "output": "A programming language."
+      },
+      "original": {
+        "instruction": "What is Python?",
+        "input": "",
+        "output": "A programming language."
+      },
+      "version": 1,
+      "status": "accepted",
+      "rating": 4,
+      "tags": [
+        "good"
+      ],
+      "length": 120,
+      "pii": [
+        "email",
+        "phone"
+      ],
+      "duplicate_of": null
+    },
+    {
+      "contribution_id": "efefefefefefefefefefefefefefefefefefefefefefefefefefefefefefefef",
+      "contributor": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+      "created_at": "2026-10-07T14:35:07+02:00",
+      "license": "PSF-2.0",
+      "content": {
+        "messages": [
+          {
+            "role": "user",
+            "content": "hi"
+          },
+          {
+            "role": "assistant",
+            "content": "hello"
+          }
+        ]
+      },
+      "original": null,
+      "version": 0,
+      "status": "rejected",
+      "rating": 4,
+      "tags": [
+        "good"
+      ],
+      "length": 120,
+      "pii": [
+        "email",
+        "phone"
+      ],
+      "duplicate_of": "0101010101010101010101010101010101010101010101010101010101010101"
+    },
+    {
+      "contribution_id": "efefefefefefefefefefefefefefefefefefefefefefefefefefefefefefefef",
+      "contributor": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+      "created_at": "2026-10-07T14:35:07+02:00",
+      "license": "PSF-2.0",
+      "content": {
+        "instruction": "What is Python?",
+        "input": "",
+        "output": "A programming language."
+      },
+      "original": null,
+      "version": 0,
+      "status": null,
+      "rating": null,
+      "tags": [
+        "good"
+      ],
+      "length": 120,
+      "pii": [
+        "email",
+        "phone"
+      ],
+      "duplicate_of": "0101010101010101010101010101010101010101010101010101010101010101"
+    }
+  ]
+};
+
+export const rowQueries: RowQuery[] = [
+  {
+    "offset": 200,
+    "limit": 200,
+    "search": "dict",
+    "contributor": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+    "status": "accepted",
+    "tag": "good",
+    "min_len": 10,
+    "max_len": 1000,
+    "flag": "pii",
+    "sort": "position",
+    "desc": true
+  },
+  {
+    "offset": 200,
+    "limit": 200,
+    "search": "dict",
+    "contributor": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+    "status": "rejected",
+    "tag": "good",
+    "min_len": 10,
+    "max_len": 1000,
+    "flag": "duplicate",
+    "sort": "length",
+    "desc": true
+  },
+  {
+    "offset": 200,
+    "limit": 200,
+    "search": "dict",
+    "contributor": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+    "status": "unlabeled",
+    "tag": "good",
+    "min_len": 10,
+    "max_len": 1000,
+    "flag": "edited",
+    "sort": "rating",
+    "desc": true
+  },
+  {
+    "offset": 200,
+    "limit": 200,
+    "search": "dict",
+    "contributor": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+    "status": "unlabeled",
+    "tag": "good",
+    "min_len": 10,
+    "max_len": 1000,
+    "flag": "edited",
+    "sort": "contributor",
+    "desc": true
+  },
+  {
+    "offset": 200,
+    "limit": 200,
+    "search": "dict",
+    "contributor": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+    "status": "unlabeled",
+    "tag": "good",
+    "min_len": 10,
+    "max_len": 1000,
+    "flag": "edited",
+    "sort": "created_at",
+    "desc": true
+  }
+];
+
+export const labelUpdate: LabelUpdate = {
+  "status": "accepted",
+  "rating": 5,
+  "tags": [
+    "good"
+  ]
+};
+
+export const datanetStats: DatanetStats = {
+  "rows": 175,
+  "accepted": 1,
+  "rejected": 1,
+  "unlabeled": 173,
+  "edited": 1,
+  "pii_rows": 2,
+  "duplicate_rows": 0,
+  "length": {
+    "count": 175,
+    "min": 50,
+    "max": 1500,
+    "mean": 600.5,
+    "median": 550,
+    "p95": 1400,
+    "histogram": [
+      {
+        "start": 50,
+        "end": 1500,
+        "count": 175
+      }
+    ]
+  },
+  "contributors": [
+    {
+      "address": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+      "rows": 22
+    }
+  ]
+};
+
+export const duplicateScan: DuplicateScan = {
+  "threshold": 0.8,
+  "groups": [
+    [
+      "0101010101010101010101010101010101010101010101010101010101010101",
+      "0202020202020202020202020202020202020202020202020202020202020202"
+    ]
+  ],
+  "exact_groups": 1,
+  "near_groups": 0,
+  "rejected": 1
+};
+
+export const newDataset: NewDataset = {
+  "name": "faq-accepted",
+  "sources": [
+    {
+      "datanet": "modelfactory/python-faq",
+      "statuses": [
+        "accepted",
+        "unlabeled"
+      ],
+      "search": null,
+      "tag": "good"
+    }
+  ],
+  "files": [
+    "/data/mine.jsonl"
+  ],
+  "eval_fraction": 0.1,
+  "seed": 0
+};
+
+export const datasets: DatasetSummary[] = [
+  {
+    "name": "faq-accepted",
+    "rows": 170,
+    "eval_rows": 17,
+    "contributors": 8,
+    "created_at": "2026-01-01T00:00:00.000Z",
+    "path": "/home/me/.modelfactory/datasets/faq-accepted.jsonl",
+    "sources": [
+      {
+        "datanet": "modelfactory/python-faq",
+        "revision": "1212121212121212121212121212121212121212",
+        "rows": 170
+      }
+    ]
+  }
+];
+
+export const datasetPage: DatasetPage = {
+  "total": 170,
+  "offset": 0,
+  "rows": [
+    {
+      "contribution_id": "efefefefefefefefefefefefefefefefefefefefefefefefefefefefefefefef",
+      "contributor": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+      "datanet": "modelfactory/python-faq",
+      "split": "train",
+      "content": {
+        "instruction": "What is Python?",
+        "input": "",
+        "output": "A programming language."
+      }
+    },
+    {
+      "contribution_id": "efefefefefefefefefefefefefefefefefefefefefefefefefefefefefefefef",
+      "contributor": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+      "datanet": null,
+      "split": "eval",
+      "content": {
+        "messages": [
+          {
+            "role": "user",
+            "content": "hi"
+          },
+          {
+            "role": "assistant",
+            "content": "hello"
+          }
+        ]
+      }
+    }
+  ]
+};
 
 export const apiError: ApiError = {
   "error": "no model with id \"x\"",

@@ -83,7 +83,7 @@ describe('HttpSseTransport requests', () => {
     );
     const api = new HttpSseTransport({ baseUrl: 'http://box:8080/', fetch });
     await api.addModel('HuggingFaceTB/SmolLM2-135M-Instruct');
-    const saved = await api.putSettings({ hub_endpoint: 'https://mirror', default_backend: 'cpu' });
+    const saved = await api.putSettings({ hub_endpoint: 'https://mirror', default_backend: 'cpu', datanet_hub: '' });
     await api.cancelJob('j1');
 
     const calls = fetch.mock.calls as unknown as [string, RequestInit][];
@@ -93,7 +93,7 @@ describe('HttpSseTransport requests', () => {
     expect((calls[0]![1].headers as Record<string, string>)['Content-Type']).toBe('application/json');
     expect(calls[1]![1].method).toBe('PUT');
     expect(calls[1]![0]).toBe('http://box:8080/api/settings');
-    expect(saved).toEqual({ hub_endpoint: 'https://mirror', default_backend: 'cpu' });
+    expect(saved).toEqual({ hub_endpoint: 'https://mirror', default_backend: 'cpu', datanet_hub: '' });
     expect(calls[2]![0]).toBe('http://box:8080/api/jobs/j1/cancel');
     expect(calls[2]![1].method).toBe('POST');
   });

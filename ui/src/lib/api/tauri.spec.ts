@@ -7,7 +7,7 @@ describe('TauriTransport', () => {
   it('invokes the documented commands with camelCase argument keys', async () => {
     const invoke = vi.fn(async () => null);
     const api = new TauriTransport(invoke as unknown as InvokeFn, vi.fn() as unknown as ListenFn);
-    const settings = { hub_endpoint: 'https://hub', default_backend: 'auto' as const };
+    const settings = { hub_endpoint: 'https://hub', default_backend: 'auto' as const, datanet_hub: '' };
     await api.doctor();
     await api.listModels();
     await api.addModel('/m.gguf');

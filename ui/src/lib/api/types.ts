@@ -74,7 +74,12 @@ export type JobEvent = {
 
 export type DefaultBackend = 'auto' | BackendName;
 
-export type Settings = { hub_endpoint: string; default_backend: DefaultBackend };
+export type Settings = {
+  hub_endpoint: string;
+  default_backend: DefaultBackend;
+  /** where Datanets are searched and pulled from; empty = the hub built into the studio (demo Datanet) */
+  datanet_hub: string;
+};
 
 export type DoctorReport = {
   version: string;

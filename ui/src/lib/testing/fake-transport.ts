@@ -340,7 +340,7 @@ export class FakeTransport implements ApiClient {
   models: ModelSummary[] = [];
   jobs: JobInfo[] = [];
   events: Record<string, JobEvent[]> = {};
-  settings: Settings = { hub_endpoint: 'https://hub.example', default_backend: 'auto' };
+  settings: Settings = { hub_endpoint: 'https://hub.example', default_backend: 'auto', datanet_hub: '' };
   report: DoctorReport = {
     version: '0.1.0',
     workspace: '/home/user/.modelfactory',

@@ -12,7 +12,6 @@ use std::sync::LazyLock;
 use rayon::prelude::*;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// Lowercase, whitespace runs collapsed to one space, trimmed: what "the same text" means for
 /// exact duplicates.
@@ -116,7 +115,8 @@ static PERMUTATION_PARAMS: LazyLock<([u64; PERMUTATIONS], [u64; PERMUTATIONS])> 
 ///
 /// MinHash with 128 permutations, of which the lowest 16 bits of each minimum are kept (b-bit
 /// MinHash: 256 bytes per text); LSH banding picks candidate pairs and each candidate's
-/// similarity is estimated from the full signatures.
+/// similarity is estimated from the full signatures. Positions are kept as `u32`, so one call
+/// takes at most 4 294 967 295 texts.
 pub fn near_duplicates(items: &[(String, String)], threshold: f64) -> Vec<Vec<String>> {
     let threshold = if threshold.is_nan() {
         1.0
@@ -589,45 +589,6 @@ pub fn length_stats(lengths: &[u64], bins: usize) -> LengthStats {
     }
 }
 
-/// The ids held out for evaluation: the `eval_fraction` (rounded) of them whose
-/// sha256(seed as 8 little-endian bytes ‖ id) sorts first. The same ids and seed always give
-/// the same split, a row's side does not depend on the other rows' order, and a larger
-/// fraction only adds rows. With a fraction above 0 and two or more rows, at least one row is
-/// held out and at least one kept (a fraction of 1 or more holds out all).
-pub fn split_eval(ids: &[String], eval_fraction: f64, seed: u64) -> HashSet<String> {
-    let unique: Vec<&String> = {
-        let mut seen = HashSet::with_capacity(ids.len());
-        ids.iter().filter(|id| seen.insert(id.as_str())).collect()
-    };
-    let n = unique.len();
-    if eval_fraction.is_nan() || eval_fraction <= 0.0 || n == 0 {
-        return HashSet::new();
-    }
-    if eval_fraction >= 1.0 {
-        return unique.into_iter().cloned().collect();
-    }
-    let mut wanted = (eval_fraction * n as f64).round() as usize;
-    if n >= 2 {
-        wanted = wanted.clamp(1, n - 1);
-    }
-    let seed = seed.to_le_bytes();
-    let mut scored: Vec<([u8; 32], &String)> = unique
-        .into_par_iter()
-        .map(|id| {
-            let mut h = Sha256::new();
-            h.update(seed);
-            h.update(id.as_bytes());
-            (h.finalize().into(), id)
-        })
-        .collect();
-    scored.par_sort_unstable();
-    scored
-        .into_iter()
-        .take(wanted)
-        .map(|(_, id)| id.clone())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -835,28 +796,5 @@ mod tests {
         let none = length_stats(&[], 10);
         assert_eq!(none.count, 0);
         assert!(none.histogram.is_empty());
-    }
-
-    #[test]
-    fn split_is_deterministic_and_sized() {
-        let ids: Vec<String> = (0..1000).map(|i| format!("row-{i}")).collect();
-        let a = split_eval(&ids, 0.1, 42);
-        assert_eq!(a.len(), 100);
-        assert!(a.iter().all(|id| ids.contains(id)));
-        let mut reversed = ids.clone();
-        reversed.reverse();
-        assert_eq!(split_eval(&reversed, 0.1, 42), a, "order must not matter");
-        let b = split_eval(&ids, 0.1, 43);
-        assert_ne!(a, b, "another seed, another split");
-        assert!(
-            a.is_subset(&split_eval(&ids, 0.2, 42)),
-            "a larger fraction only adds rows"
-        );
-
-        let two = vec!["x".to_string(), "y".to_string()];
-        assert_eq!(split_eval(&two, 0.01, 1).len(), 1);
-        assert_eq!(split_eval(&two, 0.99, 1).len(), 1);
-        assert!(split_eval(&two, 0.0, 1).is_empty());
-        assert_eq!(split_eval(&two, 1.0, 1).len(), 2);
     }
 }

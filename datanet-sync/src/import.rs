@@ -573,6 +573,26 @@ mod tests {
         assert_eq!(imported.skipped.len(), 1);
         assert_eq!(imported.skipped[0].line, 3, "{:?}", imported.skipped);
 
+        let chat = write(
+            dir.path(),
+            "chat.csv",
+            "messages,contributor\n\
+             \"[{\"\"role\"\": \"\"user\"\", \"\"content\"\": \"\"Hi\"\"}, {\"\"role\"\": \"\"assistant\"\", \"\"content\"\": \"\"Yo\"\"}]\",0x2222222222222222222222222222222222222222\n\
+             not json,\n",
+        );
+        let imported = import_file(&chat, &defaults()).expect("imports");
+        assert_eq!(
+            messages(&imported.rows[0]),
+            vec![("user", "Hi"), ("assistant", "Yo")]
+        );
+        assert_eq!(imported.rows[0].contributor, BOB);
+        assert_eq!(imported.skipped.len(), 1);
+        assert!(
+            imported.skipped[0].reason.contains("not a JSON list"),
+            "{:?}",
+            imported.skipped
+        );
+
         let tsv = write(
             dir.path(),
             "rows.tsv",
@@ -671,6 +691,46 @@ mod tests {
         let imported = import_file(&other, &defaults()).expect("imports");
         let got: Vec<_> = imported.rows.iter().map(instruction).collect();
         assert_eq!(got, vec![("One", "", "1"), ("Three", "", "3")]);
+        assert_eq!(imported.skipped.len(), 1);
+        assert_eq!(imported.skipped[0].line, 2);
+
+        // sharegpt as Parquet writers store it: a list of {from, value} structs.
+        let turns = |pairs: &[(&str, &str)]| -> Series {
+            let from = Series::new("from".into(), pairs.iter().map(|p| p.0).collect::<Vec<_>>());
+            let value = Series::new(
+                "value".into(),
+                pairs.iter().map(|p| p.1).collect::<Vec<_>>(),
+            );
+            StructChunked::from_series("turn".into(), pairs.len(), [from, value].iter())
+                .expect("struct")
+                .into_series()
+        };
+        let conversations: ListChunked = [
+            Some(turns(&[("human", "Hi"), ("gpt", "Hello")])),
+            Some(turns(&[("human", "Only a question")])),
+        ]
+        .into_iter()
+        .collect();
+        let mut df = DataFrame::new(
+            2,
+            vec![
+                conversations
+                    .into_series()
+                    .with_name("conversations".into())
+                    .into(),
+            ],
+        )
+        .expect("frame");
+        let nested = dir.path().join("nested.parquet");
+        ParquetWriter::new(File::create(&nested).expect("creates"))
+            .finish(&mut df)
+            .expect("writes");
+        let imported = import_file(&nested, &defaults()).expect("imports");
+        assert_eq!(imported.rows.len(), 1);
+        assert_eq!(
+            messages(&imported.rows[0]),
+            vec![("user", "Hi"), ("assistant", "Hello")]
+        );
         assert_eq!(imported.skipped.len(), 1);
         assert_eq!(imported.skipped[0].line, 2);
 

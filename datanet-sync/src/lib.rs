@@ -9,11 +9,13 @@
 //! - [`curate`]: exact and near duplicates, personal-data flags, length statistics.
 //! - [`hub`]: the hub client (search, card, pull with resume and sha256 checks) and the
 //!   server behind `modelfactory hub serve`.
+//! - [`contribution`]: new and revised rows packaged for a Datanet's maintainers.
 //! - [`catalog`]: the local SQLite catalog: pulled Datanets, labels, edits, datasets.
 //! - [`view`]: the curation table: shard rows joined with their labels and edits, filtered,
 //!   sorted and paged.
 
 pub mod catalog;
+pub mod contribution;
 pub mod curate;
 pub mod error;
 pub mod format;

@@ -115,9 +115,6 @@ pub struct CurationView {
     duplicates: HashMap<String, String>,
 }
 
-/// What an email address or a phone number needs somewhere: an `@`, or a run of digits.
-const PII_HINT: &str = r"@|\d[\d \t().-]{5,22}\d";
-
 const TEXT_COLUMNS: [&str; 4] = ["instruction", "input", "output", "messages"];
 
 fn current(column: &str) -> String {
@@ -190,11 +187,7 @@ impl CurationView {
                     })
                     .collect::<Vec<_>>(),
             );
-            lf = lf.with_column(
-                col("version")
-                    .fill_null(lit(0u32))
-                    .cast(DataType::UInt32),
-            );
+            lf = lf.with_column(col("version").fill_null(lit(0u32)).cast(DataType::UInt32));
         }
 
         if self.labels.is_empty() {
@@ -281,7 +274,7 @@ impl CurationView {
             .map(|c| {
                 col(current(c))
                     .str()
-                    .contains(lit(PII_HINT), false)
+                    .contains(lit(curate::PERSONAL_DATA_PATTERN), false)
                     .fill_null(lit(false))
             })
             .reduce(|a, b| a.or(b))

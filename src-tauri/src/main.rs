@@ -6,15 +6,15 @@
 
 use std::sync::atomic::Ordering;
 
+use studio::datanets::{
+    Content, CuratedRow, DatanetStats, Dataset, DatasetPage, DuplicateScan, HubCard, HubDatanet,
+    LabelUpdate, LocalDatanet, NewDataset, RowPage, RowQuery,
+};
 use studio::{
     AddModelResult, ApiError, ChatToken, Conversation, ConversationSummary, ConversationUpdate,
     DatasetPreview, DoctorReport, JobEvent, JobInfo, ModelSummary, NewConversation, NewRun,
     PreviewRequest, RunDetail, RunSummary, SamplingParams, SendMessage, SendResult, Settings,
     StopResult, Studio,
-};
-use studio::datanets::{
-    Content, CuratedRow, Dataset, DatanetStats, DatasetPage, DuplicateScan, HubCard, HubDatanet,
-    LabelUpdate, LocalDatanet, NewDataset, RowPage, RowQuery,
 };
 use tauri::{AppHandle, Emitter, Manager, State};
 
@@ -200,7 +200,10 @@ async fn label_row(
     contribution_id: String,
     update: LabelUpdate,
 ) -> CommandResult<CuratedRow> {
-    blocking(&studio, move |s| s.label_row(&id, &contribution_id, &update)).await
+    blocking(&studio, move |s| {
+        s.label_row(&id, &contribution_id, &update)
+    })
+    .await
 }
 
 #[tauri::command]
@@ -210,7 +213,10 @@ async fn edit_row(
     contribution_id: String,
     content: Content,
 ) -> CommandResult<CuratedRow> {
-    blocking(&studio, move |s| s.edit_row(&id, &contribution_id, &content)).await
+    blocking(&studio, move |s| {
+        s.edit_row(&id, &contribution_id, &content)
+    })
+    .await
 }
 
 #[tauri::command]

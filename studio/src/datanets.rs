@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use datanet_sync::catalog::{
     Catalog, DatanetRecord, DatasetSourceSummary, DatasetSummary, LabelStatus, Origin,
 };
+use datanet_sync::contribution::{Author, Contribution};
 use datanet_sync::curate::{self, LengthStats};
 use datanet_sync::format::Manifest;
 use datanet_sync::hub::client::{DatanetListing, HubClient, PullProgress};
@@ -280,7 +281,12 @@ impl Studio {
     }
 
     fn pulled_ids(&self) -> Result<HashSet<String>> {
-        Ok(self.catalog()?.datanets()?.into_iter().map(|d| d.id).collect())
+        Ok(self
+            .catalog()?
+            .datanets()?
+            .into_iter()
+            .map(|d| d.id)
+            .collect())
     }
 
     /// Datanets on the hub whose id contains `search` (all when empty).
@@ -349,6 +355,10 @@ impl Studio {
             );
         };
         let pulled = block_on(client.pull(id, None, &dest, &report, &cancel))??;
+        if pulled.manifest.rows() == 0 {
+            // Nothing to curate or train on; keep the catalog as it was.
+            return Err(datanet_sync::Error::Empty(id.to_string()).into());
+        }
         let record = self.catalog()?.record_datanet(
             &pulled.manifest,
             &pulled.revision,
@@ -379,15 +389,22 @@ impl Studio {
             &ImportDefaults {
                 contributor: LOCAL_CONTRIBUTOR.into(),
                 license: "unknown".into(),
-                created_at: chrono::Utc::now()
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             },
         )?;
         for skipped in &imported.skipped {
-            tracing::warn!("{}, line {}: skipped: {}", file.display(), skipped.line, skipped.reason);
+            tracing::warn!(
+                "{}, line {}: skipped: {}",
+                file.display(),
+                skipped.line,
+                skipped.reason
+            );
         }
         let id = format!("local/{name}");
-        let dir = self.workspace().datanets_dir().join(format!("local--{name}"));
+        let dir = self
+            .workspace()
+            .datanets_dir()
+            .join(format!("local--{name}"));
         let staging = self
             .workspace()
             .datanets_dir()
@@ -428,13 +445,23 @@ impl Studio {
     }
 
     /// One row as the table shows it, found by its id.
-    fn curated_row(&self, catalog: &Catalog, id: &str, contribution_id: &str) -> Result<CuratedRow> {
+    fn curated_row(
+        &self,
+        catalog: &Catalog,
+        id: &str,
+        contribution_id: &str,
+    ) -> Result<CuratedRow> {
         let view = CurationView::open(catalog, id)?;
         view.find(contribution_id)?
             .ok_or_else(|| datanet_sync::Error::UnknownRow(contribution_id.to_string()).into())
     }
 
-    pub fn label_row(&self, id: &str, contribution_id: &str, update: &LabelUpdate) -> Result<CuratedRow> {
+    pub fn label_row(
+        &self,
+        id: &str,
+        contribution_id: &str,
+        update: &LabelUpdate,
+    ) -> Result<CuratedRow> {
         let catalog = self.catalog()?;
         // Check the row exists before labelling it, so a typo does not leave a stray label.
         self.curated_row(&catalog, id, contribution_id)?;
@@ -442,7 +469,12 @@ impl Studio {
         self.curated_row(&catalog, id, contribution_id)
     }
 
-    pub fn edit_row(&self, id: &str, contribution_id: &str, content: &Content) -> Result<CuratedRow> {
+    pub fn edit_row(
+        &self,
+        id: &str,
+        contribution_id: &str,
+        content: &Content,
+    ) -> Result<CuratedRow> {
         let catalog = self.catalog()?;
         self.curated_row(&catalog, id, contribution_id)?;
         catalog.edit(id, contribution_id, content)?;
@@ -492,7 +524,10 @@ impl Studio {
             .count() as u64;
         let mut rejected = 0;
         if reject {
-            let losers: Vec<String> = groups.iter().flat_map(|g| g.iter().skip(1).cloned()).collect();
+            let losers: Vec<String> = groups
+                .iter()
+                .flat_map(|g| g.iter().skip(1).cloned())
+                .collect();
             rejected = losers.len() as u64;
             catalog.set_status_many(id, &losers, LabelStatus::Rejected)?;
         }
@@ -600,7 +635,10 @@ impl Studio {
         }
         // The trainer's own split: a run with the same eval fraction and seed evaluates on
         // exactly these rows.
-        let ids = rows.iter().map(|r| RowId(r.contribution_id.clone())).collect();
+        let ids = rows
+            .iter()
+            .map(|r| RowId(r.contribution_id.clone()))
+            .collect();
         let (_, eval) = trainer::data::split_train_eval(ids, request.eval_fraction, request.seed)?;
         let eval: HashSet<String> = eval.into_iter().map(|id| id.0).collect();
         for row in &mut rows {
@@ -628,6 +666,59 @@ impl Studio {
         Ok(summary)
     }
 
+    /// Packages a contribution to a Datanet: the rows of `file` as new rows, and (with
+    /// `include_edits`) the user's edits of its rows as revisions, all by `contributor`.
+    pub fn package_contribution(
+        &self,
+        datanet: &str,
+        contributor: &str,
+        file: Option<&Path>,
+        include_edits: bool,
+    ) -> Result<Contribution> {
+        let catalog = self.catalog()?;
+        let view = CurationView::open(&catalog, datanet)?;
+        let existing: HashSet<String> = view.texts()?.into_iter().map(|(id, _)| id).collect();
+        let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let license = view.record().manifest.license.clone();
+        let new_rows = match file {
+            Some(path) => {
+                let imported = import::import_file(
+                    path,
+                    &ImportDefaults {
+                        contributor: contributor.into(),
+                        license: license.clone(),
+                        created_at: created_at.clone(),
+                    },
+                )?;
+                imported.rows.into_iter().map(|r| r.content).collect()
+            }
+            None => Vec::new(),
+        };
+        let revised = if include_edits {
+            let mut edits: Vec<_> = catalog
+                .edits(datanet)?
+                .into_iter()
+                .map(|(id, edit)| (id, edit.content))
+                .collect();
+            edits.sort_by(|a, b| a.0.cmp(&b.0));
+            edits
+        } else {
+            Vec::new()
+        };
+        Ok(Contribution::package(
+            Author {
+                datanet,
+                base_revision: &view.record().revision,
+                contributor,
+                created_at: &created_at,
+                license: &license,
+            },
+            new_rows,
+            revised,
+            &existing,
+        )?)
+    }
+
     pub fn list_datasets(&self) -> Result<Vec<DatasetSummary>> {
         Ok(self.catalog()?.datasets()?)
     }
@@ -651,13 +742,12 @@ impl Studio {
                 continue;
             }
             if total >= offset && (rows.len() as u64) < limit {
-                let line: DatasetLine = serde_json::from_str(line).map_err(|e| {
-                    datanet_sync::Error::BadLine {
+                let line: DatasetLine =
+                    serde_json::from_str(line).map_err(|e| datanet_sync::Error::BadLine {
                         path: summary.path.clone(),
                         line: i + 1,
                         message: e.to_string(),
-                    }
-                })?;
+                    })?;
                 rows.push(line.into_row());
             }
             total += 1;

@@ -24,14 +24,14 @@ use crate::datanets::{
     DatanetStats, DatasetPage, DuplicateScan, HubCard, HubDatanet, LocalDatanet, NewDataset,
 };
 use crate::error::{ApiError, Error, ErrorKind};
-use datanet_sync::catalog::{DatasetSummary, LabelUpdate};
-use datanet_sync::format::Content;
-use datanet_sync::view::{CuratedRow, RowPage, RowQuery};
 use crate::{
     AddModelResult, ChatToken, Conversation, ConversationSummary, ConversationUpdate,
     DatasetPreview, DoctorReport, JobEvent, JobInfo, ModelSummary, NewConversation, NewRun,
     PreviewRequest, RunDetail, RunSummary, SendMessage, Settings, StopResult, Studio,
 };
+use datanet_sync::catalog::{DatasetSummary, LabelUpdate};
+use datanet_sync::format::Content;
+use datanet_sync::view::{CuratedRow, RowPage, RowQuery};
 
 #[derive(Clone)]
 struct AppState {
@@ -197,7 +197,10 @@ struct PullDatanet {
     id: String,
 }
 
-async fn pull_datanet(State(s): State<AppState>, Json(body): Json<PullDatanet>) -> ApiResult<JobInfo> {
+async fn pull_datanet(
+    State(s): State<AppState>,
+    Json(body): Json<PullDatanet>,
+) -> ApiResult<JobInfo> {
     blocking(move || s.studio.pull_datanet(&body.id)).await
 }
 
@@ -231,7 +234,11 @@ async fn label_row(
     UrlPath((owner, name, cid)): UrlPath<(String, String, String)>,
     Json(update): Json<LabelUpdate>,
 ) -> ApiResult<CuratedRow> {
-    blocking(move || s.studio.label_row(&format!("{owner}/{name}"), &cid, &update)).await
+    blocking(move || {
+        s.studio
+            .label_row(&format!("{owner}/{name}"), &cid, &update)
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -244,7 +251,11 @@ async fn edit_row(
     UrlPath((owner, name, cid)): UrlPath<(String, String, String)>,
     Json(body): Json<EditRow>,
 ) -> ApiResult<CuratedRow> {
-    blocking(move || s.studio.edit_row(&format!("{owner}/{name}"), &cid, &body.content)).await
+    blocking(move || {
+        s.studio
+            .edit_row(&format!("{owner}/{name}"), &cid, &body.content)
+    })
+    .await
 }
 
 async fn datanet_stats(
@@ -516,7 +527,10 @@ pub fn router(studio: Studio, token: Option<String>, ui_dir: Option<PathBuf>) ->
         .route("/datanets/{owner}/{name}/stats", get(datanet_stats))
         .route("/datanets/{owner}/{name}/duplicates", post(scan_duplicates))
         .route("/datasets/list", get(list_datasets).post(create_dataset))
-        .route("/datasets/named/{name}", axum::routing::delete(delete_dataset))
+        .route(
+            "/datasets/named/{name}",
+            axum::routing::delete(delete_dataset),
+        )
         .route("/datasets/named/{name}/rows", get(dataset_rows))
         .route("/datasets/preview", post(preview_dataset))
         .route("/datasets/demo", get(list_demo_datasets))

@@ -117,10 +117,12 @@ impl Settings {
             });
         }
         let d = self.datanet_hub.trim();
-        if !d.is_empty() && !(d.starts_with("http://") || d.starts_with("https://")) {
+        if !(d.is_empty() || d.starts_with("http://") || d.starts_with("https://")) {
             return Err(Error::InvalidSetting {
                 key: "datanet_hub".into(),
-                message: format!("{d:?} is not an http(s) address (leave it empty for the built-in hub)"),
+                message: format!(
+                    "{d:?} is not an http(s) address (leave it empty for the built-in hub)"
+                ),
             });
         }
         Ok(())

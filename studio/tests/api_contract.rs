@@ -7,23 +7,23 @@
 
 use std::collections::BTreeMap;
 
+use datanet_sync::catalog::{DatasetSourceSummary, LabelStatus, Origin};
+use datanet_sync::curate::{Bin, LengthStats, PiiKind};
+use datanet_sync::format::{ContributorEntry, Manifest, Message, RowSchema, ShardEntry};
+use datanet_sync::hub::client::DatanetListing;
+use datanet_sync::view::{Flag, SortKey, StatusFilter};
 use serde::Serialize;
+use studio::datanets::{
+    Content, CuratedRow, DatanetStats, Dataset, DatasetPage, DatasetRow, DatasetSource,
+    DuplicateScan, HubCard, HubDatanet, LabelUpdate, LocalDatanet, NewDataset, RowPage, RowQuery,
+    Split,
+};
 use studio::{
     AddModelResult, ApiError, BackendChoice, BackendStatus, ChatRole, ChatToken, Conversation,
     ConversationSummary, ConversationUpdate, DataSummary, DatasetPreview, DemoDataset,
     DoctorReport, GenerationStats, JobEvent, JobInfo, JobState, MessageStats, ModelStatus,
     ModelSummary, NewConversation, NewRun, Preset, PreviewRequest, RunDetail, RunState, RunSummary,
     SamplingParams, SendMessage, SendResult, Settings, StopReason, StopResult, StoredMessage,
-};
-use datanet_sync::catalog::{DatasetSourceSummary, LabelStatus, Origin};
-use datanet_sync::curate::{Bin, LengthStats, PiiKind};
-use datanet_sync::format::{ContributorEntry, Manifest, Message, RowSchema, ShardEntry};
-use datanet_sync::hub::client::DatanetListing;
-use datanet_sync::view::{Flag, SortKey, StatusFilter};
-use studio::datanets::{
-    Content, CuratedRow, Dataset, DatanetStats, DatasetPage, DatasetRow, DatasetSource,
-    DuplicateScan, HubCard, HubDatanet, LabelUpdate, LocalDatanet, NewDataset, RowPage, RowQuery,
-    Split,
 };
 use trainer::data::{
     DatasetFormat, ExamplePreview, FileFormat, LoadReport, PreviewSegment, RowFormat, RowProblem,

@@ -46,11 +46,20 @@ fn the_demo_datanet_is_pulled_curated_and_built_into_a_dataset_the_trainer_reads
     assert_eq!(local.revision, card.revision);
     pull(&studio, DEMO);
     let listed = studio.search_hub("").expect("searches");
-    assert!(listed.iter().any(|d| d.listing.id == DEMO && d.pulled), "{listed:?}");
+    assert!(
+        listed.iter().any(|d| d.listing.id == DEMO && d.pulled),
+        "{listed:?}"
+    );
 
     // Curate: page, search, label, edit.
     let page = studio
-        .datanet_rows(DEMO, &RowQuery { limit: 10, ..RowQuery::default() })
+        .datanet_rows(
+            DEMO,
+            &RowQuery {
+                limit: 10,
+                ..RowQuery::default()
+            },
+        )
         .expect("pages");
     assert_eq!(page.total, local.rows);
     assert_eq!(page.rows.len(), 10);
@@ -64,7 +73,11 @@ fn the_demo_datanet_is_pulled_curated_and_built_into_a_dataset_the_trainer_reads
         )
         .expect("searches");
     assert!(hits.total > 0 && hits.total < local.rows);
-    assert!(hits.rows.iter().all(|r| r.content.text().to_lowercase().contains("dictionary")));
+    assert!(
+        hits.rows
+            .iter()
+            .all(|r| r.content.text().to_lowercase().contains("dictionary"))
+    );
 
     let first = &page.rows[0];
     let second = &page.rows[1];
@@ -103,7 +116,11 @@ fn the_demo_datanet_is_pulled_curated_and_built_into_a_dataset_the_trainer_reads
         )
         .expect("edits");
     assert_eq!(edited.version, 1);
-    assert_eq!(edited.original.as_ref(), Some(&first.content), "the original is kept");
+    assert_eq!(
+        edited.original.as_ref(),
+        Some(&first.content),
+        "the original is kept"
+    );
     assert!(
         studio
             .label_row(DEMO, "no-such-row", &LabelUpdate::default())
@@ -112,11 +129,23 @@ fn the_demo_datanet_is_pulled_curated_and_built_into_a_dataset_the_trainer_reads
     );
 
     let only_edited = studio
-        .datanet_rows(DEMO, &RowQuery { flag: Some(Flag::Edited), ..RowQuery::default() })
+        .datanet_rows(
+            DEMO,
+            &RowQuery {
+                flag: Some(Flag::Edited),
+                ..RowQuery::default()
+            },
+        )
         .expect("filters");
     assert_eq!(only_edited.total, 1);
     let tagged = studio
-        .datanet_rows(DEMO, &RowQuery { tag: Some("good".into()), ..RowQuery::default() })
+        .datanet_rows(
+            DEMO,
+            &RowQuery {
+                tag: Some("good".into()),
+                ..RowQuery::default()
+            },
+        )
         .expect("filters by tag");
     assert_eq!(tagged.total, 1);
     let longest = studio
@@ -141,7 +170,10 @@ fn the_demo_datanet_is_pulled_curated_and_built_into_a_dataset_the_trainer_reads
     );
 
     let scan = studio.scan_duplicates(DEMO, 0.8, true).expect("scans");
-    assert_eq!(scan.rejected as usize, scan.groups.iter().map(|g| g.len() - 1).sum::<usize>());
+    assert_eq!(
+        scan.rejected as usize,
+        scan.groups.iter().map(|g| g.len() - 1).sum::<usize>()
+    );
 
     // Build a dataset of accepted and unlabeled rows; rejected ones stay out.
     let summary = studio
@@ -165,20 +197,30 @@ fn the_demo_datanet_is_pulled_curated_and_built_into_a_dataset_the_trainer_reads
     );
     assert!(summary.eval_rows > 0);
     assert!(summary.contributors >= 5);
-    let rows = studio.dataset_rows("faq", 0, 1000).expect("reads the dataset");
+    let rows = studio
+        .dataset_rows("faq", 0, 1000)
+        .expect("reads the dataset");
     assert_eq!(rows.total, summary.rows);
     assert!(
         rows.rows
             .iter()
             .all(|r| r.contribution_id.len() == 64 && r.contributor.starts_with("0x"))
     );
-    assert!(!rows.rows.iter().any(|r| r.contribution_id == second.contribution_id));
+    assert!(
+        !rows
+            .rows
+            .iter()
+            .any(|r| r.contribution_id == second.contribution_id)
+    );
     let with_edit = rows
         .rows
         .iter()
         .find(|r| r.contribution_id == first.contribution_id)
         .expect("the accepted row is in");
-    assert!(with_edit.content.text().contains(edited_text), "the edit is what trains");
+    assert!(
+        with_edit.content.text().contains(edited_text),
+        "the edit is what trains"
+    );
 
     // The trainer reads it and keeps each row's provenance.
     let loaded = trainer::data::load_dataset(&summary.path).expect("the trainer reads it");
@@ -213,6 +255,29 @@ fn importing_a_file_with_a_bad_line_keeps_the_good_rows() {
     assert_eq!(page.rows.len(), 2);
     assert!(matches!(page.rows[1].content, Content::Messages { .. }));
 
+    // A contribution: one new row from a file, and the edit of an existing row.
+    studio
+        .edit_row(
+            "local/mine",
+            &page.rows[0].contribution_id,
+            &Content::Instruction {
+                instruction: "Q1".into(),
+                input: String::new(),
+                output: "A better A1".into(),
+            },
+        )
+        .expect("edits");
+    let more = home.path().join("more.csv");
+    std::fs::write(&more, "instruction,output\nQ2,A2\n").expect("writes");
+    let me = "0x3333333333333333333333333333333333333333";
+    let package = studio
+        .package_contribution("local/mine", me, Some(&more), true)
+        .expect("packages");
+    package.verify().expect("the package checks out");
+    assert_eq!((package.rows.len(), package.revisions.len()), (1, 1));
+    assert_eq!(package.revisions[0].revises, page.rows[0].contribution_id);
+    assert!(package.rows.iter().all(|r| r.contributor == me));
+
     let bad = home.path().join("bad.jsonl");
     std::fs::write(&bad, "{nope\n").expect("writes");
     let err = studio
@@ -223,4 +288,70 @@ fn importing_a_file_with_a_bad_line_keeps_the_good_rows() {
         studio.list_datanets().expect("lists").len() == 1,
         "a failed import leaves nothing behind"
     );
+}
+
+/// A hub of our own on loopback, serving `root`, for the lifetime of the returned runtime.
+fn serve_hub(root: std::path::PathBuf) -> (tokio::runtime::Runtime, String) {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    runtime.spawn(datanet_sync::hub::server::serve(root, listener));
+    (runtime, format!("http://{addr}"))
+}
+
+#[test]
+fn a_datanet_with_no_rows_or_no_such_datanet_is_a_clear_error_and_changes_nothing() {
+    let home = tempfile::tempdir().expect("temp workspace");
+    let root = home.path().join("hub");
+    let repo = root.join("someone").join("empty");
+    std::fs::create_dir_all(&repo).expect("creates");
+    let manifest = datanet_sync::format::Manifest {
+        schema_version: datanet_sync::format::SCHEMA_VERSION,
+        id: "someone/empty".into(),
+        name: "Empty".into(),
+        domain: "none".into(),
+        description: String::new(),
+        license: "CC0-1.0".into(),
+        source: String::new(),
+        row_schema: datanet_sync::format::RowSchema::Instruction,
+        shards: vec![],
+        contributors: vec![],
+        contributions_root: datanet_sync::format::sha256_hex(b""),
+    };
+    std::fs::write(
+        repo.join("datanet.json"),
+        serde_json::to_vec(&manifest).expect("serialises"),
+    )
+    .expect("writes");
+    std::fs::write(
+        repo.join("README.md"),
+        "---\ntags:\n- datanet\n---\n# Empty\n",
+    )
+    .expect("writes");
+    let (_runtime, endpoint) = serve_hub(root);
+
+    let studio = Studio::open(home.path()).expect("opens the workspace");
+    let mut settings = studio.settings().expect("settings");
+    settings.datanet_hub = endpoint;
+    studio.save_settings(&settings).expect("saves");
+
+    let job = studio
+        .jobs()
+        .run("pull-datanet", "empty", |ctx| {
+            studio.pull_datanet_now(ctx, "someone/empty").map(|_| ())
+        })
+        .expect("the job runs");
+    assert_eq!(job.state, JobState::Failed);
+    assert!(
+        job.error.as_deref().is_some_and(|e| e.contains("no rows")),
+        "{:?}",
+        job.error
+    );
+    let err = studio
+        .hub_card("someone/missing")
+        .expect_err("no such Datanet");
+    assert!(err.to_string().contains("someone/missing"), "{err}");
+    assert!(studio.list_datanets().expect("lists").is_empty());
 }

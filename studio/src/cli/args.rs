@@ -122,6 +122,23 @@ pub enum DatanetCommand {
     /// Check a Datanet repository folder: every shard's size and sha256, every row's id, the
     /// contributions root
     Verify { dir: PathBuf },
+    /// Package new rows (a file) and your edits of a Datanet's rows as a contribution for its
+    /// maintainers: every row with its contribution id, under your address
+    Contribute {
+        datanet: String,
+        /// Your address (0x…), under which the rows are credited
+        #[arg(long)]
+        contributor: String,
+        /// New rows: a JSONL, CSV or Parquet file
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Leave out the edits made to the Datanet's rows in this workspace
+        #[arg(long)]
+        no_edits: bool,
+        /// Where to write the contribution (JSON)
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]

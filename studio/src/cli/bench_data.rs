@@ -9,7 +9,9 @@ use std::time::Instant;
 use anyhow::Context;
 use datanet_sync::catalog::{Catalog, Origin};
 use datanet_sync::curate;
-use datanet_sync::format::{Content, Manifest, RowSchema, Row, SCHEMA_VERSION, ShardEntry, sha256_hex};
+use datanet_sync::format::{
+    Content, Manifest, Row, RowSchema, SCHEMA_VERSION, ShardEntry, sha256_hex,
+};
 use datanet_sync::hub::client::HubClient;
 use datanet_sync::pack::{self, PackOptions};
 use datanet_sync::view::{CurationView, RowQuery, SortKey, StatusFilter};
@@ -34,8 +36,8 @@ const WORDS: &[&str] = &[
     "clinic", "patient", "contract", "clause", "court", "market", "price", "risk", "report",
     "energy", "grid", "solar", "water", "soil", "crop", "harvest", "river", "city", "bridge",
     "engine", "sensor", "signal", "noise", "filter", "window", "memory", "cache", "thread",
-    "kernel", "matrix", "vector", "graph", "node", "edge", "path", "tree", "leaf", "root",
-    "prime", "proof", "lemma", "theorem", "basis", "space", "field", "ring", "group", "order",
+    "kernel", "matrix", "vector", "graph", "node", "edge", "path", "tree", "leaf", "root", "prime",
+    "proof", "lemma", "theorem", "basis", "space", "field", "ring", "group", "order",
 ];
 
 /// A deterministic pseudo-random stream (splitmix64), so that every run measures the same rows.
@@ -167,7 +169,13 @@ pub fn run(args: DataBenchArgs) -> anyhow::Result<ExitCode> {
     );
 
     let catalog = Catalog::open(&dir.join("catalog.sqlite"))?;
-    catalog.record_datanet(&manifest, &manifest.contributions_root, Origin::Import, &repo, None)?;
+    catalog.record_datanet(
+        &manifest,
+        &manifest.contributions_root,
+        Origin::Import,
+        &repo,
+        None,
+    )?;
     let id = manifest.id.clone();
     let (page, secs) = timed(|| {
         let view = CurationView::open(&catalog, &id)?;
@@ -176,7 +184,13 @@ pub fn run(args: DataBenchArgs) -> anyhow::Result<ExitCode> {
             ..RowQuery::default()
         })?)
     })?;
-    step("open + first page (100 rows)", n as u64, secs, format!("{} rows shown of {}", page.rows.len(), page.total), Some("< 1 s"));
+    step(
+        "open + first page (100 rows)",
+        n as u64,
+        secs,
+        format!("{} rows shown of {}", page.rows.len(), page.total),
+        Some("< 1 s"),
+    );
     let view = CurationView::open(&catalog, &id)?;
     let probe = |name: &str, query: RowQuery| -> anyhow::Result<(String, f64)> {
         let (page, secs) = timed(|| Ok(view.page(&query)?))?;
@@ -222,19 +236,55 @@ pub fn run(args: DataBenchArgs) -> anyhow::Result<ExitCode> {
     }
 
     let (texts, secs) = timed(|| Ok(view.texts()?))?;
-    step("read all texts", n as u64, secs, format!("{} rows", texts.len()), None);
+    step(
+        "read all texts",
+        n as u64,
+        secs,
+        format!("{} rows", texts.len()),
+        None,
+    );
     let (exact, secs) = timed(|| Ok(curate::exact_duplicates(&texts)))?;
-    step("exact duplicates", n as u64, secs, format!("{} groups", exact.len()), None);
+    step(
+        "exact duplicates",
+        n as u64,
+        secs,
+        format!("{} groups", exact.len()),
+        None,
+    );
     let (near, secs) = timed(|| Ok(curate::near_duplicates(&texts, 0.8)))?;
-    step("near duplicates (MinHash, J ≥ 0.8)", n as u64, secs, format!("{} groups", near.len()), Some("< 60 s"));
+    step(
+        "near duplicates (MinHash, J ≥ 0.8)",
+        n as u64,
+        secs,
+        format!("{} groups", near.len()),
+        Some("< 60 s"),
+    );
     drop(texts);
 
     let (ours, curl) = pull_throughput(&dir, args.pull_mb)?;
     let mb = args.pull_mb as f64 * 1.048_576;
-    step("pull over loopback (hub client, sha256 checked)", 0, ours, format!("{:.0} MB/s", mb / ours), None);
+    step(
+        "pull over loopback (hub client, sha256 checked)",
+        0,
+        ours,
+        format!("{:.0} MB/s", mb / ours),
+        None,
+    );
     match curl {
-        Some(secs) => step("curl, same file", 0, secs, format!("{:.0} MB/s", mb / secs), None),
-        None => step("curl, same file", 0, f64::NAN, "curl not installed".into(), None),
+        Some(secs) => step(
+            "curl, same file",
+            0,
+            secs,
+            format!("{:.0} MB/s", mb / secs),
+            None,
+        ),
+        None => step(
+            "curl, same file",
+            0,
+            f64::NAN,
+            "curl not installed".into(),
+            None,
+        ),
     }
 
     if args.json {
@@ -246,7 +296,11 @@ pub fn run(args: DataBenchArgs) -> anyhow::Result<ExitCode> {
             println!(
                 "| {} | {} | {:.3} | {} | {} |",
                 s.step,
-                if s.rows == 0 { "-".into() } else { s.rows.to_string() },
+                if s.rows == 0 {
+                    "-".into()
+                } else {
+                    s.rows.to_string()
+                },
                 s.seconds,
                 s.result,
                 s.goal.as_deref().unwrap_or("")
@@ -299,7 +353,10 @@ fn pull_throughput(dir: &Path, mb: usize) -> anyhow::Result<(f64, Option<f64>)> 
         contributions_root: sha256_hex(&[]),
     };
     drop(bytes);
-    std::fs::write(repo.join("datanet.json"), serde_json::to_vec_pretty(&manifest)?)?;
+    std::fs::write(
+        repo.join("datanet.json"),
+        serde_json::to_vec_pretty(&manifest)?,
+    )?;
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;

@@ -48,7 +48,10 @@ fn clip(text: &str, n: usize) -> String {
 
 fn print_manifest(m: &Manifest, revision: &str) {
     println!("{} — {}", m.id, m.name);
-    println!("domain: {}   license: {}   revision: {revision}", m.domain, m.license);
+    println!(
+        "domain: {}   license: {}   revision: {revision}",
+        m.domain, m.license
+    );
     if !m.description.is_empty() {
         println!("{}", m.description);
     }
@@ -63,7 +66,13 @@ fn print_manifest(m: &Manifest, revision: &str) {
         m.contributions_root
     );
     for s in &m.shards {
-        println!("  {:<28} {:>8} rows {:>10}  sha256 {}", s.path, s.rows, human_bytes(s.bytes), s.sha256);
+        println!(
+            "  {:<28} {:>8} rows {:>10}  sha256 {}",
+            s.path,
+            s.rows,
+            human_bytes(s.bytes),
+            s.sha256
+        );
     }
     println!("contributors:");
     for c in &m.contributors {
@@ -94,9 +103,14 @@ pub fn datanet(home: &Path, command: DatanetCommand) -> anyhow::Result<ExitCode>
             if a.json {
                 print_json(&list)?;
             } else if list.is_empty() {
-                println!("No Datanets here yet: `modelfactory datanet search`, then `modelfactory datanet pull ID`.");
+                println!(
+                    "No Datanets here yet: `modelfactory datanet search`, then `modelfactory datanet pull ID`."
+                );
             } else {
-                println!("{:<36} {:<14} {:>8} {:>6}  {:<8} REVISION", "ID", "DOMAIN", "ROWS", "PEOPLE", "ORIGIN");
+                println!(
+                    "{:<36} {:<14} {:>8} {:>6}  {:<8} REVISION",
+                    "ID", "DOMAIN", "ROWS", "PEOPLE", "ORIGIN"
+                );
                 for d in list {
                     println!(
                         "{:<36} {:<14} {:>8} {:>6}  {:<8} {}",
@@ -122,7 +136,11 @@ pub fn datanet(home: &Path, command: DatanetCommand) -> anyhow::Result<ExitCode>
                         "{:<36} {:<12} {}{}",
                         d.listing.id,
                         d.listing.license.as_deref().unwrap_or("-"),
-                        d.listing.description.as_deref().map(|s| clip(s, 60)).unwrap_or_default(),
+                        d.listing
+                            .description
+                            .as_deref()
+                            .map(|s| clip(s, 60))
+                            .unwrap_or_default(),
                         if d.pulled { "  [pulled]" } else { "" }
                     );
                 }
@@ -153,20 +171,25 @@ pub fn datanet(home: &Path, command: DatanetCommand) -> anyhow::Result<ExitCode>
             });
             let mut pulled = None;
             let mut failure = None;
-            let job = studio.jobs().run("pull-datanet", &format!("Pull {id}"), |ctx| {
-                match studio.pull_datanet_now(ctx, &id) {
-                    Ok(d) => pulled = Some(d),
-                    Err(e) => {
-                        failure = Some((e.hint(), e.kind()));
-                        return Err(e);
+            let job = studio
+                .jobs()
+                .run("pull-datanet", &format!("Pull {id}"), |ctx| {
+                    match studio.pull_datanet_now(ctx, &id) {
+                        Ok(d) => pulled = Some(d),
+                        Err(e) => {
+                            failure = Some((e.hint(), e.kind()));
+                            return Err(e);
+                        }
                     }
-                }
-                Ok(())
-            })?;
+                    Ok(())
+                })?;
             let _ = printer.join();
             match (job.state, pulled) {
                 (JobState::Succeeded, Some(d)) => {
-                    println!("pulled {} revision {}: {} rows from {} contributors", d.id, d.revision, d.rows, d.contributors);
+                    println!(
+                        "pulled {} revision {}: {} rows from {} contributors",
+                        d.id, d.revision, d.rows, d.contributors
+                    );
                 }
                 _ => {
                     let (hint, kind) =
@@ -184,6 +207,27 @@ pub fn datanet(home: &Path, command: DatanetCommand) -> anyhow::Result<ExitCode>
         DatanetCommand::Import { file, name } => {
             let d = studio.import_datanet(&file.to_string_lossy(), &name)?;
             println!("imported {} rows as {}", d.rows, d.id);
+        }
+        DatanetCommand::Contribute {
+            datanet,
+            contributor,
+            file,
+            no_edits,
+            out,
+        } => {
+            let package =
+                studio.package_contribution(&datanet, &contributor, file.as_deref(), !no_edits)?;
+            package.write(&out)?;
+            println!(
+                "{} new rows and {} revisions to {} (revision {}) by {} → {}; contributions root {}",
+                package.rows.len(),
+                package.revisions.len(),
+                package.datanet,
+                package.base_revision,
+                package.contributor,
+                out.display(),
+                package.contributions_root
+            );
         }
         DatanetCommand::Pack(_) | DatanetCommand::Verify { .. } => {}
     }
@@ -203,7 +247,12 @@ fn pack_command(args: PackArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     for s in &imported.skipped {
-        eprintln!("{}, line {}: skipped: {}", args.file.display(), s.line, s.reason);
+        eprintln!(
+            "{}, line {}: skipped: {}",
+            args.file.display(),
+            s.line,
+            s.reason
+        );
     }
     let staging = args.out.with_extension("partial");
     let _ = std::fs::remove_dir_all(&staging);
@@ -267,7 +316,10 @@ pub fn dataset(home: &Path, command: DatasetCommand) -> anyhow::Result<ExitCode>
                     page.offset + page.rows.len() as u64,
                     page.total
                 );
-                println!("{:<12} {:<9} {:>2} {:<13} {:>6}  TEXT", "ID", "STATUS", "★", "CONTRIBUTOR", "CHARS");
+                println!(
+                    "{:<12} {:<9} {:>2} {:<13} {:>6}  TEXT",
+                    "ID", "STATUS", "★", "CONTRIBUTOR", "CHARS"
+                );
                 for r in page.rows {
                     let status = match r.status {
                         Some(LabelStatus::Accepted) => "accepted",
@@ -288,7 +340,9 @@ pub fn dataset(home: &Path, command: DatasetCommand) -> anyhow::Result<ExitCode>
                         "{:<12} {:<9} {:>2} {:<13} {:>6}  {}{flags}",
                         &r.contribution_id[..12.min(r.contribution_id.len())],
                         status,
-                        r.rating.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
+                        r.rating
+                            .map(|x| x.to_string())
+                            .unwrap_or_else(|| "-".into()),
                         short(&r.contributor),
                         r.length,
                         clip(&r.content.text(), 60)
@@ -329,7 +383,10 @@ pub fn dataset(home: &Path, command: DatasetCommand) -> anyhow::Result<ExitCode>
             };
             let id = find_id(&studio, &a.datanet, &a.contribution_id)?;
             let row = studio.edit_row(&a.datanet, &id, &content)?;
-            println!("{} is now version {} (the original is kept)", row.contribution_id, row.version);
+            println!(
+                "{} is now version {} (the original is kept)",
+                row.contribution_id, row.version
+            );
         }
         DatasetCommand::Stats { datanet, json } => {
             let s = studio.datanet_stats(&datanet)?;
@@ -338,14 +395,26 @@ pub fn dataset(home: &Path, command: DatasetCommand) -> anyhow::Result<ExitCode>
             } else {
                 println!(
                     "rows {}  accepted {}  rejected {}  unlabeled {}  edited {}  with personal data {}  marked duplicate {}",
-                    s.rows, s.accepted, s.rejected, s.unlabeled, s.edited, s.pii_rows, s.duplicate_rows
+                    s.rows,
+                    s.accepted,
+                    s.rejected,
+                    s.unlabeled,
+                    s.edited,
+                    s.pii_rows,
+                    s.duplicate_rows
                 );
                 let l = &s.length;
                 println!(
                     "length (characters): min {} median {} mean {:.0} p95 {} max {}",
                     l.min, l.median, l.mean, l.p95, l.max
                 );
-                let top = l.histogram.iter().map(|b| b.count).max().unwrap_or(1).max(1);
+                let top = l
+                    .histogram
+                    .iter()
+                    .map(|b| b.count)
+                    .max()
+                    .unwrap_or(1)
+                    .max(1);
                 for b in &l.histogram {
                     let bar = "█".repeat(((b.count as f64 / top as f64) * 40.0).round() as usize);
                     println!("  {:>6}–{:<6} {:>7} {bar}", b.start, b.end, b.count);
@@ -390,7 +459,11 @@ pub fn dataset(home: &Path, command: DatasetCommand) -> anyhow::Result<ExitCode>
                         tag: a.tag.clone(),
                     })
                     .collect(),
-                files: a.files.iter().map(|f| f.to_string_lossy().into_owned()).collect(),
+                files: a
+                    .files
+                    .iter()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .collect(),
                 eval_fraction: a.eval_fraction,
                 seed: a.seed,
             })?;
@@ -414,9 +487,19 @@ pub fn dataset(home: &Path, command: DatasetCommand) -> anyhow::Result<ExitCode>
             } else if list.is_empty() {
                 println!("No datasets yet: `modelfactory dataset build NAME --from DATANET`.");
             } else {
-                println!("{:<24} {:>8} {:>6} {:>6}  PATH", "NAME", "ROWS", "EVAL", "PEOPLE");
+                println!(
+                    "{:<24} {:>8} {:>6} {:>6}  PATH",
+                    "NAME", "ROWS", "EVAL", "PEOPLE"
+                );
                 for d in list {
-                    println!("{:<24} {:>8} {:>6} {:>6}  {}", d.name, d.rows, d.eval_rows, d.contributors, d.path.display());
+                    println!(
+                        "{:<24} {:>8} {:>6} {:>6}  {}",
+                        d.name,
+                        d.rows,
+                        d.eval_rows,
+                        d.contributors,
+                        d.path.display()
+                    );
                 }
             }
         }
@@ -430,7 +513,12 @@ pub fn dataset(home: &Path, command: DatasetCommand) -> anyhow::Result<ExitCode>
             if json {
                 print_json(&page)?;
             } else {
-                println!("rows {}–{} of {}", offset + 1, offset + page.rows.len() as u64, page.total);
+                println!(
+                    "rows {}–{} of {}",
+                    offset + 1,
+                    offset + page.rows.len() as u64,
+                    page.total
+                );
                 for r in page.rows {
                     println!(
                         "{:<12} {:<13} {:<5} {}",
@@ -444,8 +532,9 @@ pub fn dataset(home: &Path, command: DatasetCommand) -> anyhow::Result<ExitCode>
         }
         DatasetCommand::Export { name, out } => {
             let summary = studio.dataset(&name)?;
-            std::fs::copy(&summary.path, &out)
-                .with_context(|| format!("copying {} to {}", summary.path.display(), out.display()))?;
+            std::fs::copy(&summary.path, &out).with_context(|| {
+                format!("copying {} to {}", summary.path.display(), out.display())
+            })?;
             println!("{} rows → {}", summary.rows, out.display());
         }
         DatasetCommand::Delete { name } => {
@@ -495,7 +584,9 @@ fn find_id(studio: &Studio, datanet: &str, given: &str) -> anyhow::Result<String
     match found.as_slice() {
         [one] => Ok(one.clone()),
         [] => anyhow::bail!("no row of {datanet} has an id starting with {given}"),
-        _ => anyhow::bail!("several rows of {datanet} have ids starting with {given}; give more digits"),
+        _ => anyhow::bail!(
+            "several rows of {datanet} have ids starting with {given}; give more digits"
+        ),
     }
 }
 

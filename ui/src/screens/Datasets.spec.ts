@@ -1,7 +1,7 @@
 import { flushSync, mount, unmount } from 'svelte';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ApiException } from '../lib/api/errors';
-import { curationManager } from '../lib/managers/curation.svelte';
+import { STATS_DELAY_MS, curationManager } from '../lib/managers/curation.svelte';
 import { datanetsManager } from '../lib/managers/datanets.svelte';
 import { datasetsManager } from '../lib/managers/datasets.svelte';
 import { jobsManager } from '../lib/managers/jobs.svelte';
@@ -74,6 +74,7 @@ beforeEach(() => {
 });
 
 afterEach(() => {
+  vi.useRealTimers();
   if (mounted) unmount(mounted);
   mounted = null;
   router.stop();
@@ -218,6 +219,44 @@ describe('Datasets screen: curation', () => {
     expect(row('c000000').querySelector('[data-flag="pii"]')).not.toBeNull();
   });
 
+  it('counts the statistics again once labelling from the keyboard pauses', async () => {
+    await render(`#/datasets/curate/${ID}`, rows(5));
+    const stat = (key: string) => $(`[data-testid="datanet-stats"] [data-stat="${key}"]`).getAttribute('data-value');
+    expect(api.callsOf('datanetStats')).toHaveLength(1);
+    expect(stat('accepted')).toBe('0');
+
+    // fake timers from here on: settle without waiting on real ones
+    vi.useFakeTimers();
+    const key = async (k: string, ms = 0) => {
+      grid().dispatchEvent(new KeyboardEvent('keydown', { key: k, bubbles: true, cancelable: true }));
+      for (let i = 0; i < 4; i++) {
+        flushSync();
+        await vi.advanceTimersByTimeAsync(0);
+      }
+      await vi.advanceTimersByTimeAsync(ms);
+      flushSync();
+    };
+    grid().focus();
+    await key('a', 100);
+    await key('j', 100);
+    await key('r', 100);
+    await key('j');
+    await key('a');
+    expect(api.callsOf('labelRow')).toHaveLength(3);
+    expect(row('c000002').getAttribute('data-status')).toBe('accepted');
+    // a burst of keys does not ask for the statistics on every key
+    expect(api.callsOf('datanetStats')).toHaveLength(1);
+    expect(stat('accepted')).toBe('0');
+
+    await vi.advanceTimersByTimeAsync(STATS_DELAY_MS);
+    flushSync();
+    expect(api.callsOf('datanetStats')).toHaveLength(2);
+    expect(stat('accepted')).toBe('2');
+    expect(stat('rejected')).toBe('1');
+    expect(stat('unlabeled')).toBe('2');
+    expect($('[data-testid="datanet-stats"] [data-stat="accepted"] dd').textContent).toBe('2');
+  });
+
   it('finds duplicates and rejects them', async () => {
     await render(`#/datasets/curate/${ID}`, (api) => {
       const same = { instruction: 'What is a dict?', input: '', output: 'A mapping.' };
@@ -230,12 +269,15 @@ describe('Datasets screen: curation', () => {
     expect($('[data-testid="duplicate-groups"]').getAttribute('data-groups')).toBe('1');
     expect($('[data-testid="duplicate-groups"]').textContent).toContain('2 rows repeat');
     expect(row('c000002').querySelector('[data-flag="duplicate"]')).not.toBeNull();
+    const stats = $('[data-testid="datanet-stats"]');
+    expect(stats.querySelector('[data-stat="duplicate_rows"]')?.getAttribute('data-value')).toBe('2');
     $('[data-testid="reject-duplicates"]').click();
     await settle();
     expect(api.callsOf('scanDuplicates').at(-1)).toEqual([ID, 0.8, true]);
     expect($('[data-testid="duplicate-groups"]').getAttribute('data-rejected')).toBe('2');
     expect(row('c000003').getAttribute('data-status')).toBe('rejected');
     expect(row('c000000').getAttribute('data-status')).toBe('unlabeled');
+    expect(stats.querySelector('[data-stat="rejected"]')?.getAttribute('data-value')).toBe('2');
   });
 
   it('builds a dataset from accepted and unlabeled rows, and fine-tunes on it', async () => {

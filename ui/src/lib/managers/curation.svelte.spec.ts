@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ApiException } from '../api/errors';
+import type { DatanetStats } from '../api/types';
 import { FakeTransport, address, curatedRow, flush } from '../testing/fake-transport';
-import { CurationManager, DEFAULT_FILTERS, rowQuery } from './curation.svelte';
+import { CurationManager, DEFAULT_FILTERS, STATS_DELAY_MS, rowQuery } from './curation.svelte';
 
 const ID = 'modelfactory/python-faq';
 
@@ -113,6 +114,61 @@ describe('CurationManager', () => {
     const saved = await curation.edit(2, { instruction: 'How do I sort?', input: '', output: 'Use sorted().' });
     expect(saved?.version).toBe(1);
     expect(curation.rows.get(2)).toMatchObject({ version: 1, original: before, content: { output: 'Use sorted().' } });
+  });
+
+  it('counts the statistics again once a burst of labels and edits pauses', async () => {
+    vi.useFakeTimers();
+    const api = new FakeTransport();
+    api.datanetRowsById[ID] = Array.from({ length: 5 }, (_, i) => curatedRow(i));
+    const curation = new CurationManager(0);
+    curation.connect(api);
+    await curation.open(ID);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(api.callsOf('datanetStats')).toHaveLength(1);
+
+    // a key per row: one reload, after the last of them
+    await curation.setStatus(0, 'accepted');
+    await vi.advanceTimersByTimeAsync(STATS_DELAY_MS - 1);
+    await curation.setStatus(1, 'rejected');
+    await curation.rate(2, 5);
+    await vi.advanceTimersByTimeAsync(STATS_DELAY_MS - 1);
+    expect(api.callsOf('datanetStats')).toHaveLength(1);
+    expect(curation.stats?.accepted).toBe(0);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(api.callsOf('datanetStats')).toHaveLength(2);
+    expect(curation.stats).toMatchObject({ accepted: 1, rejected: 1, unlabeled: 3 });
+
+    await curation.edit(3, { instruction: 'How do I sort?', input: '', output: 'Use sorted().' });
+    await vi.advanceTimersByTimeAsync(STATS_DELAY_MS);
+    expect(api.callsOf('datanetStats')).toHaveLength(3);
+    expect(curation.stats?.edited).toBe(1);
+
+    // a refused label changes nothing: no reload
+    api.failures.labelRow = new ApiException('the catalog is read-only', null);
+    await curation.setStatus(4, 'accepted');
+    await vi.advanceTimersByTimeAsync(STATS_DELAY_MS * 2);
+    expect(api.callsOf('datanetStats')).toHaveLength(3);
+
+    // closing drops a reload still waiting
+    await curation.setStatus(4, 'accepted');
+    curation.close();
+    await vi.advanceTimersByTimeAsync(STATS_DELAY_MS * 2);
+    expect(api.callsOf('datanetStats')).toHaveLength(3);
+  });
+
+  it('keeps the newest statistics when an older answer arrives last', async () => {
+    const { api, curation } = setup(3);
+    const answers: ((s: DatanetStats) => void)[] = [];
+    const count = (accepted: number) => ({ rows: 3, accepted, rejected: 0, unlabeled: 3 - accepted }) as DatanetStats;
+    api.datanetStats = () => new Promise<DatanetStats>((resolve) => answers.push(resolve));
+    void curation.open(ID);
+    const newer = curation.loadStats();
+    expect(answers).toHaveLength(2);
+    answers[1]!(count(1));
+    await newer;
+    answers[0]!(count(0));
+    await flush();
+    expect(curation.stats?.accepted).toBe(1);
   });
 
   it('moves the selection within the rows', async () => {

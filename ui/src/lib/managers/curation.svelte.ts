@@ -44,6 +44,8 @@ export const DEFAULT_FILTERS: Readonly<CurationFilters> = Object.freeze({
 export const DEFAULT_THRESHOLD = 0.8;
 /** Typing in the search (or tag) box waits this long before asking the studio. */
 export const SEARCH_DELAY_MS = 300;
+/** After a label or an edit, the statistics are counted again once changes pause this long. */
+export const STATS_DELAY_MS = 300;
 
 /** The filters as the API's query (without offset and limit). */
 export function rowQuery(f: CurationFilters): RowQuery {
@@ -87,10 +89,14 @@ export class CurationManager {
   /** Callers waiting for the typed filters to apply. */
   #waiting: (() => void)[] = [];
   #statsTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Bumped by every statistics request (and by close): only the newest answer is shown. */
+  #statsSeq = 0;
   readonly #delay: number;
+  readonly #statsDelay: number;
 
-  constructor(delayMs = SEARCH_DELAY_MS, pageSize = PAGE_SIZE) {
+  constructor(delayMs = SEARCH_DELAY_MS, pageSize = PAGE_SIZE, statsDelayMs = STATS_DELAY_MS) {
     this.#delay = delayMs;
+    this.#statsDelay = statsDelayMs;
     this.rows = new PagedRows<CuratedRow>(pageSize);
   }
 
@@ -173,6 +179,7 @@ export class CurationManager {
 
   close(): void {
     this.#clearTimers();
+    this.#statsSeq++;
     this.#id = null;
     this.#stats = null;
     this.#statsError = null;
@@ -309,27 +316,38 @@ export class CurationManager {
     this.#actionError = null;
   }
 
+  /**
+   * Counts the statistics now (a reload waiting for changes to pause is not needed any more).
+   * An answer overtaken by a newer request is dropped, so the panel never goes back in time.
+   */
   async loadStats(): Promise<void> {
+    this.#cancelStatsReload();
     const id = this.#id;
     if (!id) return;
+    const seq = ++this.#statsSeq;
     try {
       const stats = await this.#need().datanetStats(id);
-      if (this.#id !== id) return;
+      if (this.#id !== id || this.#statsSeq !== seq) return;
       this.#stats = stats;
       this.#statsError = null;
     } catch (e) {
-      if (this.#id !== id) return;
+      if (this.#id !== id || this.#statsSeq !== seq) return;
       this.#statsError = toApiException(e);
     }
   }
 
   /** Labels come in bursts (a key per row): count them again once the burst pauses. */
   #statsSoon(): void {
-    if (this.#statsTimer) clearTimeout(this.#statsTimer);
+    this.#cancelStatsReload();
     this.#statsTimer = setTimeout(() => {
       this.#statsTimer = null;
       void this.loadStats();
-    }, 600);
+    }, this.#statsDelay);
+  }
+
+  #cancelStatsReload(): void {
+    if (this.#statsTimer) clearTimeout(this.#statsTimer);
+    this.#statsTimer = null;
   }
 
   /**

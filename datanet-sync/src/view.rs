@@ -65,14 +65,12 @@ pub struct RowQuery {
 }
 
 impl RowQuery {
-    fn has_filter(&self) -> bool {
+    /// Whether a filter reads the rows' text: a search, a length bound or personal data.
+    fn computes_over_text(&self) -> bool {
         self.search.as_deref().is_some_and(|s| !s.trim().is_empty())
-            || self.contributor.as_deref().is_some_and(|s| !s.is_empty())
-            || self.status.is_some()
-            || self.tag.as_deref().is_some_and(|s| !s.is_empty())
             || self.min_len.is_some()
             || self.max_len.is_some()
-            || self.flag.is_some()
+            || self.flag == Some(Flag::Pii)
     }
 }
 
@@ -369,14 +367,22 @@ impl CurationView {
             n => n.min(MAX_PAGE),
         };
         let mut lf = self.frame()?;
-        if let Some(predicate) = self.predicate(query)? {
-            lf = lf.filter(predicate);
-        }
-        let total = if query.has_filter() {
-            let counted = lf.clone().select([len().alias("n")]).collect()?;
-            counted.column("n")?.u32()?.get(0).unwrap_or(0) as u64
-        } else {
-            self.record.manifest.rows()
+        let mut total_two_pass = None;
+        let filtered = match self.predicate(query)? {
+            // Text and length filters compute over every row: counting and paging then share
+            // one pass. Filters on plain columns are cheaper as two passes that polars pushes
+            // down into the Parquet reader, reading only the columns they test.
+            Some(predicate) if query.computes_over_text() => {
+                lf = lf.filter(predicate).cache();
+                true
+            }
+            Some(predicate) => {
+                lf = lf.filter(predicate);
+                let counted = lf.clone().select([len().alias("n")]).collect()?;
+                total_two_pass = Some(counted.column("n")?.u32()?.get(0).unwrap_or(0) as u64);
+                false
+            }
+            None => false,
         };
         let sort_column = match query.sort {
             SortKey::Position => "position",
@@ -401,7 +407,23 @@ impl CurationView {
             );
         }
         let offset = query.offset.min(i64::MAX as u64) as i64;
-        let df = lf.slice(offset, limit as IdxSize).collect()?;
+        let (total, df) = if filtered {
+            let count = lf.clone().select([len().alias("n")]);
+            let page = lf.slice(offset, limit as IdxSize);
+            let mut out = LazyFrame::collect_all_with_engine(
+                vec![count.logical_plan, page.logical_plan],
+                Engine::Auto,
+                OptFlags::default(),
+            )?
+            .into_iter();
+            let (Some(counted), Some(df)) = (out.next(), out.next()) else {
+                return Err(Error::Invalid("the page query gave no result".into()));
+            };
+            (counted.column("n")?.u32()?.get(0).unwrap_or(0) as u64, df)
+        } else {
+            let df = lf.slice(offset, limit as IdxSize).collect()?;
+            (total_two_pass.unwrap_or(self.record.manifest.rows()), df)
+        };
         Ok(RowPage {
             total,
             offset: query.offset,

@@ -104,7 +104,15 @@ fn generate(n: usize) -> Vec<Row> {
                 output,
             }
         };
-        rows.push(Row::new(content, who, "2026-01-01T00:00:00Z", "CC-BY-4.0"));
+        // One second apart, so that a copy is a new contribution even from the same person.
+        let at = format!(
+            "2026-01-{:02}T{:02}:{:02}:{:02}Z",
+            1 + i / 86_400,
+            i / 3600 % 24,
+            i / 60 % 60,
+            i % 60
+        );
+        rows.push(Row::new(content, who, &at, "CC-BY-4.0"));
     }
     rows
 }
@@ -192,9 +200,9 @@ pub fn run(args: DataBenchArgs) -> anyhow::Result<ExitCode> {
         Some("< 1 s"),
     );
     let view = CurationView::open(&catalog, &id)?;
-    let probe = |name: &str, query: RowQuery| -> anyhow::Result<(String, f64)> {
+    let probe = |query: RowQuery| -> anyhow::Result<(String, f64)> {
         let (page, secs) = timed(|| Ok(view.page(&query)?))?;
-        Ok((format!("{} match", page.total), secs).map_name(name))
+        Ok((format!("{} match", page.total), secs))
     };
     let who = format!("0x{:040x}", 7);
     for (name, query) in [
@@ -231,8 +239,8 @@ pub fn run(args: DataBenchArgs) -> anyhow::Result<ExitCode> {
             },
         ),
     ] {
-        let (result, secs) = probe(name, query)?;
-        step(name, n as u64, secs, result, Some("< 1 s"));
+        let (result, secs) = probe(query)?;
+        step(name, n as u64, secs, result, None);
     }
 
     let (texts, secs) = timed(|| Ok(view.texts()?))?;
@@ -308,16 +316,6 @@ pub fn run(args: DataBenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-trait MapName {
-    fn map_name(self, name: &str) -> Self;
-}
-
-impl MapName for (String, f64) {
-    fn map_name(self, _name: &str) -> Self {
-        self
-    }
 }
 
 /// Serves a repository holding one `mb`-megabyte shard with the hub server, then times our

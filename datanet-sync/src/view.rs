@@ -90,7 +90,7 @@ pub struct CuratedRow {
     pub status: Option<LabelStatus>,
     pub rating: Option<u8>,
     pub tags: Vec<String>,
-    /// Characters of the row's text.
+    /// Characters of the row's text; for chat rows, of its `messages` JSON.
     pub length: u64,
     pub pii: Vec<PiiKind>,
     /// The row this one duplicates, after a duplicates scan.

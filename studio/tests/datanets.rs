@@ -355,3 +355,13 @@ fn a_datanet_with_no_rows_or_no_such_datanet_is_a_clear_error_and_changes_nothin
     assert!(err.to_string().contains("someone/missing"), "{err}");
     assert!(studio.list_datanets().expect("lists").is_empty());
 }
+
+#[test]
+fn the_shipped_demo_datanet_verifies() {
+    let repo = studio::datanets::assets_dir()
+        .expect("the assets folder")
+        .join("hub/modelfactory/python-faq");
+    let manifest = datanet_sync::pack::verify(&repo).expect("every shard, row id and the root check out");
+    assert!(manifest.rows() >= 150);
+    assert!(manifest.contributors.len() >= 5, "several contributors");
+}

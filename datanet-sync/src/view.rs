@@ -267,51 +267,15 @@ impl CurationView {
     /// Rows whose current text holds an email address or a phone number: polars narrows the
     /// rows with a loose pattern, then [`curate::personal_data`] decides.
     fn personal_data_ids(&self) -> Result<Vec<String>> {
-        let hint = TEXT_COLUMNS
-            .iter()
-            .map(|c| {
-                col(current(c))
-                    .str()
-                    .contains(lit(curate::PERSONAL_DATA_PATTERN), false)
-                    .fill_null(lit(false))
-            })
-            .reduce(|a, b| a.or(b))
-            .unwrap_or_else(|| lit(false));
-        let df = self
-            .frame()?
-            .filter(hint)
-            .select(
-                std::iter::once(col("contribution_id"))
-                    .chain(TEXT_COLUMNS.iter().map(|c| col(current(c))))
-                    .collect::<Vec<_>>(),
-            )
-            .collect()?;
-        let ids = df.column("contribution_id")?.str()?;
-        let texts: Vec<_> = TEXT_COLUMNS
-            .iter()
-            .map(|c| df.column(&current(c)).and_then(|s| s.str()))
-            .collect::<PolarsResult<Vec<_>>>()?;
-        let mut out = Vec::new();
-        for i in 0..df.height() {
-            if !curate::personal_data(&content_at(&texts, i)?.text()).is_empty() {
-                out.push(ids.get(i).unwrap_or_default().to_string());
-            }
-        }
-        Ok(out)
+        let hint = any_text_matches(curate::PERSONAL_DATA_PATTERN);
+        Ok(ids_and_texts(self.frame()?.filter(hint))?
+            .into_iter()
+            .filter(|(_, text)| !curate::personal_data(text).is_empty())
+            .map(|(id, _)| id)
+            .collect())
     }
 
     fn predicate(&self, query: &RowQuery) -> Result<Option<Expr>> {
-        let any_text = |pattern: String| {
-            TEXT_COLUMNS
-                .iter()
-                .map(|c| {
-                    col(current(c))
-                        .str()
-                        .contains(lit(pattern.clone()), false)
-                        .fill_null(lit(false))
-                })
-                .reduce(|a, b| a.or(b))
-        };
         let mut parts: Vec<Expr> = Vec::new();
         if let Some(search) = query
             .search
@@ -319,7 +283,7 @@ impl CurationView {
             .map(str::trim)
             .filter(|s| !s.is_empty())
         {
-            parts.extend(any_text(format!("(?i){}", regex::escape(search))));
+            parts.push(any_text_matches(&format!("(?i){}", regex::escape(search))));
         }
         if let Some(who) = query.contributor.as_deref().filter(|s| !s.is_empty()) {
             parts.push(
@@ -453,26 +417,7 @@ impl CurationView {
 
     /// Each row's id and current text, in position order, for duplicate detection.
     pub fn texts(&self) -> Result<Vec<(String, String)>> {
-        let df = self
-            .frame()?
-            .select(
-                std::iter::once(col("contribution_id"))
-                    .chain(TEXT_COLUMNS.iter().map(|c| col(current(c))))
-                    .collect::<Vec<_>>(),
-            )
-            .collect()?;
-        let ids = df.column("contribution_id")?.str()?;
-        let texts: Vec<_> = TEXT_COLUMNS
-            .iter()
-            .map(|c| df.column(&current(c)).and_then(|s| s.str()))
-            .collect::<PolarsResult<Vec<_>>>()?;
-        let mut out = Vec::with_capacity(df.height());
-        for i in 0..df.height() {
-            let id = ids.get(i).unwrap_or_default().to_string();
-            let content = content_at(&texts, i)?;
-            out.push((id, content.text()));
-        }
-        Ok(out)
+        ids_and_texts(self.frame()?)
     }
 
     /// The length (characters) of every row, in position order.
@@ -532,6 +477,44 @@ impl CurationView {
         }
         Ok(rows)
     }
+}
+
+/// Whether any of a row's current text columns matches the regular expression.
+fn any_text_matches(pattern: &str) -> Expr {
+    TEXT_COLUMNS
+        .iter()
+        .map(|c| {
+            col(current(c))
+                .str()
+                .contains(lit(pattern.to_string()), false)
+                .fill_null(lit(false))
+        })
+        .reduce(|a, b| a.or(b))
+        .unwrap_or_else(|| lit(false))
+}
+
+/// Each row's id and current text (see [`Content::text`]), in the frame's order.
+fn ids_and_texts(lf: LazyFrame) -> Result<Vec<(String, String)>> {
+    let df = lf
+        .select(
+            std::iter::once(col("contribution_id"))
+                .chain(TEXT_COLUMNS.iter().map(|c| col(current(c))))
+                .collect::<Vec<_>>(),
+        )
+        .collect()?;
+    let ids = df.column("contribution_id")?.str()?;
+    let texts: Vec<_> = TEXT_COLUMNS
+        .iter()
+        .map(|c| df.column(&current(c)).and_then(|s| s.str()))
+        .collect::<PolarsResult<Vec<_>>>()?;
+    (0..df.height())
+        .map(|i| {
+            Ok((
+                ids.get(i).unwrap_or_default().to_string(),
+                content_at(&texts, i)?.text(),
+            ))
+        })
+        .collect()
 }
 
 /// A content's four text columns: instruction, input, output, messages (JSON).

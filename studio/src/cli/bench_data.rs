@@ -269,7 +269,7 @@ pub fn run(args: DataBenchArgs) -> anyhow::Result<ExitCode> {
     );
     drop(texts);
 
-    let (ours, curl) = pull_throughput(&dir, args.pull_mb)?;
+    let (ours, curl_null, curl_file) = pull_throughput(&dir, args.pull_mb)?;
     let mb = args.pull_mb as f64 * 1.048_576;
     step(
         "pull over loopback (hub client, sha256 checked)",
@@ -278,21 +278,14 @@ pub fn run(args: DataBenchArgs) -> anyhow::Result<ExitCode> {
         format!("{:.0} MB/s", mb / ours),
         None,
     );
-    match curl {
-        Some(secs) => step(
-            "curl, same file",
-            0,
-            secs,
-            format!("{:.0} MB/s", mb / secs),
-            None,
-        ),
-        None => step(
-            "curl, same file",
-            0,
-            f64::NAN,
-            "curl not installed".into(),
-            None,
-        ),
+    for (name, secs) in [
+        ("curl to /dev/null, same URL", curl_null),
+        ("curl to a file, same URL", curl_file),
+    ] {
+        let result = secs.map_or("curl not installed".into(), |s| {
+            format!("{:.0} MB/s", mb / s)
+        });
+        step(name, 0, secs.unwrap_or(f64::NAN), result, None);
     }
 
     if args.json {
@@ -319,8 +312,9 @@ pub fn run(args: DataBenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Serves a repository holding one `mb`-megabyte shard with the hub server, then times our
-/// client pulling it (download, then sha256 check) and curl fetching the same URL.
-fn pull_throughput(dir: &Path, mb: usize) -> anyhow::Result<(f64, Option<f64>)> {
+/// client pulling it (download, then sha256 check) and curl fetching the same URL, to
+/// `/dev/null` and to a file.
+fn pull_throughput(dir: &Path, mb: usize) -> anyhow::Result<(f64, Option<f64>, Option<f64>)> {
     let root = dir.join("hub");
     let repo = root.join("bench").join("pull");
     std::fs::create_dir_all(repo.join("shards"))?;
@@ -375,15 +369,21 @@ fn pull_throughput(dir: &Path, mb: usize) -> anyhow::Result<(f64, Option<f64>)> 
     let ours = started.elapsed().as_secs_f64();
 
     let url = format!("{endpoint}/datasets/bench/pull/resolve/main/{shard}");
-    let started = Instant::now();
-    let curl = std::process::Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", &url])
-        .status();
-    let curl = match curl {
-        Ok(status) if status.success() => Some(started.elapsed().as_secs_f64()),
-        Ok(status) => anyhow::bail!("curl {url} failed: {status}"),
-        Err(_) => None,
+    let curl_to = |out: &str| -> anyhow::Result<Option<f64>> {
+        let started = Instant::now();
+        match std::process::Command::new("curl")
+            .args(["-sS", "-o", out, &url])
+            .status()
+        {
+            Ok(status) if status.success() => Ok(Some(started.elapsed().as_secs_f64())),
+            Ok(status) => anyhow::bail!("curl {url} failed: {status}"),
+            Err(_) => Ok(None),
+        }
     };
+    let curl_null = curl_to("/dev/null")?;
+    let file = dir.join("curl.bin");
+    let curl_file = curl_to(&file.to_string_lossy())?;
+    let _ = std::fs::remove_file(&file);
     runtime.shutdown_background();
-    Ok((ours, curl))
+    Ok((ours, curl_null, curl_file))
 }

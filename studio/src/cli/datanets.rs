@@ -10,8 +10,8 @@ use datanet_sync::format::{Content, Manifest, Message};
 use datanet_sync::import::{self, ImportDefaults};
 use datanet_sync::pack::{self, PackOptions};
 use datanet_sync::view::{Flag, RowQuery, SortKey, StatusFilter};
+use studio::Studio;
 use studio::datanets::{DatasetSource, NewDataset};
-use studio::{JobState, Studio};
 
 use super::args::{
     DatanetCommand, DatasetCommand, FlagArg, HubCommand, PackArgs, SortArg, StatusArg,
@@ -155,54 +155,25 @@ pub fn datanet(home: &Path, command: DatanetCommand) -> anyhow::Result<ExitCode>
             }
         }
         DatanetCommand::Pull { id } => {
-            let mut events = studio.jobs().subscribe();
-            let printer = std::thread::spawn(move || {
-                let mut last = -1.0;
-                while let Ok(e) = events.blocking_recv() {
+            let last = std::sync::Mutex::new(-1.0f64);
+            let d = super::jobs::run_in_foreground(
+                &studio,
+                "pull-datanet",
+                &format!("Pull {id}"),
+                move |e| {
                     // Whole percents are enough for a terminal.
-                    if (e.fraction - last).abs() >= 0.01 || e.state.is_finished() {
-                        last = e.fraction;
+                    let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+                    if (e.fraction - *last).abs() >= 0.01 || e.state.is_finished() {
+                        *last = e.fraction;
                         eprintln!("[{:>3.0}%] {}", e.fraction * 100.0, e.message);
                     }
-                    if e.state.is_finished() {
-                        break;
-                    }
-                }
-            });
-            let mut pulled = None;
-            let mut failure = None;
-            let job = studio
-                .jobs()
-                .run("pull-datanet", &format!("Pull {id}"), |ctx| {
-                    match studio.pull_datanet_now(ctx, &id) {
-                        Ok(d) => pulled = Some(d),
-                        Err(e) => {
-                            failure = Some((e.hint(), e.kind()));
-                            return Err(e);
-                        }
-                    }
-                    Ok(())
-                })?;
-            let _ = printer.join();
-            match (job.state, pulled) {
-                (JobState::Succeeded, Some(d)) => {
-                    println!(
-                        "pulled {} revision {}: {} rows from {} contributors",
-                        d.id, d.revision, d.rows, d.contributors
-                    );
-                }
-                _ => {
-                    let (hint, kind) =
-                        failure.unwrap_or((None, studio::error::ErrorKind::Internal));
-                    return Err(studio::Error::JobFailed {
-                        job: format!("pulling {id} {}", job.state.as_str()),
-                        message: job.error.unwrap_or_else(|| "no reason given".into()),
-                        hint,
-                        kind,
-                    }
-                    .into());
-                }
-            }
+                },
+                |ctx| studio.pull_datanet_now(ctx, &id),
+            )?;
+            println!(
+                "pulled {} revision {}: {} rows from {} contributors",
+                d.id, d.revision, d.rows, d.contributors
+            );
         }
         DatanetCommand::Import { file, name } => {
             let d = studio.import_datanet(&file.to_string_lossy(), &name)?;

@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use studio::{JobState, ModelStatus, ModelSummary, Studio};
+use studio::{ModelStatus, ModelSummary, Studio};
 
 use super::args::ModelsCommand;
 use super::{human_bytes, human_count, print_json};
@@ -50,11 +50,13 @@ fn add(
             .model
             .ok_or_else(|| anyhow::anyhow!("no model registered for {source}"));
     }
-    let mut events = studio.jobs().subscribe();
-    let printer = std::thread::spawn(move || {
-        while let Ok(e) = events.blocking_recv() {
+    super::jobs::run_in_foreground(
+        studio,
+        "pull-model",
+        &format!("Pull {source}"),
+        move |e| {
             if json {
-                if let Ok(line) = serde_json::to_string(&e) {
+                if let Ok(line) = serde_json::to_string(e) {
                     eprintln!("{line}");
                 }
             } else {
@@ -65,39 +67,9 @@ fn add(
                     .unwrap_or_default();
                 eprintln!("[{:>3.0}%] {}{rate}", e.fraction * 100.0, e.message);
             }
-            if e.state.is_finished() {
-                break;
-            }
-        }
-    });
-    let mut model = None;
-    let mut failure = None;
-    let job = studio
-        .jobs()
-        .run("pull-model", &format!("Pull {source}"), |ctx| {
-            match studio.pull_model(ctx, source, name) {
-                Ok(m) => model = Some(m),
-                Err(e) => {
-                    failure = Some((e.hint(), e.kind()));
-                    return Err(e);
-                }
-            }
-            Ok(())
-        })?;
-    let _ = printer.join();
-    match (job.state, model) {
-        (JobState::Succeeded, Some(m)) => Ok(m),
-        _ => {
-            let (hint, kind) = failure.unwrap_or((None, studio::error::ErrorKind::Internal));
-            Err(studio::Error::JobFailed {
-                job: format!("pulling {source} {}", job.state.as_str()),
-                message: job.error.unwrap_or_else(|| "no reason given".into()),
-                hint,
-                kind,
-            }
-            .into())
-        }
-    }
+        },
+        |ctx| studio.pull_model(ctx, source, name),
+    )
 }
 
 fn print_table(models: &[ModelSummary]) {

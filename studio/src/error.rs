@@ -194,9 +194,9 @@ fn datanet_hint(source: &datanet_sync::Error) -> Option<String> {
     Some(match source {
         D::UnknownDatanet(_) => "`modelfactory datanet list` shows the Datanets pulled or imported here".into(),
         D::UnknownDataset(_) => "`modelfactory dataset list` shows the datasets built here".into(),
-        D::Hub { .. } => "check the network and the Datanet hub in Settings (or MODELFACTORY_DATANET_HUB);              Datanets already pulled keep working offline"
+        D::Hub { .. } => "check the network and the Datanet hub in Settings (or MODELFACTORY_DATANET_HUB); Datanets already pulled keep working offline"
             .into(),
-        D::HashMismatch { .. } => "the hub served a file that does not match its datanet.json; pull again later              or tell the Datanet's maintainers; nothing already pulled was changed"
+        D::HashMismatch { .. } => "the hub served a file that does not match its datanet.json; pull again later or tell the Datanet's maintainers; nothing already pulled was changed"
             .into(),
         D::BadLine { .. } | D::BadRow(_) | D::Empty(_) => {
             "fix or remove the rows the message names; the good rows were kept".into()

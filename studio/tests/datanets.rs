@@ -361,7 +361,8 @@ fn the_shipped_demo_datanet_verifies() {
     let repo = studio::datanets::assets_dir()
         .expect("the assets folder")
         .join("hub/modelfactory/python-faq");
-    let manifest = datanet_sync::pack::verify(&repo).expect("every shard, row id and the root check out");
+    let manifest =
+        datanet_sync::pack::verify(&repo).expect("every shard, row id and the root check out");
     assert!(manifest.rows() >= 150);
     assert!(manifest.contributors.len() >= 5, "several contributors");
 }

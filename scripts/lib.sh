@@ -28,7 +28,7 @@ as_root() {
 # Debian packages: building the desktop shell (Tauri 2 on WebKitGTK), the browser and
 # desktop tests (Chromium, Xvfb, WebKitWebDriver), wgpu on the CPU (lavapipe), and tools.
 APT_PACKAGES=(
-  build-essential pkg-config curl unzip xz-utils python3 python3-pip
+  build-essential pkg-config curl unzip xz-utils python3 python3-pip python3-venv
   libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev libayatana-appindicator3-dev
   libsoup-3.0-dev libjavascriptcoregtk-4.1-dev
   chromium xvfb xauth webkit2gtk-driver mesa-vulkan-drivers fonts-dejavu-core
@@ -54,6 +54,8 @@ install_npm_packages() {
       (cd "$REPO_ROOT/$dir" && npm ci --no-audit --no-fund)
     fi
   done
+  # forge, anvil and solc-js: the wallet's chain tests start anvil during `cargo test`.
+  "$REPO_ROOT/wallet/contracts/install"
 }
 
 build_ui() {
@@ -140,4 +142,24 @@ install_peft_reference() {
   "$REFERENCE_VENV/bin/pip" install --quiet "${index[@]}" "${PEFT_REFERENCE_PKGS[@]}"
   "$REFERENCE_VENV/bin/python" -c 'import torch, transformers, peft, gguf, safetensors'
   echo "${PEFT_REFERENCE_PKGS[*]}" >"$stamp"
+}
+
+# Python's eth-account, an independent reader and writer of Web3 Secret Storage keystore files:
+# the wallet's interop test (wallet/tests/interop.rs) decrypts our files with it and opens its
+# files with ours. About 75 MB; the stamp names the pinned version, so changing the pin
+# reinstalls.
+ETH_ACCOUNT_PKG="eth-account==0.14.0"
+export MODELFACTORY_ETH_VENV="${MODELFACTORY_ETH_VENV:-$MODELFACTORY_CACHE/venv-eth}"
+
+install_eth_account() {
+  local stamp="$MODELFACTORY_ETH_VENV/eth-account.installed"
+  if [ -x "$MODELFACTORY_ETH_VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$ETH_ACCOUNT_PKG" ]; then
+    return
+  fi
+  say "installing $ETH_ACCOUNT_PKG for the keystore interop test"
+  [ -x "$MODELFACTORY_ETH_VENV/bin/python" ] || python3 -m venv "$MODELFACTORY_ETH_VENV"
+  "$MODELFACTORY_ETH_VENV/bin/pip" install --quiet --disable-pip-version-check "$ETH_ACCOUNT_PKG" \
+    || die "could not install $ETH_ACCOUNT_PKG with pip; check the network"
+  "$MODELFACTORY_ETH_VENV/bin/python" -c 'import eth_account'
+  echo "$ETH_ACCOUNT_PKG" >"$stamp"
 }

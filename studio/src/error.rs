@@ -79,6 +79,10 @@ pub enum Error {
     },
     #[error(transparent)]
     Datanet(#[from] datanet_sync::Error),
+    #[error(transparent)]
+    Keystore(#[from] ::wallet::KeystoreError),
+    #[error(transparent)]
+    Signing(#[from] ::wallet::SigningError),
 }
 
 impl Error {
@@ -127,6 +131,7 @@ impl Error {
             Error::RunNotFound(_) => Some("`modelfactory runs list` shows the ids".into()),
             Error::Model(source) => Some(model_hint(source)),
             Error::Datanet(source) => datanet_hint(source),
+            Error::Keystore(source) => keystore_hint(source),
             _ => None,
         }
     }
@@ -158,6 +163,8 @@ impl Error {
             | Error::Listen { .. } => ErrorKind::Environment,
             Error::JobFailed { kind, .. } => *kind,
             Error::Datanet(source) => datanet_kind(source),
+            Error::Keystore(source) => keystore_kind(source),
+            Error::Signing(_) => ErrorKind::BadInput,
             _ => ErrorKind::Internal,
         }
     }
@@ -215,6 +222,45 @@ fn datanet_kind(source: &datanet_sync::Error) -> ErrorKind {
         }
         D::Hub { .. } | D::HashMismatch { .. } => ErrorKind::Unavailable,
         D::Io { .. } | D::Catalog { .. } => ErrorKind::Environment,
+        _ => ErrorKind::Internal,
+    }
+}
+
+/// What to do about a keystore error, when there is something to say.
+fn keystore_hint(source: &::wallet::KeystoreError) -> Option<String> {
+    use ::wallet::KeystoreError as K;
+    Some(match source {
+        K::WrongPassphrase { .. } => "type the passphrase again (it is case-sensitive); \
+             a forgotten passphrase cannot be recovered, but the key can be imported again from \
+             its private key or mnemonic"
+            .into(),
+        K::NotFound { .. } => "`modelfactory wallet list` shows the accounts here".into(),
+        K::Corrupt { .. } | K::Unsupported { .. } | K::AddressMismatch { .. } => {
+            "the file was left as it is; import the key again from its private key or mnemonic, \
+             or restore the file from a backup"
+                .into()
+        }
+        K::Passphrase(_) => format!(
+            "give the passphrase in {} or on the first line of standard input",
+            ::wallet::passphrase::PASSPHRASE_ENV
+        ),
+        _ => return None,
+    })
+}
+
+fn keystore_kind(source: &::wallet::KeystoreError) -> ErrorKind {
+    use ::wallet::KeystoreError as K;
+    match source {
+        K::NotFound { .. } => ErrorKind::NotFound,
+        K::AlreadyExists { .. } => ErrorKind::Conflict,
+        K::WrongPassphrase { .. }
+        | K::InvalidPrivateKey(_)
+        | K::InvalidMnemonic(_)
+        | K::Passphrase(_)
+        | K::Corrupt { .. }
+        | K::Unsupported { .. }
+        | K::AddressMismatch { .. } => ErrorKind::BadInput,
+        K::Io { .. } | K::Random(_) => ErrorKind::Environment,
         _ => ErrorKind::Internal,
     }
 }

@@ -11,6 +11,7 @@ pub mod models;
 pub mod runs;
 pub mod server;
 pub mod settings;
+pub mod wallet;
 pub mod workspace;
 
 use std::path::Path;

@@ -87,6 +87,10 @@ impl Workspace {
     pub fn datanet_catalog_path(&self) -> PathBuf {
         self.root.join("datanets.sqlite")
     }
+    /// The wallet's encrypted key files (owner-only).
+    pub fn keystore_dir(&self) -> PathBuf {
+        self.root.join("keystore")
+    }
 
     /// Takes the instance lock that a long-lived front end (the server, the desktop app)
     /// holds for as long as it runs. One-shot CLI commands do not take it: SQLite's WAL mode

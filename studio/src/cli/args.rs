@@ -55,6 +55,55 @@ pub enum Command {
     /// Benchmarks that print a table, beside a reference engine where one is installed
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Accounts that sign published adapters: create, import, list, sign. Keys and
+    /// passphrases are read from MODELFACTORY_PASSPHRASE or standard input, never arguments
+    #[command(subcommand)]
+    Wallet(WalletCommand),
+}
+
+#[derive(Subcommand)]
+pub enum WalletCommand {
+    /// Create an account with a new random key
+    New {
+        /// A name to tell accounts apart
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Import a private key or a BIP-39 mnemonic, read from standard input (its first line;
+    /// hidden when typed at a terminal)
+    Import {
+        /// The secret is a mnemonic, not a private key
+        #[arg(long)]
+        mnemonic: bool,
+        /// The mnemonic's account index (m/44'/60'/0'/0/INDEX)
+        #[arg(long, default_value_t = 0, requires = "mnemonic")]
+        index: u32,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the accounts (no passphrase needed)
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign a personal message (EIP-191) or an EIP-712 typed-data document
+    Sign {
+        /// The signing account's address
+        #[arg(long)]
+        address: String,
+        /// The message, as text
+        #[arg(
+            long,
+            conflicts_with = "typed_data",
+            required_unless_present = "typed_data"
+        )]
+        message: Option<String>,
+        /// A JSON file in the eth_signTypedData_v4 shape
+        #[arg(long, value_name = "FILE")]
+        typed_data: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]

@@ -11,6 +11,7 @@ mod jobs;
 mod models;
 mod serve;
 mod train;
+mod wallet;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,7 @@ pub fn main() -> ExitCode {
         Command::Hub(a) => datanets::hub(a),
         Command::Serve(a) => serve::run(&home, a),
         Command::Bench(a) => bench::run(&home, a),
+        Command::Wallet(a) => wallet::run(&home, a),
     };
     match outcome {
         Ok(code) => code,

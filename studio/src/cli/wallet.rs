@@ -59,12 +59,16 @@ pub fn run(home: &Path, command: WalletCommand) -> anyhow::Result<ExitCode> {
             let signed = match (message, typed_data) {
                 (Some(m), _) => studio.sign_message(&address, &pass, m.as_bytes())?,
                 (None, Some(file)) => {
-                    let text = std::fs::read_to_string(&file).map_err(|e| {
-                        anyhow::anyhow!("cannot read the typed data {}: {e}", file.display())
-                    })?;
+                    let text =
+                        std::fs::read_to_string(&file).map_err(|source| studio::Error::Io {
+                            what: format!("cannot read the typed data {}", file.display()),
+                            source,
+                        })?;
                     studio.sign_typed_data(&address, &pass, &text)?
                 }
-                (None, None) => anyhow::bail!("give --message or --typed-data"),
+                (None, None) => {
+                    return Err(invalid("sign", "give --message or --typed-data"));
+                }
             };
             if json {
                 print_json(&signed)?;
@@ -93,10 +97,14 @@ fn print_account(a: &WalletAccount) {
 /// A secret from standard input: typed without echo at a terminal, else the next line.
 fn read_secret(stdin: &mut impl BufRead, prompt: &str) -> anyhow::Result<SecretString> {
     if std::io::stdin().is_terminal() {
-        let typed = rpassword::prompt_password(prompt)?;
+        let typed = rpassword::prompt_password(prompt).map_err(|source| studio::Error::Io {
+            what: "cannot read from the terminal".into(),
+            source,
+        })?;
         return Ok(SecretString::from(typed));
     }
-    Ok(passphrase::from_reader(stdin)?)
+    // Through studio's error, so a missing passphrase is a user mistake (exit 1) with a hint.
+    passphrase::from_reader(stdin).map_err(|e| studio::Error::from(e).into())
 }
 
 /// The passphrase that unlocks an existing key.
@@ -116,10 +124,20 @@ fn new_passphrase(stdin: &mut impl BufRead) -> anyhow::Result<SecretString> {
     let first = read_secret(stdin, "new passphrase: ")?;
     if std::io::stdin().is_terminal() {
         let again = read_secret(stdin, "the same again: ")?;
-        anyhow::ensure!(
-            first.expose_secret() == again.expose_secret(),
-            "the two passphrases differ; nothing was written"
-        );
+        if first.expose_secret() != again.expose_secret() {
+            return Err(invalid(
+                "passphrase",
+                "the two passphrases differ; nothing was written",
+            ));
+        }
     }
     Ok(first)
+}
+
+fn invalid(field: &str, message: &str) -> anyhow::Error {
+    studio::Error::InvalidInput {
+        field: field.into(),
+        message: message.into(),
+    }
+    .into()
 }

@@ -163,3 +163,21 @@ install_eth_account() {
   "$MODELFACTORY_ETH_VENV/bin/python" -c 'import eth_account'
   echo "$ETH_ACCOUNT_PKG" >"$stamp"
 }
+
+# Python's huggingface_hub, the hub's reference client: the upload test
+# (datanet-sync/tests/hub_upload.rs) publishes to `hub serve` with it and reads the files back.
+HUB_CLIENT_PKG="huggingface_hub==2.4.0"
+export MODELFACTORY_HUB_VENV="${MODELFACTORY_HUB_VENV:-$MODELFACTORY_CACHE/venv-hub}"
+
+install_hub_client() {
+  local stamp="$MODELFACTORY_HUB_VENV/huggingface-hub.installed"
+  if [ -x "$MODELFACTORY_HUB_VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$HUB_CLIENT_PKG" ]; then
+    return
+  fi
+  say "installing $HUB_CLIENT_PKG for the hub upload test"
+  [ -x "$MODELFACTORY_HUB_VENV/bin/python" ] || python3 -m venv "$MODELFACTORY_HUB_VENV"
+  "$MODELFACTORY_HUB_VENV/bin/pip" install --quiet --disable-pip-version-check "$HUB_CLIENT_PKG" \
+    || die "could not install $HUB_CLIENT_PKG with pip; check the network"
+  "$MODELFACTORY_HUB_VENV/bin/python" -c 'import huggingface_hub'
+  echo "$HUB_CLIENT_PKG" >"$stamp"
+}

@@ -374,31 +374,90 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub fn merkle_root<'a>(ids: impl IntoIterator<Item = &'a str>) -> Result<String> {
     let mut level: Vec<[u8; 32]> = Vec::new();
     for id in ids {
-        let bytes = hex::decode(id)
-            .ok()
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .ok_or_else(|| Error::BadRow(format!("contribution id {id:?} is not a sha256")))?;
-        level.push(bytes);
+        level.push(id_bytes(id)?);
     }
     if level.is_empty() {
         return Ok(sha256_hex(&[]));
     }
     while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|pair| match pair {
-                [a, b] => {
-                    let mut h = Sha256::new();
-                    h.update(a);
-                    h.update(b);
-                    h.finalize().into()
-                }
-                [a] => *a,
-                _ => unreachable!("chunks(2) yields one or two"),
-            })
-            .collect();
+        level = level.chunks(2).map(parent_of).collect();
     }
     Ok(hex::encode(level[0]))
+}
+
+/// One step of a Merkle proof: the sibling hash, and whether it sits on the left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProofStep {
+    /// sha256, hex.
+    pub sibling: String,
+    pub left: bool,
+}
+
+/// The proof that `ids[index]` is under [`merkle_root`]`(ids)`: the siblings from the leaf up.
+/// A node carried up alone adds no step.
+pub fn merkle_proof<'a>(
+    ids: impl IntoIterator<Item = &'a str>,
+    index: usize,
+) -> Result<Vec<ProofStep>> {
+    let mut level: Vec<[u8; 32]> = Vec::new();
+    for id in ids {
+        level.push(id_bytes(id)?);
+    }
+    if index >= level.len() {
+        return Err(Error::BadRow(format!(
+            "no leaf {index} among {} contribution ids",
+            level.len()
+        )));
+    }
+    let mut at = index;
+    let mut proof = Vec::new();
+    while level.len() > 1 {
+        let sibling = at ^ 1;
+        if sibling < level.len() {
+            proof.push(ProofStep {
+                sibling: hex::encode(level[sibling]),
+                left: sibling < at,
+            });
+        }
+        level = level.chunks(2).map(parent_of).collect();
+        at /= 2;
+    }
+    Ok(proof)
+}
+
+/// Whether `proof` leads from the contribution id `leaf` to `root`.
+pub fn verify_merkle_proof(leaf: &str, proof: &[ProofStep], root: &str) -> Result<bool> {
+    let mut node = id_bytes(leaf)?;
+    for step in proof {
+        let sibling = id_bytes(&step.sibling)?;
+        node = if step.left {
+            parent_of(&[sibling, node])
+        } else {
+            parent_of(&[node, sibling])
+        };
+    }
+    Ok(hex::encode(node) == root)
+}
+
+fn id_bytes(id: &str) -> Result<[u8; 32]> {
+    hex::decode(id)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| Error::BadRow(format!("contribution id {id:?} is not a sha256")))
+}
+
+/// sha256(left ‖ right) for a pair; a lone node is carried up unchanged.
+fn parent_of(pair: &[[u8; 32]]) -> [u8; 32] {
+    match pair {
+        [a, b] => {
+            let mut h = Sha256::new();
+            h.update(a);
+            h.update(b);
+            h.finalize().into()
+        }
+        [a] => *a,
+        _ => unreachable!("chunks(2) yields one or two"),
+    }
 }
 
 #[cfg(test)]
@@ -510,5 +569,24 @@ mod tests {
         let err = Manifest::parse(&text, std::path::Path::new("datanet.json"))
             .expect_err("escaping path");
         assert!(err.to_string().contains("leaves the repository"), "{err}");
+    }
+
+    #[test]
+    fn merkle_proofs_lead_every_leaf_to_the_root_and_nothing_else() {
+        let ids: Vec<String> = (0..7u8).map(|i| sha256_hex(&[i])).collect();
+        for n in 1..=ids.len() {
+            let some = &ids[..n];
+            let root = merkle_root(some.iter().map(String::as_str)).expect("root");
+            for (i, id) in some.iter().enumerate() {
+                let proof = merkle_proof(some.iter().map(String::as_str), i).expect("proof");
+                assert!(
+                    verify_merkle_proof(id, &proof, &root).expect("verify"),
+                    "leaf {i} of {n}"
+                );
+                let other = sha256_hex(b"not a leaf");
+                assert!(!verify_merkle_proof(&other, &proof, &root).expect("verify"));
+            }
+        }
+        assert!(merkle_proof(ids.iter().map(String::as_str), 7).is_err());
     }
 }

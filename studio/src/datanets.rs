@@ -185,47 +185,57 @@ fn embedded_hub() -> Result<String> {
                 .map(|a| a.join("hub"))
                 .filter(|h| h.is_dir())
                 .ok_or("the studio's assets (assets/hub) were not found; set MODELFACTORY_ASSETS to the assets folder")?;
-            let listener = std::net::TcpListener::bind("127.0.0.1:0")
-                .map_err(|e| format!("cannot open a loopback port for the built-in hub: {e}"))?;
-            let addr = listener
-                .local_addr()
-                .map_err(|e| format!("the built-in hub's port: {e}"))?;
-            listener
-                .set_nonblocking(true)
-                .map_err(|e| format!("the built-in hub's port: {e}"))?;
-            std::thread::Builder::new()
-                .name("datanet-hub".into())
-                .spawn(move || {
-                    let runtime = match tokio::runtime::Builder::new_multi_thread()
-                        .worker_threads(1)
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(r) => r,
-                        Err(e) => {
-                            tracing::error!("the built-in Datanet hub cannot start: {e}");
-                            return;
-                        }
-                    };
-                    runtime.block_on(async move {
-                        match tokio::net::TcpListener::from_std(listener) {
-                            Ok(listener) => {
-                                if let Err(e) = datanet_sync::hub::server::serve(root, listener).await {
-                                    tracing::error!("the built-in Datanet hub stopped: {e}");
-                                }
-                            }
-                            Err(e) => tracing::error!("the built-in Datanet hub cannot listen: {e}"),
-                        }
-                    });
-                })
-                .map_err(|e| format!("cannot start the built-in hub: {e}"))?;
-            Ok(format!("http://{addr}"))
+            spawn_hub(datanet_sync::hub::server::HubServer::new(root), "built-in hub")
         })
         .clone()
         .map_err(|message| Error::InvalidInput {
             field: "datanet_hub".into(),
             message,
         })
+}
+
+/// Serves `server` on a loopback port from a thread of its own for the life of the process,
+/// and returns its address.
+pub(crate) fn spawn_hub(
+    server: datanet_sync::hub::server::HubServer,
+    what: &str,
+) -> std::result::Result<String, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| format!("cannot open a loopback port for the {what}: {e}"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("the {what}'s port: {e}"))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("the {what}'s port: {e}"))?;
+    let name = what.to_string();
+    std::thread::Builder::new()
+        .name(what.replace(' ', "-"))
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!("the {name} cannot start: {e}");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => {
+                        if let Err(e) = server.serve(listener).await {
+                            tracing::error!("the {name} stopped: {e}");
+                        }
+                    }
+                    Err(e) => tracing::error!("the {name} cannot listen: {e}"),
+                }
+            });
+        })
+        .map_err(|e| format!("cannot start the {what}: {e}"))?;
+    Ok(format!("http://{addr}"))
 }
 
 /// Runs a hub call on a runtime of its own: the studio's methods are synchronous, and are
@@ -538,6 +548,16 @@ impl Studio {
             rejected,
             groups,
         })
+    }
+
+    /// A pulled Datanet's contribution ids in shard order: what its contributions root covers.
+    pub fn datanet_ids(&self, id: &str) -> Result<Vec<String>> {
+        let catalog = self.catalog()?;
+        Ok(CurationView::open(&catalog, id)?
+            .texts()?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
     }
 
     /// Builds a named training dataset: rows chosen from Datanets by label (never rejected

@@ -115,6 +115,19 @@ const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE conversations ADD COLUMN adapter_run_id TEXT;
     "#,
+    // 4: publications of runs: the stage each reached, so a killed publish resumes.
+    r#"
+    CREATE TABLE publications (
+        manifest_hash TEXT PRIMARY KEY,
+        run_id        TEXT NOT NULL,
+        -- 'signed', 'uploaded' or 'registered'
+        state         TEXT NOT NULL,
+        -- the whole record as JSON
+        body          TEXT NOT NULL,
+        created_at    TEXT NOT NULL
+    );
+    CREATE INDEX publications_by_run ON publications (run_id, created_at);
+    "#,
 ];
 
 /// How long a command waits for another process's write to finish.

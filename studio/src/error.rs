@@ -83,6 +83,13 @@ pub enum Error {
     Keystore(#[from] ::wallet::KeystoreError),
     #[error(transparent)]
     Signing(#[from] ::wallet::SigningError),
+    #[error(transparent)]
+    Chain(#[from] ::wallet::chain::ChainError),
+    #[error(transparent)]
+    Manifest(#[from] ::wallet::ManifestError),
+    /// A published adapter that does not match its manifest, signature or on-chain record.
+    #[error("verification failed: {0}")]
+    Verification(String),
 }
 
 impl Error {
@@ -132,6 +139,10 @@ impl Error {
             Error::Model(source) => Some(model_hint(source)),
             Error::Datanet(source) => datanet_hint(source),
             Error::Keystore(source) => keystore_hint(source),
+            Error::Chain(source) => chain_hint(source),
+            Error::Manifest(::wallet::ManifestError::UnknownVersion { .. }) => {
+                Some("update ModelFactory to read this manifest".into())
+            }
             _ => None,
         }
     }
@@ -164,7 +175,8 @@ impl Error {
             Error::JobFailed { kind, .. } => *kind,
             Error::Datanet(source) => datanet_kind(source),
             Error::Keystore(source) => keystore_kind(source),
-            Error::Signing(_) => ErrorKind::BadInput,
+            Error::Signing(_) | Error::Manifest(_) | Error::Verification(_) => ErrorKind::BadInput,
+            Error::Chain(source) => chain_kind(source),
             _ => ErrorKind::Internal,
         }
     }
@@ -201,6 +213,9 @@ fn datanet_hint(source: &datanet_sync::Error) -> Option<String> {
     Some(match source {
         D::UnknownDatanet(_) => "`modelfactory datanet list` shows the Datanets pulled or imported here".into(),
         D::UnknownDataset(_) => "`modelfactory dataset list` shows the datasets built here".into(),
+        // Datanets live under `datasets`; anything else is a published adapter.
+        D::Hub { url, .. } if !url.contains("/datasets") => "check the network and the hub the adapter goes to (--hub, MODELFACTORY_PUBLISH_HUB, and HF_TOKEN for writing); what was signed is kept, and publishing again resumes where it stopped"
+            .into(),
         D::Hub { .. } => "check the network and the Datanet hub in Settings (or MODELFACTORY_DATANET_HUB); Datanets already pulled keep working offline"
             .into(),
         D::HashMismatch { .. } => "the hub served a file that does not match its datanet.json; pull again later or tell the Datanet's maintainers; nothing already pulled was changed"
@@ -246,6 +261,46 @@ fn keystore_hint(source: &::wallet::KeystoreError) -> Option<String> {
         ),
         _ => return None,
     })
+}
+
+/// What to do about a chain error, when there is something to say.
+fn chain_hint(source: &::wallet::chain::ChainError) -> Option<String> {
+    use ::wallet::chain::ChainError as C;
+    Some(match source {
+        C::AnvilMissing { .. } | C::AnvilSpawn { .. } | C::AnvilExited { .. } | C::AnvilTimeout { .. } => {
+            "run scripts/setup, which installs the local chain, or choose a remote chain in Settings".into()
+        }
+        C::Unreachable { .. } | C::BadUrl { .. } => {
+            "check the RPC URL in Settings → Chain and that the node is running; nothing was sent".into()
+        }
+        C::WrongChain { .. } => "correct the chain id or the RPC URL in Settings → Chain".into(),
+        C::NoCode { .. } | C::NotOurContract { .. } | C::SplitterRegistryMismatch { .. } => {
+            "correct the contract addresses in Settings → Chain".into()
+        }
+        C::InsufficientFunds { .. } => {
+            "send ETH to the account for gas, then try again; nothing was sent".into()
+        }
+        C::NonceClash { .. } => "wait a moment and try again; nothing was sent twice".into(),
+        C::ReceiptTimeout { .. } => {
+            "the transaction may still be mined: run the same command again, which checks first".into()
+        }
+        _ => return None,
+    })
+}
+
+fn chain_kind(source: &::wallet::chain::ChainError) -> ErrorKind {
+    use ::wallet::chain::ChainError as C;
+    match source {
+        C::Unreachable { .. } | C::ReceiptTimeout { .. } | C::Rpc { .. } => ErrorKind::Unavailable,
+        C::AnvilMissing { .. }
+        | C::AnvilSpawn { .. }
+        | C::AnvilExited { .. }
+        | C::AnvilTimeout { .. }
+        | C::Io { .. }
+        | C::Deployment { .. } => ErrorKind::Environment,
+        C::NonceClash { .. } => ErrorKind::Conflict,
+        _ => ErrorKind::BadInput,
+    }
 }
 
 fn keystore_kind(source: &::wallet::KeystoreError) -> ErrorKind {

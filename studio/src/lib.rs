@@ -2,15 +2,18 @@
 //! catalog, settings, models, the job runner, fine-tuning runs and local chat. The `modelfactory` CLI, its HTTP
 //! server and the desktop app all call [`Studio`].
 
+pub mod chain;
 pub mod chat;
 pub mod datanets;
 pub mod db;
 pub mod error;
 pub mod jobs;
 pub mod models;
+pub mod publish;
 pub mod runs;
 pub mod server;
 pub mod settings;
+pub mod verify;
 pub mod wallet;
 pub mod workspace;
 
@@ -76,6 +79,7 @@ struct Inner {
     jobs: Jobs,
     models: models::Models,
     chat: chat::ChatState,
+    chain: chain::ChainState,
     _instance: Option<InstanceLock>,
 }
 
@@ -105,6 +109,7 @@ impl Studio {
                 jobs,
                 models,
                 chat: chat::ChatState::default(),
+                chain: chain::ChainState::default(),
                 _instance: instance,
             }),
         })

@@ -20,15 +20,20 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::{BroadcastStream, UnboundedReceiverStream};
 
+use crate::chain::{ChainSettings, ChainStatus, Payment, RewardBalance, WithdrawResult};
 use crate::datanets::{
     DatanetStats, DatasetPage, DuplicateScan, HubCard, HubDatanet, LocalDatanet, NewDataset,
 };
 use crate::error::{ApiError, Error, ErrorKind};
+use crate::publish::{Publication, PublishPreview, PublishRequest};
+use crate::verify::{VerifyReport, VerifyRequest};
+use crate::wallet::{KeyImport, WalletAccount};
 use crate::{
     AddModelResult, ChatToken, Conversation, ConversationSummary, ConversationUpdate,
     DatasetPreview, DoctorReport, JobEvent, JobInfo, ModelSummary, NewConversation, NewRun,
     PreviewRequest, RunDetail, RunSummary, SendMessage, Settings, StopResult, Studio,
 };
+use ::wallet::SecretString;
 use datanet_sync::catalog::{DatasetSummary, LabelUpdate};
 use datanet_sync::format::Content;
 use datanet_sync::view::{CuratedRow, RowPage, RowQuery};
@@ -37,6 +42,10 @@ use datanet_sync::view::{CuratedRow, RowPage, RowQuery};
 struct AppState {
     studio: Studio,
     token: Option<Arc<str>>,
+    /// Routes that unlock a key (signing, publishing, paying) need this token even on
+    /// loopback, where the rest of the API is open: another local program must not be able
+    /// to spend the user's keys by guessing the port.
+    signing_token: Arc<str>,
 }
 
 /// An error on its way to an HTTP client: status from its kind, body an `ApiError`.
@@ -444,6 +453,163 @@ async fn events(State(s): State<AppState>) -> Sse<impl Stream<Item = Result<Even
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
+// ---------------------------------------------------------------------------------------------
+// Wallet, chain, publishing, verifying and rewards. Bodies that carry a passphrase are read
+// into `SecretString`s at once and never logged or echoed.
+
+#[derive(Deserialize)]
+struct NewAccountBody {
+    #[serde(default)]
+    name: Option<String>,
+    passphrase: String,
+}
+
+#[derive(Deserialize)]
+struct ImportBody {
+    #[serde(default)]
+    private_key: Option<String>,
+    #[serde(default)]
+    mnemonic: Option<String>,
+    #[serde(default)]
+    index: u32,
+    #[serde(default)]
+    name: Option<String>,
+    passphrase: String,
+}
+
+#[derive(Deserialize)]
+struct PublishBody {
+    #[serde(flatten)]
+    request: PublishRequest,
+    passphrase: String,
+}
+
+#[derive(Deserialize)]
+struct PayBody {
+    /// A manifest hash (0x…).
+    manifest_hash: String,
+    /// Wei, or ETH with an `eth` suffix.
+    amount: String,
+    from: String,
+    passphrase: String,
+}
+
+#[derive(Deserialize)]
+struct WithdrawBody {
+    address: String,
+    passphrase: String,
+}
+
+async fn wallet_accounts(State(s): State<AppState>) -> ApiResult<Vec<WalletAccount>> {
+    blocking(move || s.studio.wallet_accounts()).await
+}
+
+async fn create_account(
+    State(s): State<AppState>,
+    Json(body): Json<NewAccountBody>,
+) -> ApiResult<WalletAccount> {
+    let pass = SecretString::from(body.passphrase);
+    blocking(move || s.studio.create_account(&pass, body.name.as_deref())).await
+}
+
+async fn import_account(
+    State(s): State<AppState>,
+    Json(body): Json<ImportBody>,
+) -> ApiResult<WalletAccount> {
+    let pass = SecretString::from(body.passphrase);
+    let key = match (body.private_key, body.mnemonic) {
+        (Some(k), None) => KeyImport::PrivateKey(SecretString::from(k)),
+        (None, Some(m)) => KeyImport::Mnemonic {
+            phrase: SecretString::from(m),
+            index: body.index,
+        },
+        _ => {
+            return Err(HttpError(Error::InvalidInput {
+                field: "key".into(),
+                message: "give either private_key or mnemonic".into(),
+            }));
+        }
+    };
+    blocking(move || s.studio.import_account(&key, &pass, body.name.as_deref())).await
+}
+
+async fn chain_status(State(s): State<AppState>) -> ApiResult<ChainStatus> {
+    blocking(move || s.studio.chain_status()).await
+}
+
+async fn chain_up(State(s): State<AppState>) -> ApiResult<ChainStatus> {
+    blocking(move || s.studio.chain_up()).await
+}
+
+async fn get_chain_settings(State(s): State<AppState>) -> ApiResult<ChainSettings> {
+    blocking(move || s.studio.chain_settings()).await
+}
+
+async fn put_chain_settings(
+    State(s): State<AppState>,
+    Json(body): Json<ChainSettings>,
+) -> ApiResult<ChainSettings> {
+    blocking(move || s.studio.save_chain_settings(&body)).await
+}
+
+async fn publish_preview(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    Json(mut body): Json<PublishRequest>,
+) -> ApiResult<PublishPreview> {
+    body.run_id = id;
+    blocking(move || s.studio.publish_preview(&body)).await
+}
+
+async fn publish(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    Json(mut body): Json<PublishBody>,
+) -> ApiResult<JobInfo> {
+    let pass = SecretString::from(body.passphrase);
+    body.request.run_id = id;
+    blocking(move || s.studio.publish(&body.request, pass)).await
+}
+
+async fn run_publication(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Option<Publication>> {
+    blocking(move || s.studio.latest_publication(&id)).await
+}
+
+async fn verify(
+    State(s): State<AppState>,
+    Json(body): Json<VerifyRequest>,
+) -> ApiResult<VerifyReport> {
+    blocking(move || s.studio.verify(&body)).await
+}
+
+async fn rewards_pay(State(s): State<AppState>, Json(body): Json<PayBody>) -> ApiResult<Payment> {
+    let pass = SecretString::from(body.passphrase);
+    blocking(move || {
+        let amount = crate::chain::parse_wei(&body.amount)?;
+        s.studio
+            .rewards_pay(&body.from, &pass, &body.manifest_hash, amount)
+    })
+    .await
+}
+
+async fn rewards_balance(
+    State(s): State<AppState>,
+    UrlPath(address): UrlPath<String>,
+) -> ApiResult<RewardBalance> {
+    blocking(move || s.studio.rewards_balance(&address)).await
+}
+
+async fn rewards_withdraw(
+    State(s): State<AppState>,
+    Json(body): Json<WithdrawBody>,
+) -> ApiResult<WithdrawResult> {
+    let pass = SecretString::from(body.passphrase);
+    blocking(move || s.studio.rewards_withdraw(&body.address, &pass)).await
+}
+
 #[derive(Deserialize)]
 struct TokenQuery {
     token: Option<String>,
@@ -463,15 +629,7 @@ async fn require_token(
     let Some(expected) = s.token.as_deref() else {
         return next.run(req).await;
     };
-    let from_header = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
-    let from_query = axum::extract::Query::<TokenQuery>::try_from_uri(req.uri())
-        .ok()
-        .and_then(|q| q.0.token);
-    let given = from_header.or(from_query);
+    let given = presented_token(&headers, &req);
     if given.is_some_and(|g| same_secret(g.as_bytes(), expected.as_bytes())) {
         next.run(req).await
     } else {
@@ -485,13 +643,92 @@ async fn require_token(
     }
 }
 
+/// The signing routes' guard: the signing token, in `Authorization: Bearer` or `?token=`,
+/// whether or not the rest of the API needs one.
+async fn require_signing_token(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
+    if presented_token(&headers, &req)
+        .is_some_and(|g| same_secret(g.as_bytes(), s.signing_token.as_bytes()))
+    {
+        return next.run(req).await;
+    }
+    let body = ApiError {
+        error: "using a key through the API needs the studio's token, even on this machine".into(),
+        hint: Some(
+            "open the address `modelfactory serve` printed, which carries ?token=...".into(),
+        ),
+    };
+    (StatusCode::UNAUTHORIZED, Json(body)).into_response()
+}
+
+/// The token a request carries, from its `Authorization` header or its `?token=`.
+fn presented_token(headers: &HeaderMap, req: &Request) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string)
+        .or_else(|| {
+            axum::extract::Query::<TokenQuery>::try_from_uri(req.uri())
+                .ok()
+                .and_then(|q| q.0.token)
+        })
+}
+
 /// The API under `/api`, and the built UI (or a page saying how to build it) everywhere else.
 pub fn router(studio: Studio, token: Option<String>, ui_dir: Option<PathBuf>) -> Router {
+    let signing = token.clone().unwrap_or_else(new_token);
+    router_with_signing_token(studio, token, signing, ui_dir)
+}
+
+/// A random token: 256 bits, hex.
+pub fn new_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// [`router`] with the token the signing routes require (the access token when there is one).
+pub fn router_with_signing_token(
+    studio: Studio,
+    token: Option<String>,
+    signing_token: String,
+    ui_dir: Option<PathBuf>,
+) -> Router {
     let state = AppState {
         studio,
+        signing_token: Arc::from(token.clone().unwrap_or(signing_token)),
         token: token.map(Arc::from),
     };
+    let signing = Router::new()
+        .route("/wallet/new", post(create_account))
+        .route("/wallet/import", post(import_account))
+        .route("/runs/{id}/publish", post(publish))
+        .route("/rewards/pay", post(rewards_pay))
+        .route("/rewards/withdraw", post(rewards_withdraw))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_signing_token,
+        ));
     let api = Router::new()
+        .merge(signing)
+        .route("/wallet/accounts", get(wallet_accounts))
+        .route("/chain", get(chain_status))
+        .route("/chain/up", post(chain_up))
+        .route(
+            "/chain/settings",
+            get(get_chain_settings).put(put_chain_settings),
+        )
+        .route("/runs/{id}/publish/preview", post(publish_preview))
+        .route("/runs/{id}/publication", get(run_publication))
+        .route("/verify", post(verify))
+        .route("/rewards/balance/{address}", get(rewards_balance))
         .route("/doctor", get(doctor))
         .route("/models", get(list_models).post(add_model))
         .route("/models/{id}", axum::routing::delete(remove_model))

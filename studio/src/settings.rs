@@ -23,7 +23,7 @@ pub enum BackendChoice {
 }
 
 impl BackendChoice {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             BackendChoice::Auto => "auto",
             BackendChoice::Cpu => "cpu",

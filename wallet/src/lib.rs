@@ -23,7 +23,7 @@ pub mod manifest;
 pub mod passphrase;
 pub mod signing;
 
-pub use alloy_primitives::{Address, B256, Signature};
+pub use alloy_primitives::{Address, B256, Signature, U256};
 pub use alloy_signer_local::PrivateKeySigner;
 pub use keystore::{Account, KdfStrength, Keystore, KeystoreError};
 pub use manifest::{Manifest, ManifestError};

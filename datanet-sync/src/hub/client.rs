@@ -22,7 +22,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{folder_name, is_safe_revision, is_valid_repo_id};
+mod upload;
+
+pub use upload::{CommitInfo, RemoteFile};
+
+use super::{RepoKind, folder_name, is_safe_revision, is_valid_repo_id};
 use crate::error::{Error, Result};
 use crate::format::{DATANET_TAG, MANIFEST_FILE, Manifest, ShardEntry};
 
@@ -115,6 +119,11 @@ enum Subject<'a> {
         id: &'a str,
         revision: &'a str,
         path: &'a str,
+    },
+    /// A repository read or written through the upload API (a published adapter).
+    Repository {
+        kind: RepoKind,
+        id: &'a str,
     },
 }
 
@@ -251,6 +260,13 @@ impl HubClient {
         let detail = error_detail(&response.text().await.unwrap_or_default());
         let message = if status == reqwest::StatusCode::NOT_FOUND {
             not_found(subject, code.as_deref())
+        } else if (status == reqwest::StatusCode::UNAUTHORIZED
+            || status == reqwest::StatusCode::FORBIDDEN)
+            && let Subject::Repository { id, .. } = subject
+        {
+            format!(
+                "{status}: writing to {id} was refused (it needs a token with write access){detail}"
+            )
         } else if status == reqwest::StatusCode::UNAUTHORIZED
             || status == reqwest::StatusCode::FORBIDDEN
         {
@@ -964,6 +980,10 @@ fn not_found(subject: &Subject<'_>, code: Option<&str>) -> String {
         (Subject::Repo { id, revision }, _) => {
             format!("404 Not Found: the Datanet {id} or its revision {revision:?} does not exist")
         }
+        (Subject::Repository { kind, id }, _) => format!(
+            "404: the {} repository {id} does not exist here",
+            kind.type_name()
+        ),
     }
 }
 

@@ -4,15 +4,63 @@
 //!
 //! Both sides agree on the real hub's conventions: a Datanet is a *dataset* repository
 //! `owner/name` tagged `datanet`; files are fetched from `/datasets/{id}/resolve/{rev}/{path}`
-//! with the revision's commit in `X-Repo-Commit` and the file's identity in `ETag`.
+//! with the revision's commit in `X-Repo-Commit` and the file's identity in `ETag`. Published
+//! adapters are *model* repositories (`/{id}/resolve/…`), written through the hub's upload API:
+//! create the repository, ask which files go to LFS (`preupload`), send those through the Git
+//! LFS batch API, then commit the rest inline.
 
 pub mod client;
 pub mod server;
 
 pub use client::{
-    DatanetCard, DatanetListing, HubClient, PullProgress, PulledDatanet, open_pulled,
+    CommitInfo, DatanetCard, DatanetListing, HubClient, PullProgress, PulledDatanet, RemoteFile,
+    open_pulled,
 };
 pub use server::{HubServer, router, serve, serve_with_shutdown};
+
+/// The two kinds of repository the studio reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RepoKind {
+    /// A Datanet.
+    Dataset,
+    /// A published adapter.
+    Model,
+}
+
+impl RepoKind {
+    /// The segment in API paths: `/api/datasets/…`, `/api/models/…`.
+    pub fn api_segment(self) -> &'static str {
+        match self {
+            RepoKind::Dataset => "datasets",
+            RepoKind::Model => "models",
+        }
+    }
+
+    /// What precedes the id in file and Git URLs: `datasets/` for datasets, nothing for models.
+    pub fn url_prefix(self) -> &'static str {
+        match self {
+            RepoKind::Dataset => "datasets/",
+            RepoKind::Model => "",
+        }
+    }
+
+    /// The name the create API takes in its `type` field.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            RepoKind::Dataset => "dataset",
+            RepoKind::Model => "model",
+        }
+    }
+
+    pub(crate) fn from_api_segment(segment: &str) -> Option<Self> {
+        match segment {
+            "datasets" => Some(RepoKind::Dataset),
+            "models" => Some(RepoKind::Model),
+            _ => None,
+        }
+    }
+}
 
 /// Files at least this large are stored as LFS objects on the real hub (their `ETag` is the
 /// sha256 of the content); smaller ones are plain git blobs (`ETag` is the git blob id).

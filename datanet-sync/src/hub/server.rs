@@ -1,13 +1,18 @@
 //! A Hugging Face–compatible hub over a folder: `<root>/<owner>/<name>/…` are dataset
-//! repositories, served through the part of the Hub HTTP API that `hf-hub`, `huggingface_hub`
-//! and our [`HubClient`](super::HubClient) use:
+//! repositories and `<root>/.models/<owner>/<name>/…` model repositories, served through the
+//! part of the Hub HTTP API that `hf-hub`, `huggingface_hub` and our
+//! [`HubClient`](super::HubClient) use:
 //!
-//! - `GET /api/datasets?search=&filter=&author=&limit=&full=`: the repositories, as the hub
-//!   lists them;
-//! - `GET /api/datasets/{owner}/{name}[/revision/{rev}]`: one repository with its files;
-//! - `GET /api/datasets/{owner}/{name}/tree/{rev}[/{path}][?recursive=true]`: its file tree;
-//! - `GET|HEAD /datasets/{owner}/{name}/resolve/{rev}/{path}`: a file, with `ETag`,
-//!   `X-Repo-Commit` and byte ranges.
+//! - `GET /api/datasets?search=&filter=&author=&limit=&full=`: the datasets, as the hub lists
+//!   them;
+//! - `GET /api/{datasets|models}/{owner}/{name}[/revision/{rev}]`: one repository with its
+//!   files;
+//! - `GET /api/{datasets|models}/{owner}/{name}/tree/{rev}[/{path}][?recursive=true]`: its
+//!   file tree;
+//! - `GET|HEAD /datasets/{owner}/{name}/resolve/{rev}/{path}` (datasets) and
+//!   `/{owner}/{name}/resolve/{rev}/{path}` (models): a file, with `ETag`, `X-Repo-Commit` and
+//!   byte ranges;
+//! - with a write token, the upload API: see [`write`].
 //!
 //! A repository has no history here: its one revision is a content hash of its files (their
 //! paths and sha256), so it changes exactly when a file does, and `{rev}` is `main` or that
@@ -34,7 +39,9 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::{Sha1, git_blob_oid, is_lfs, is_valid_id_part, lfs_pointer};
+mod write;
+
+use super::{RepoKind, Sha1, git_blob_oid, is_lfs, is_valid_id_part, lfs_pointer};
 use crate::error::{Error, Result};
 use crate::format::{MANIFEST_FILE, is_safe_relative_path};
 
@@ -44,6 +51,8 @@ const SEND_CHUNK: usize = 1 << 20;
 const MAX_DEPTH: usize = 32;
 /// The card and `datanet.json` are read for listings only up to this size.
 const MAX_METADATA_BYTES: u64 = 4 << 20;
+/// Model repositories live under this hidden folder of the root, apart from the Datanets.
+pub const MODELS_DIR: &str = ".models";
 
 /// The hub over one root folder. Cheap to clone; clones share the hash cache.
 #[derive(Clone)]
@@ -54,6 +63,10 @@ pub struct HubServer {
 struct Shared {
     root: PathBuf,
     hashes: Mutex<HashMap<PathBuf, FileHash>>,
+    /// The bearer token that the upload API requires; without one the hub is read-only.
+    write_token: Option<String>,
+    /// Commits to any repository happen one at a time.
+    commit_lock: Mutex<()>,
 }
 
 #[derive(Clone)]
@@ -72,6 +85,21 @@ impl HubServer {
             shared: Arc::new(Shared {
                 root: root.into(),
                 hashes: Mutex::new(HashMap::new()),
+                write_token: None,
+                commit_lock: Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Accepts uploads from clients that present `token` as a bearer token (`None`, or an
+    /// empty token: read-only, the default).
+    pub fn with_write_token(self, token: Option<String>) -> Self {
+        HubServer {
+            shared: Arc::new(Shared {
+                root: self.shared.root.clone(),
+                hashes: Mutex::new(HashMap::new()),
+                write_token: token.filter(|t| !t.trim().is_empty()),
+                commit_lock: Mutex::new(()),
             }),
         }
     }
@@ -84,20 +112,22 @@ impl HubServer {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/api/datasets", get(list_datasets))
-            .route("/api/datasets/{owner}/{name}", get(repo_info_main))
+            .route("/api/{kind}/{owner}/{name}", get(repo_info_main))
             .route(
-                "/api/datasets/{owner}/{name}/revision/{rev}",
+                "/api/{kind}/{owner}/{name}/revision/{rev}",
                 get(repo_info_at),
             )
-            .route("/api/datasets/{owner}/{name}/tree/{rev}", get(tree_root))
+            .route("/api/{kind}/{owner}/{name}/tree/{rev}", get(tree_root))
             .route(
-                "/api/datasets/{owner}/{name}/tree/{rev}/{*path}",
+                "/api/{kind}/{owner}/{name}/tree/{rev}/{*path}",
                 get(tree_at),
             )
             .route(
                 "/datasets/{owner}/{name}/resolve/{rev}/{*path}",
-                get(resolve),
+                get(resolve_dataset),
             )
+            .route("/{owner}/{name}/resolve/{rev}/{*path}", get(resolve_model))
+            .merge(write::routes())
             .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, None, "Not Found".into()) })
             .with_state(self.shared.clone())
     }
@@ -172,11 +202,22 @@ impl ApiError {
         }
     }
 
-    fn repo_not_found(owner: &str, name: &str) -> Self {
+    fn repo_not_found(kind: RepoKind, owner: &str, name: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             Some("RepoNotFound"),
-            format!("Repository not found: datasets/{owner}/{name}"),
+            format!(
+                "Repository not found: {}/{owner}/{name}",
+                kind.api_segment()
+            ),
+        )
+    }
+
+    fn unknown_kind(segment: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            None,
+            format!("Not Found: no repositories of type {segment:?}"),
         )
     }
 
@@ -461,16 +502,29 @@ impl Shared {
         Ok(ids)
     }
 
-    /// Reads a repository: its files (hashed), its revision and its card.
-    fn snapshot(&self, owner: &str, name: &str) -> ApiResult<Snapshot> {
+    /// The folder that holds the repositories of `kind` (not created here).
+    fn kind_dir(&self, root: &Path, kind: RepoKind) -> PathBuf {
+        match kind {
+            RepoKind::Dataset => root.to_path_buf(),
+            RepoKind::Model => root.join(MODELS_DIR),
+        }
+    }
+
+    /// The folder of an existing repository, canonical and inside the root.
+    fn repo_dir(&self, kind: RepoKind, owner: &str, name: &str) -> ApiResult<(PathBuf, PathBuf)> {
         if !is_valid_id_part(owner) || !is_valid_id_part(name) {
-            return Err(ApiError::repo_not_found(owner, name));
+            return Err(ApiError::repo_not_found(kind, owner, name));
         }
         let root = self.canonical_root()?;
-        let dir = match std::fs::canonicalize(root.join(owner).join(name)) {
-            Ok(dir) if dir.starts_with(&root) && dir.is_dir() => dir,
-            _ => return Err(ApiError::repo_not_found(owner, name)),
-        };
+        match std::fs::canonicalize(self.kind_dir(&root, kind).join(owner).join(name)) {
+            Ok(dir) if dir.starts_with(&root) && dir.is_dir() => Ok((root, dir)),
+            _ => Err(ApiError::repo_not_found(kind, owner, name)),
+        }
+    }
+
+    /// Reads a repository: its files (hashed), its revision and its card.
+    fn snapshot(&self, kind: RepoKind, owner: &str, name: &str) -> ApiResult<Snapshot> {
+        let (root, dir) = self.repo_dir(kind, owner, name)?;
         let mut found = Vec::new();
         walk(&dir, "", &root, 0, &mut found)?;
         let mut files = Vec::with_capacity(found.len());
@@ -917,7 +971,7 @@ async fn list_datasets(
             {
                 continue;
             }
-            let snapshot = match shared.snapshot(&owner, &name) {
+            let snapshot = match shared.snapshot(RepoKind::Dataset, &owner, &name) {
                 Ok(s) => s,
                 // A repository that vanished while listing is simply not listed.
                 Err(e) if e.status == StatusCode::NOT_FOUND => continue,
@@ -945,24 +999,29 @@ struct InfoQuery {
     blobs: Option<String>,
 }
 
+fn repo_kind(segment: &str) -> ApiResult<RepoKind> {
+    RepoKind::from_api_segment(segment).ok_or_else(|| ApiError::unknown_kind(segment))
+}
+
 async fn repo_info_main(
     State(shared): State<Arc<Shared>>,
-    UrlPath((owner, name)): UrlPath<(String, String)>,
+    UrlPath((kind, owner, name)): UrlPath<(String, String, String)>,
     Query(query): Query<InfoQuery>,
 ) -> ApiResult<Response> {
-    repo_info(shared, owner, name, "main".into(), query).await
+    repo_info(shared, repo_kind(&kind)?, owner, name, "main".into(), query).await
 }
 
 async fn repo_info_at(
     State(shared): State<Arc<Shared>>,
-    UrlPath((owner, name, rev)): UrlPath<(String, String, String)>,
+    UrlPath((kind, owner, name, rev)): UrlPath<(String, String, String, String)>,
     Query(query): Query<InfoQuery>,
 ) -> ApiResult<Response> {
-    repo_info(shared, owner, name, rev, query).await
+    repo_info(shared, repo_kind(&kind)?, owner, name, rev, query).await
 }
 
 async fn repo_info(
     shared: Arc<Shared>,
+    kind: RepoKind,
     owner: String,
     name: String,
     rev: String,
@@ -970,7 +1029,7 @@ async fn repo_info(
 ) -> ApiResult<Response> {
     let blobs = query.blobs.as_deref().is_some_and(is_true);
     let info = blocking(move || {
-        let snapshot = shared.snapshot(&owner, &name)?;
+        let snapshot = shared.snapshot(kind, &owner, &name)?;
         snapshot.check_revision(&rev)?;
         let mut info = snapshot.summary();
         info.insert("siblings".into(), snapshot.siblings(blobs));
@@ -992,22 +1051,25 @@ struct TreeQuery {
 
 async fn tree_root(
     State(shared): State<Arc<Shared>>,
-    UrlPath((owner, name, rev)): UrlPath<(String, String, String)>,
+    UrlPath((kind, owner, name, rev)): UrlPath<(String, String, String, String)>,
     Query(query): Query<TreeQuery>,
 ) -> ApiResult<Response> {
-    tree(shared, owner, name, rev, String::new(), query).await
+    let kind = repo_kind(&kind)?;
+    tree(shared, kind, owner, name, rev, String::new(), query).await
 }
 
 async fn tree_at(
     State(shared): State<Arc<Shared>>,
-    UrlPath((owner, name, rev, path)): UrlPath<(String, String, String, String)>,
+    UrlPath((kind, owner, name, rev, path)): UrlPath<(String, String, String, String, String)>,
     Query(query): Query<TreeQuery>,
 ) -> ApiResult<Response> {
-    tree(shared, owner, name, rev, path, query).await
+    let kind = repo_kind(&kind)?;
+    tree(shared, kind, owner, name, rev, path, query).await
 }
 
 async fn tree(
     shared: Arc<Shared>,
+    kind: RepoKind,
     owner: String,
     name: String,
     rev: String,
@@ -1020,7 +1082,7 @@ async fn tree(
     }
     let recursive = query.recursive.as_deref().is_some_and(is_true);
     let entries = blocking(move || {
-        let snapshot = shared.snapshot(&owner, &name)?;
+        let snapshot = shared.snapshot(kind, &owner, &name)?;
         snapshot.check_revision(&rev)?;
         snapshot.tree(&path, recursive)
     })
@@ -1086,9 +1148,28 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
-async fn resolve(
+async fn resolve_dataset(
     State(shared): State<Arc<Shared>>,
-    UrlPath((owner, name, rev, path)): UrlPath<(String, String, String, String)>,
+    UrlPath(at): UrlPath<(String, String, String, String)>,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    resolve(shared, RepoKind::Dataset, at, method, headers).await
+}
+
+async fn resolve_model(
+    State(shared): State<Arc<Shared>>,
+    UrlPath(at): UrlPath<(String, String, String, String)>,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    resolve(shared, RepoKind::Model, at, method, headers).await
+}
+
+async fn resolve(
+    shared: Arc<Shared>,
+    kind: RepoKind,
+    (owner, name, rev, path): (String, String, String, String),
     method: Method,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -1098,7 +1179,7 @@ async fn resolve(
     }
     let wanted = path.clone();
     let (sha, file) = blocking(move || {
-        let mut snapshot = shared.snapshot(&owner, &name)?;
+        let mut snapshot = shared.snapshot(kind, &owner, &name)?;
         snapshot.check_revision(&rev)?;
         let at = snapshot
             .files

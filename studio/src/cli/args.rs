@@ -59,6 +59,123 @@ pub enum Command {
     /// passphrases are read from MODELFACTORY_PASSPHRASE or standard input, never arguments
     #[command(subcommand)]
     Wallet(WalletCommand),
+    /// The chain adapters are registered on: the local chain (anvil) by default, or a network
+    /// set with `chain set`
+    #[command(subcommand)]
+    Chain(ChainCommand),
+    /// Publish a finished run's adapter: sign its lineage manifest, upload it to a hub,
+    /// register it on chain. Resumes an interrupted publish without repeating a step
+    Publish(PublishArgs),
+    /// Verify a published adapter (a folder or a hub repository): hashes, signature, the
+    /// on-chain record, and contributions against their Datanet's root
+    Verify(VerifyArgs),
+    /// Rewards for an adapter's contributors: pay into an adapter, see what an account is
+    /// owed, withdraw it
+    #[command(subcommand)]
+    Rewards(RewardsCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ChainCommand {
+    /// Start the local chain (or reach the configured one), deploy the contracts if needed,
+    /// and keep it running until Ctrl-C, for wallets and tools to use
+    Up {
+        /// Start, deploy, print the status and exit (the chain stops with the command)
+        #[arg(long)]
+        detach: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Which chain is configured, whether it answers, and where the contracts are
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Use another EVM network: checked (chain id and contracts) before it is saved
+    Set {
+        /// The node's JSON-RPC URL (http or https)
+        #[arg(long)]
+        rpc_url: String,
+        #[arg(long)]
+        chain_id: u64,
+        /// The AdapterRegistry's address
+        #[arg(long)]
+        registry: String,
+        /// The RewardSplitter's address
+        #[arg(long)]
+        splitter: String,
+    },
+    /// Go back to the local chain
+    Local,
+}
+
+#[derive(Args)]
+pub struct PublishArgs {
+    /// The run's id (`modelfactory runs list`)
+    pub run: String,
+    /// The signing account's address (`modelfactory wallet list`)
+    #[arg(long)]
+    pub address: String,
+    /// The repository on the hub, owner/name
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// The adapter's SPDX licence (the Datanets' when they share one)
+    #[arg(long)]
+    pub license: Option<String>,
+    /// The hub's address (HF_TOKEN writes to it); the workspace's own hub by default
+    #[arg(long, env = "MODELFACTORY_PUBLISH_HUB")]
+    pub hub: Option<String>,
+    /// Print what would be signed and sent, and the gas, then stop
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// A published adapter folder, or a repository id (owner/name) on the hub
+    pub target: String,
+    /// The hub of a repository id; the workspace's own hub by default
+    #[arg(long, env = "MODELFACTORY_PUBLISH_HUB")]
+    pub hub: Option<String>,
+    /// A contribution id to prove part of its Datanet (repeatable)
+    #[arg(long = "contribution", value_name = "ID")]
+    pub contributions: Vec<String>,
+    /// Do not check the on-chain record
+    #[arg(long)]
+    pub skip_chain: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum RewardsCommand {
+    /// Pay into an adapter; the registry's shares split it among its contributors
+    Pay {
+        /// The adapter's manifest hash, or a published run's id
+        adapter: String,
+        /// Wei, or ETH with an `eth` suffix (0.5eth)
+        #[arg(long)]
+        amount: String,
+        /// The paying account
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// An account's balance and what the splitter owes it
+    Balance {
+        address: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Withdraw everything the splitter owes an account
+    Withdraw {
+        address: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -387,14 +504,19 @@ pub struct BuildArgs {
 
 #[derive(Subcommand)]
 pub enum HubCommand {
-    /// Serve a folder of Datanet repositories (<owner>/<name>/...) over the subset of the
-    /// Hugging Face Hub API that hf-hub and the studio use
+    /// Serve a folder of Datanet repositories (<owner>/<name>/...) and published adapters
+    /// (.models/<owner>/<name>/...) over the subset of the Hugging Face Hub API that hf-hub,
+    /// huggingface_hub and the studio use
     Serve {
         folder: PathBuf,
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
         #[arg(long, default_value_t = 8766)]
         port: u16,
+        /// Accept uploads (publishing) from clients that present the write token: the one in
+        /// MODELFACTORY_HUB_WRITE_TOKEN, or else a new one, printed once
+        #[arg(long)]
+        writable: bool,
     },
 }
 

@@ -561,9 +561,17 @@ fn find_id(studio: &Studio, datanet: &str, given: &str) -> anyhow::Result<String
     }
 }
 
+/// The write token `hub serve --writable` accepts, when set.
+const HUB_WRITE_TOKEN_ENV: &str = "MODELFACTORY_HUB_WRITE_TOKEN";
+
 pub fn hub(command: HubCommand) -> anyhow::Result<ExitCode> {
     match command {
-        HubCommand::Serve { folder, host, port } => {
+        HubCommand::Serve {
+            folder,
+            host,
+            port,
+            writable,
+        } => {
             let ip: IpAddr = host
                 .parse()
                 .with_context(|| format!("--host {host:?} is not an IP address"))?;
@@ -577,7 +585,23 @@ pub fn hub(command: HubCommand) -> anyhow::Result<ExitCode> {
                 let local = listener.local_addr()?;
                 println!("Datanet hub: http://{local} serving {}", folder.display());
                 println!("point the studio at it: MODELFACTORY_DATANET_HUB=http://{local}");
-                datanet_sync::hub::server::serve(folder, listener).await?;
+                let token = writable.then(|| match std::env::var(HUB_WRITE_TOKEN_ENV) {
+                    Ok(token) if !token.trim().is_empty() => token,
+                    _ => {
+                        let token = studio::server::new_token();
+                        println!("write token (publish with HF_TOKEN set to it): {token}");
+                        token
+                    }
+                });
+                if token.is_some() {
+                    println!(
+                        "publish to it: MODELFACTORY_PUBLISH_HUB=http://{local} modelfactory publish <run>"
+                    );
+                }
+                datanet_sync::hub::HubServer::new(folder)
+                    .with_write_token(token)
+                    .serve(listener)
+                    .await?;
                 anyhow::Ok(())
             })?;
         }

@@ -9,6 +9,7 @@ mod datanets;
 mod doctor;
 mod jobs;
 mod models;
+mod publish;
 mod serve;
 mod train;
 mod wallet;
@@ -44,6 +45,10 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => serve::run(&home, a),
         Command::Bench(a) => bench::run(&home, a),
         Command::Wallet(a) => wallet::run(&home, a),
+        Command::Chain(a) => publish::chain(&home, a),
+        Command::Publish(a) => publish::publish(&home, a),
+        Command::Verify(a) => publish::verify(&home, a),
+        Command::Rewards(a) => publish::rewards(&home, a),
     };
     match outcome {
         Ok(code) => code,

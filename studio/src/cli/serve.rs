@@ -17,13 +17,11 @@ pub fn run(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Beyond loopback anyone on the network could drive the studio: require a token.
     let token = match args.token.filter(|t| !t.is_empty()) {
         Some(t) => Some(t),
-        None if !ip.is_loopback() => Some(format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        )),
+        None if !ip.is_loopback() => Some(server::new_token()),
         None => None,
     };
+    // Signing routes need a token even on loopback; the printed address carries it.
+    let signing_token = token.clone().unwrap_or_else(server::new_token);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let listener = server::bind(SocketAddr::new(ip, args.port)).await?;
@@ -33,18 +31,17 @@ pub fn run(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         } else {
             ip
         };
-        let mut url = format!("http://{}/", SocketAddr::new(shown, local.port()));
-        if let Some(t) = &token {
-            url.push_str(&format!("?token={t}"));
-        }
-        let studio = Studio::open_instance(home, &format!("modelfactory serve at {url}"))?;
+        let base = format!("http://{}/", SocketAddr::new(shown, local.port()));
+        let url = format!("{base}?token={signing_token}");
+        // The lock file names the instance without its token.
+        let studio = Studio::open_instance(home, &format!("modelfactory serve at {base}"))?;
         let ui = server::find_ui_dir(args.ui_dir);
         if ui.is_none() {
             tracing::warn!(
                 "the front end is not built; the API works, pages say how to build them"
             );
         }
-        let app = server::router(studio, token, ui);
+        let app = server::router_with_signing_token(studio, token, signing_token, ui);
         println!("ModelFactory studio: {url}");
         println!("workspace: {}", home.display());
         if args.open {

@@ -108,7 +108,7 @@ fn read_secret(stdin: &mut impl BufRead, prompt: &str) -> anyhow::Result<SecretS
 }
 
 /// The passphrase that unlocks an existing key.
-fn passphrase_once(stdin: &mut impl BufRead) -> anyhow::Result<SecretString> {
+pub(crate) fn passphrase_once(stdin: &mut impl BufRead) -> anyhow::Result<SecretString> {
     match passphrase::from_env() {
         Some(p) => Ok(p),
         None => read_secret(stdin, "passphrase: "),

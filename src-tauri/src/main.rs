@@ -6,10 +6,16 @@
 
 use std::sync::atomic::Ordering;
 
+use studio::chain::{
+    ChainSettings, ChainStatus, PayRequest, Payment, RewardBalance, WithdrawResult,
+};
 use studio::datanets::{
     Content, CuratedRow, DatanetStats, Dataset, DatasetPage, DuplicateScan, HubCard, HubDatanet,
     LabelUpdate, LocalDatanet, NewDataset, RowPage, RowQuery,
 };
+use studio::publish::{Publication, PublishPreview, PublishRequest};
+use studio::verify::{VerifyReport, VerifyRequest};
+use studio::wallet::{ImportRequest, WalletAccount};
 use studio::{
     AddModelResult, ApiError, ChatToken, Conversation, ConversationSummary, ConversationUpdate,
     DatasetPreview, DoctorReport, JobEvent, JobInfo, ModelSummary, NewConversation, NewRun,
@@ -264,6 +270,113 @@ fn demo_datasets() -> Vec<studio::DemoDataset> {
     studio::demo_datasets()
 }
 
+// Wallet, chain, publishing, verifying and rewards. The app is its own user, so these need no
+// token; the window asks before anything is signed. Passphrases and keys become secrets at
+// once and are dropped with the call.
+
+#[tauri::command]
+async fn wallet_accounts(studio: State<'_, Studio>) -> CommandResult<Vec<WalletAccount>> {
+    blocking(&studio, |s| s.wallet_accounts()).await
+}
+
+#[tauri::command]
+async fn create_account(
+    studio: State<'_, Studio>,
+    passphrase: String,
+    name: Option<String>,
+) -> CommandResult<WalletAccount> {
+    blocking(&studio, move |s| {
+        s.create_account(&passphrase.into(), name.as_deref())
+    })
+    .await
+}
+
+#[tauri::command]
+async fn import_account(
+    studio: State<'_, Studio>,
+    request: ImportRequest,
+) -> CommandResult<WalletAccount> {
+    blocking(&studio, move |s| s.import_account_request(request)).await
+}
+
+#[tauri::command]
+async fn chain_status(studio: State<'_, Studio>) -> CommandResult<ChainStatus> {
+    blocking(&studio, |s| s.chain_status()).await
+}
+
+#[tauri::command]
+async fn chain_up(studio: State<'_, Studio>) -> CommandResult<ChainStatus> {
+    blocking(&studio, |s| s.chain_up()).await
+}
+
+#[tauri::command]
+async fn get_chain_settings(studio: State<'_, Studio>) -> CommandResult<ChainSettings> {
+    blocking(&studio, |s| s.chain_settings()).await
+}
+
+#[tauri::command]
+async fn put_chain_settings(
+    studio: State<'_, Studio>,
+    settings: ChainSettings,
+) -> CommandResult<ChainSettings> {
+    blocking(&studio, move |s| s.save_chain_settings(&settings)).await
+}
+
+#[tauri::command]
+async fn publish_preview(
+    studio: State<'_, Studio>,
+    request: PublishRequest,
+) -> CommandResult<PublishPreview> {
+    blocking(&studio, move |s| s.publish_preview(&request)).await
+}
+
+#[tauri::command]
+async fn publish(
+    studio: State<'_, Studio>,
+    request: PublishRequest,
+    passphrase: String,
+) -> CommandResult<JobInfo> {
+    blocking(&studio, move |s| s.publish(&request, passphrase.into())).await
+}
+
+#[tauri::command]
+async fn run_publication(
+    studio: State<'_, Studio>,
+    id: String,
+) -> CommandResult<Option<Publication>> {
+    blocking(&studio, move |s| s.latest_publication(&id)).await
+}
+
+#[tauri::command]
+async fn verify(studio: State<'_, Studio>, request: VerifyRequest) -> CommandResult<VerifyReport> {
+    blocking(&studio, move |s| s.verify(&request)).await
+}
+
+#[tauri::command]
+async fn rewards_pay(studio: State<'_, Studio>, request: PayRequest) -> CommandResult<Payment> {
+    blocking(&studio, move |s| s.rewards_pay_request(request)).await
+}
+
+#[tauri::command]
+async fn rewards_balance(
+    studio: State<'_, Studio>,
+    address: String,
+) -> CommandResult<RewardBalance> {
+    blocking(&studio, move |s| s.rewards_balance(&address)).await
+}
+
+#[tauri::command]
+async fn rewards_withdraw(
+    studio: State<'_, Studio>,
+    address: String,
+    passphrase: String,
+) -> CommandResult<WithdrawResult> {
+    blocking(&studio, move |s| {
+        s.rewards_withdraw(&address, &passphrase.into())
+    })
+    .await
+}
+
 #[tauri::command]
 async fn stop_answer(studio: State<'_, Studio>, id: String) -> CommandResult<StopResult> {
     blocking(&studio, move |s| s.stop_answer(&id)).await
@@ -385,7 +498,21 @@ fn main() -> anyhow::Result<()> {
             list_datasets,
             create_dataset,
             dataset_rows,
-            delete_dataset
+            delete_dataset,
+            wallet_accounts,
+            create_account,
+            import_account,
+            chain_status,
+            chain_up,
+            get_chain_settings,
+            put_chain_settings,
+            publish_preview,
+            publish,
+            run_publication,
+            verify,
+            rewards_pay,
+            rewards_balance,
+            rewards_withdraw
         ])
         .run(tauri::generate_context!())?;
     Ok(())

@@ -107,6 +107,17 @@ pub struct Payment {
     pub split: Vec<(String, String)>,
 }
 
+/// A payment as the API and the desktop app receive it. No `Debug`: it holds a passphrase.
+#[derive(Deserialize)]
+pub struct PayRequest {
+    /// A manifest hash (0x…).
+    pub manifest_hash: String,
+    /// Wei, or ETH with an `eth` suffix.
+    pub amount: String,
+    pub from: String,
+    pub passphrase: String,
+}
+
 /// What an account holds and is owed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RewardBalance {
@@ -442,6 +453,13 @@ impl Studio {
                 .map(|(a, w)| (a.to_checksum(None), w.to_string()))
                 .collect(),
         })
+    }
+
+    /// Pays what a [`PayRequest`] says.
+    pub fn rewards_pay_request(&self, request: PayRequest) -> Result<Payment> {
+        let passphrase = SecretString::from(request.passphrase);
+        let amount = parse_wei(&request.amount)?;
+        self.rewards_pay(&request.from, &passphrase, &request.manifest_hash, amount)
     }
 
     pub fn rewards_balance(&self, address: &str) -> Result<RewardBalance> {

@@ -20,14 +20,16 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::{BroadcastStream, UnboundedReceiverStream};
 
-use crate::chain::{ChainSettings, ChainStatus, Payment, RewardBalance, WithdrawResult};
+use crate::chain::{
+    ChainSettings, ChainStatus, PayRequest, Payment, RewardBalance, WithdrawResult,
+};
 use crate::datanets::{
     DatanetStats, DatasetPage, DuplicateScan, HubCard, HubDatanet, LocalDatanet, NewDataset,
 };
 use crate::error::{ApiError, Error, ErrorKind};
 use crate::publish::{Publication, PublishPreview, PublishRequest};
 use crate::verify::{VerifyReport, VerifyRequest};
-use crate::wallet::{KeyImport, WalletAccount};
+use crate::wallet::{ImportRequest, WalletAccount};
 use crate::{
     AddModelResult, ChatToken, Conversation, ConversationSummary, ConversationUpdate,
     DatasetPreview, DoctorReport, JobEvent, JobInfo, ModelSummary, NewConversation, NewRun,
@@ -465,32 +467,9 @@ struct NewAccountBody {
 }
 
 #[derive(Deserialize)]
-struct ImportBody {
-    #[serde(default)]
-    private_key: Option<String>,
-    #[serde(default)]
-    mnemonic: Option<String>,
-    #[serde(default)]
-    index: u32,
-    #[serde(default)]
-    name: Option<String>,
-    passphrase: String,
-}
-
-#[derive(Deserialize)]
 struct PublishBody {
     #[serde(flatten)]
     request: PublishRequest,
-    passphrase: String,
-}
-
-#[derive(Deserialize)]
-struct PayBody {
-    /// A manifest hash (0x…).
-    manifest_hash: String,
-    /// Wei, or ETH with an `eth` suffix.
-    amount: String,
-    from: String,
     passphrase: String,
 }
 
@@ -514,23 +493,9 @@ async fn create_account(
 
 async fn import_account(
     State(s): State<AppState>,
-    Json(body): Json<ImportBody>,
+    Json(body): Json<ImportRequest>,
 ) -> ApiResult<WalletAccount> {
-    let pass = SecretString::from(body.passphrase);
-    let key = match (body.private_key, body.mnemonic) {
-        (Some(k), None) => KeyImport::PrivateKey(SecretString::from(k)),
-        (None, Some(m)) => KeyImport::Mnemonic {
-            phrase: SecretString::from(m),
-            index: body.index,
-        },
-        _ => {
-            return Err(HttpError(Error::InvalidInput {
-                field: "key".into(),
-                message: "give either private_key or mnemonic".into(),
-            }));
-        }
-    };
-    blocking(move || s.studio.import_account(&key, &pass, body.name.as_deref())).await
+    blocking(move || s.studio.import_account_request(body)).await
 }
 
 async fn chain_status(State(s): State<AppState>) -> ApiResult<ChainStatus> {
@@ -585,14 +550,11 @@ async fn verify(
     blocking(move || s.studio.verify(&body)).await
 }
 
-async fn rewards_pay(State(s): State<AppState>, Json(body): Json<PayBody>) -> ApiResult<Payment> {
-    let pass = SecretString::from(body.passphrase);
-    blocking(move || {
-        let amount = crate::chain::parse_wei(&body.amount)?;
-        s.studio
-            .rewards_pay(&body.from, &pass, &body.manifest_hash, amount)
-    })
-    .await
+async fn rewards_pay(
+    State(s): State<AppState>,
+    Json(body): Json<PayRequest>,
+) -> ApiResult<Payment> {
+    blocking(move || s.studio.rewards_pay_request(body)).await
 }
 
 async fn rewards_balance(

@@ -39,6 +39,22 @@ pub enum KeyImport {
     Mnemonic { phrase: SecretString, index: u32 },
 }
 
+/// A key import as the API and the desktop app receive it: a private key or a mnemonic, and
+/// the passphrase that will encrypt it. No `Debug`: it holds secrets.
+#[derive(Deserialize)]
+pub struct ImportRequest {
+    #[serde(default)]
+    pub private_key: Option<String>,
+    #[serde(default)]
+    pub mnemonic: Option<String>,
+    /// The mnemonic's account index.
+    #[serde(default)]
+    pub index: u32,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub passphrase: String,
+}
+
 /// A signature and what it signed, as the CLI prints it and the API returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignedDigest {
@@ -58,6 +74,25 @@ pub fn parse_address(text: &str) -> Result<Address> {
 }
 
 impl Studio {
+    /// Imports what an [`ImportRequest`] carries, its secrets wrapped at once.
+    pub fn import_account_request(&self, request: ImportRequest) -> Result<WalletAccount> {
+        let passphrase = SecretString::from(request.passphrase);
+        let key = match (request.private_key, request.mnemonic) {
+            (Some(k), None) => KeyImport::PrivateKey(SecretString::from(k)),
+            (None, Some(m)) => KeyImport::Mnemonic {
+                phrase: SecretString::from(m),
+                index: request.index,
+            },
+            _ => {
+                return Err(Error::InvalidInput {
+                    field: "key".into(),
+                    message: "give either private_key or mnemonic".into(),
+                });
+            }
+        };
+        self.import_account(&key, &passphrase, request.name.as_deref())
+    }
+
     /// The workspace's keystore, created (owner-only) on first use.
     pub fn keystore(&self) -> Result<Keystore> {
         Ok(Keystore::open(self.workspace().keystore_dir())?)

@@ -13,11 +13,15 @@ use datanet_sync::format::{ContributorEntry, Manifest, Message, RowSchema, Shard
 use datanet_sync::hub::client::DatanetListing;
 use datanet_sync::view::{Flag, SortKey, StatusFilter};
 use serde::Serialize;
+use studio::chain::{ChainSettings, ChainStatus, Payment, RewardBalance, WithdrawResult};
 use studio::datanets::{
     Content, CuratedRow, DatanetStats, Dataset, DatasetPage, DatasetRow, DatasetSource,
     DuplicateScan, HubCard, HubDatanet, LabelUpdate, LocalDatanet, NewDataset, RowPage, RowQuery,
     Split,
 };
+use studio::publish::{Publication, PublicationState, PublishFile, PublishPreview, PublishRequest};
+use studio::verify::{Check, VerifyReport, VerifyRequest};
+use studio::wallet::WalletAccount;
 use studio::{
     AddModelResult, ApiError, BackendChoice, BackendStatus, ChatRole, ChatToken, Conversation,
     ConversationSummary, ConversationUpdate, DataSummary, DatasetPreview, DemoDataset,
@@ -380,6 +384,224 @@ fn datanet_entries(out: &mut String) {
     entry(out, "datasetPage", "DatasetPage", &rows);
 }
 
+const BOB: &str = "0x1cd2E5ecbF5C1aB7E6EAb4B3b7e0b8C0cCf6B7a1";
+const MANIFEST_HASH: &str = "0x6a1f0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0f";
+
+fn publication(state: PublicationState) -> Publication {
+    let uploaded = state != PublicationState::Signed;
+    let registered = state == PublicationState::Registered;
+    Publication {
+        manifest_hash: MANIFEST_HASH.into(),
+        run_id: "5eed".into(),
+        state,
+        publisher: ALICE.into(),
+        hub: "http://127.0.0.1:4000".into(),
+        repo: "45c087eb/modelfactory-help".into(),
+        commit: uploaded.then(|| "34".repeat(20)),
+        repo_url: uploaded.then(|| "http://127.0.0.1:4000/45c087eb/modelfactory-help".into()),
+        chain_id: 31337,
+        registry: BOB.into(),
+        tx_hash: registered.then(|| format!("0x{}", "56".repeat(32))),
+        block: registered.then_some(7),
+        folder: "/ws/runs/5eed/publish".into(),
+        job_id: Some("0f0e".into()),
+        created_at: "2026-01-01T00:00:00.000Z".into(),
+        updated_at: "2026-01-01T00:00:09.000Z".into(),
+    }
+}
+
+/// The wallet, the chain, publishing, verifying and rewards.
+fn publishing_entries(out: &mut String) {
+    let accounts = [
+        WalletAccount {
+            address: ALICE.into(),
+            name: Some("publishing".into()),
+            created: Some(
+                chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+                    .expect("a time")
+                    .with_timezone(&chrono::Utc),
+            ),
+        },
+        WalletAccount {
+            address: BOB.into(),
+            name: None,
+            created: None,
+        },
+    ];
+    entry(out, "walletAccounts", "WalletAccount[]", &accounts);
+    let chain_settings = [
+        ChainSettings::default(),
+        ChainSettings {
+            rpc_url: "https://rpc.example".into(),
+            chain_id: Some(84532),
+            registry: Some(BOB.into()),
+            splitter: Some(ALICE.into()),
+        },
+    ];
+    entry(out, "chainSettings", "ChainSettings[]", &chain_settings);
+    let statuses = [
+        ChainStatus {
+            local: true,
+            url: Some("http://127.0.0.1:8545".into()),
+            chain_id: Some(31337),
+            reachable: true,
+            block: Some(7),
+            registry: Some(BOB.into()),
+            splitter: Some(ALICE.into()),
+            state_file: Some("/ws/chain/state.json".into()),
+            problem: None,
+        },
+        ChainStatus {
+            local: false,
+            url: Some("https://rpc.example".into()),
+            chain_id: Some(84532),
+            reachable: false,
+            block: None,
+            registry: None,
+            splitter: None,
+            state_file: None,
+            problem: Some("connection refused".into()),
+        },
+    ];
+    entry(out, "chainStatuses", "ChainStatus[]", &statuses);
+    let requests = [
+        PublishRequest {
+            run_id: "5eed".into(),
+            publisher: ALICE.into(),
+            repo: None,
+            license: None,
+            hub: None,
+        },
+        PublishRequest {
+            run_id: String::new(),
+            publisher: ALICE.into(),
+            repo: Some("me/modelfactory-help".into()),
+            license: Some("Apache-2.0".into()),
+            hub: Some("https://huggingface.co".into()),
+        },
+    ];
+    entry(out, "publishRequests", "PublishRequest[]", &requests);
+    let previews = [
+        PublishPreview {
+            run_id: "5eed".into(),
+            run_name: "modelfactory-help".into(),
+            manifest: serde_json::json!({
+                "schema_version": 1,
+                "base_model": { "repo": "HuggingFaceTB/SmolLM2-135M-Instruct", "sha256": "78".repeat(32) },
+                "attribution": { "shares": [{ "contributor": ALICE, "bps": 10000 }] },
+                "publisher": ALICE,
+            }),
+            manifest_hash: MANIFEST_HASH.into(),
+            files: vec![PublishFile {
+                path: "adapter_model.safetensors".into(),
+                bytes: 1_234_567,
+                sha256: "9a".repeat(32),
+            }],
+            hub: "http://127.0.0.1:4000".into(),
+            repo: "45c087eb/modelfactory-help".into(),
+            chain_id: 31337,
+            chain_url: "http://127.0.0.1:8545".into(),
+            registry: BOB.into(),
+            shares: vec![(ALICE.into(), 7500), (BOB.into(), 2500)],
+            uncredited_rows: 3,
+            gas_estimate: Some(210_000),
+            max_cost_wei: Some("420000000000000".into()),
+            gas_problem: None,
+            publication: Some(publication(PublicationState::Uploaded)),
+        },
+        PublishPreview {
+            run_id: "5eed".into(),
+            run_name: "modelfactory-help".into(),
+            manifest: serde_json::json!({ "schema_version": 1 }),
+            manifest_hash: MANIFEST_HASH.into(),
+            files: Vec::new(),
+            hub: "http://127.0.0.1:4000".into(),
+            repo: "45c087eb/modelfactory-help".into(),
+            chain_id: 84532,
+            chain_url: "https://rpc.example".into(),
+            registry: BOB.into(),
+            shares: Vec::new(),
+            uncredited_rows: 0,
+            gas_estimate: None,
+            max_cost_wei: None,
+            gas_problem: Some("the account holds 0 ETH".into()),
+            publication: None,
+        },
+    ];
+    entry(out, "publishPreviews", "PublishPreview[]", &previews);
+    let publications: Vec<_> = [
+        PublicationState::Signed,
+        PublicationState::Uploaded,
+        PublicationState::Registered,
+    ]
+    .into_iter()
+    .map(publication)
+    .collect();
+    entry(out, "publications", "Publication[]", &publications);
+    let verify_requests = [
+        VerifyRequest {
+            target: "45c087eb/modelfactory-help".into(),
+            ..VerifyRequest::default()
+        },
+        VerifyRequest {
+            target: "/ws/runs/5eed/publish".into(),
+            hub: Some("http://127.0.0.1:4000".into()),
+            contributions: vec!["ef".repeat(32)],
+            skip_chain: true,
+        },
+    ];
+    entry(out, "verifyRequests", "VerifyRequest[]", &verify_requests);
+    let report = VerifyReport {
+        target: "45c087eb/modelfactory-help".into(),
+        ok: false,
+        manifest_hash: Some(MANIFEST_HASH.into()),
+        publisher: Some(ALICE.into()),
+        checks: vec![
+            Check {
+                subject: "adapter_model.safetensors".into(),
+                ok: true,
+                detail: "sha256 matches the manifest".into(),
+            },
+            Check {
+                subject: "registry".into(),
+                ok: false,
+                detail: "no record of this manifest hash".into(),
+            },
+        ],
+    };
+    entry(out, "verifyReport", "VerifyReport", &report);
+    let unreadable = VerifyReport {
+        target: "/nowhere".into(),
+        ok: false,
+        manifest_hash: None,
+        publisher: None,
+        checks: Vec::new(),
+    };
+    entry(out, "unreadableReport", "VerifyReport", &unreadable);
+    let payment = Payment {
+        manifest_hash: MANIFEST_HASH.into(),
+        payer: BOB.into(),
+        amount_wei: "1000000000000000000".into(),
+        tx_hash: format!("0x{}", "bc".repeat(32)),
+        block: 8,
+        split: vec![(ALICE.into(), "1000000000000000000".into())],
+    };
+    entry(out, "payment", "Payment", &payment);
+    let balance = RewardBalance {
+        address: ALICE.into(),
+        balance_wei: "10000000000000000000".into(),
+        owed_wei: "1000000000000000000".into(),
+    };
+    entry(out, "rewardBalance", "RewardBalance", &balance);
+    let withdrawn = WithdrawResult {
+        address: ALICE.into(),
+        amount_wei: "1000000000000000000".into(),
+        tx_hash: format!("0x{}", "de".repeat(32)),
+        block: 9,
+    };
+    entry(out, "withdrawResult", "WithdrawResult", &withdrawn);
+}
+
 fn entry<T: Serialize>(out: &mut String, name: &str, ty: &str, value: &T) {
     let json = serde_json::to_string_pretty(value).expect("serialise");
     out.push_str(&format!("export const {name}: {ty} = {json};\n\n"));
@@ -389,7 +611,7 @@ fn render() -> String {
     let mut out = String::from(
         "// Generated by studio/tests/api_contract.rs from the Rust API types; do not edit.\n\
          // The type annotations make svelte-check compare both sides.\n\
-         import type {\n  AddModelResult, ApiError, ChatToken, Conversation, ConversationSummary, ConversationUpdate, DoctorReport,\n  JobEvent, JobInfo, MessageStats, ModelSummary, NewConversation, SamplingParams, SendMessage, SendResult,\n  Settings, StopResult, TrainConfig, NewRun, RunSummary, RunDetail, StepRecord, EvalRecord, DataSummary,\n  PreviewRequest, DatasetPreview, DemoDataset, Preset,\n  DatanetListing, DatanetCard, LocalDatanet, RowPage, RowQuery, LabelUpdate, DatanetStats, DuplicateScan,\n  NewDataset, DatasetSummary, DatasetPage,\n} from './types';\n\n",
+         import type {\n  AddModelResult, ApiError, ChatToken, Conversation, ConversationSummary, ConversationUpdate, DoctorReport,\n  JobEvent, JobInfo, MessageStats, ModelSummary, NewConversation, SamplingParams, SendMessage, SendResult,\n  Settings, StopResult, TrainConfig, NewRun, RunSummary, RunDetail, StepRecord, EvalRecord, DataSummary,\n  PreviewRequest, DatasetPreview, DemoDataset, Preset,\n  DatanetListing, DatanetCard, LocalDatanet, RowPage, RowQuery, LabelUpdate, DatanetStats, DuplicateScan,\n  NewDataset, DatasetSummary, DatasetPage,\n  WalletAccount, ChainSettings, ChainStatus, PublishRequest, PublishPreview, Publication, VerifyRequest,\n  VerifyReport, Payment, RewardBalance, WithdrawResult,\n} from './types';\n\n",
     );
     let statuses = [
         ModelStatus::Ready,
@@ -777,6 +999,7 @@ fn render() -> String {
     }];
     entry(&mut out, "demoDatasets", "DemoDataset[]", &demos);
     datanet_entries(&mut out);
+    publishing_entries(&mut out);
     let error = ApiError {
         error: "no model with id \"x\"".into(),
         hint: Some("hint".into()),

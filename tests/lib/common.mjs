@@ -26,7 +26,7 @@ export const SCREENS = [
   { id: "finetune", built: true },
   { id: "chat", built: true },
   { id: "models", built: true },
-  { id: "publish", built: false },
+  { id: "publish", built: true },
   { id: "settings", built: true },
 ];
 

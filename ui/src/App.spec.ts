@@ -8,17 +8,22 @@ import { datanetsManager } from './lib/managers/datanets.svelte';
 import { datasetsManager } from './lib/managers/datasets.svelte';
 import { finetuneForm } from './lib/managers/finetune.svelte';
 import { jobsManager } from './lib/managers/jobs.svelte';
+import { chainManager } from './lib/managers/chain.svelte';
 import { modelsManager } from './lib/managers/models.svelte';
+import { publishManager } from './lib/managers/publish.svelte';
 import { runsManager } from './lib/managers/runs.svelte';
+import { verifyManager } from './lib/managers/verify.svelte';
+import { walletManager } from './lib/managers/wallet.svelte';
 import { router } from './lib/router.svelte';
-import { FakeTransport, flush } from './lib/testing/fake-transport';
+import { FakeTransport, flush, runSummary, walletAccount } from './lib/testing/fake-transport';
 
 let app: ReturnType<typeof mount> | null = null;
 let target: HTMLElement;
 
-async function start(hash: string) {
+async function start(hash: string, setup: (api: FakeTransport) => void = () => {}) {
   window.location.hash = hash;
   const api = new FakeTransport();
+  setup(api);
   router.start(window);
   modelsManager.connect(api);
   chatManager.connect(api);
@@ -28,6 +33,10 @@ async function start(hash: string) {
   datanetsManager.connect(api);
   curationManager.connect(api);
   datasetsManager.connect(api);
+  walletManager.connect(api);
+  chainManager.connect(api);
+  publishManager.connect(api);
+  verifyManager.connect(api);
   await jobsManager.connect(api);
   app = mount(App, { target, props: { client: api } });
   flushSync();
@@ -63,6 +72,12 @@ afterEach(() => {
   curationManager.disconnect();
   datasetsManager.disconnect();
   datasetsManager.reset();
+  walletManager.disconnect();
+  chainManager.disconnect();
+  publishManager.disconnect();
+  publishManager.reset();
+  verifyManager.disconnect();
+  verifyManager.reset();
   target.remove();
 });
 
@@ -91,20 +106,23 @@ describe('App shell', () => {
     expect(target.querySelector('[data-screen="models"] h1')?.textContent).toBe('Models');
   });
 
-  it('shows each not-built screen honestly, with no controls', async () => {
-    await start('#/models');
-    for (const [id, title] of [['publish', 'Publish']] as const) {
-      await go(`#/${id}`);
-      const screen = target.querySelector(`[data-screen="${id}"]`);
-      expect(screen, id).not.toBeNull();
-      expect(screen!.querySelector('h1')?.textContent).toBe(title);
-      expect(screen!.querySelector('[data-not-built]')?.textContent).toMatch(/^\s*Not built yet\./);
-      expect(screen!.querySelectorAll('input, button, select, textarea')).toHaveLength(0);
-      expect(screen!.querySelector('[data-testid="cli"]')?.textContent).toContain('planned');
-      expect(target.querySelector(`[data-nav="${id}"]`)?.getAttribute('aria-current')).toBe('page');
-    }
-    await go('#/publish');
-    expect(target.querySelector('[data-not-built]')?.textContent).toContain('modelfactory publish');
+  it('opens the Publish screen: publishing a run and verifying an adapter', async () => {
+    const api = await start('#/publish', (api) => {
+      api.runs = [runSummary({ state: 'finished', adapter: '/ws/runs/run-1/adapter' })];
+      api.accounts = [walletAccount(1)];
+    });
+    const screen = () => target.querySelector('[data-screen="publish"]');
+    expect(screen()?.querySelector('h1')?.textContent).toBe('Publish');
+    expect(screen()?.querySelector('[data-not-built]')).toBeNull();
+    expect(screen()?.getAttribute('data-view')).toBe('publish');
+    expect(target.querySelector<HTMLSelectElement>('[data-testid="publish-run"]')?.value).toBe('run-1');
+    expect(target.querySelector<HTMLSelectElement>('[data-testid="publish-account"]')?.value).toBe(walletAccount(1).address);
+    expect(api.callsOf('publication')).toEqual([['run-1']]);
+    expect(screen()?.querySelector('[data-testid="cli"]')?.textContent).toContain(`modelfactory publish run-1 --address ${walletAccount(1).address}`);
+    await go('#/publish/verify');
+    expect(screen()?.getAttribute('data-view')).toBe('verify');
+    expect(target.querySelector('[data-testid="verify-target"]')).not.toBeNull();
+    expect(target.querySelector('[data-nav="publish"]')?.getAttribute('aria-current')).toBe('page');
   });
 
   it('opens the Fine-tune screen: the new-run form, the runs list and one run', async () => {

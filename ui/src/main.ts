@@ -9,8 +9,12 @@ import { datanetsManager } from './lib/managers/datanets.svelte';
 import { datasetsManager } from './lib/managers/datasets.svelte';
 import { finetuneForm } from './lib/managers/finetune.svelte';
 import { jobsManager } from './lib/managers/jobs.svelte';
+import { chainManager } from './lib/managers/chain.svelte';
 import { modelsManager } from './lib/managers/models.svelte';
+import { publishManager } from './lib/managers/publish.svelte';
 import { runsManager } from './lib/managers/runs.svelte';
+import { verifyManager } from './lib/managers/verify.svelte';
+import { walletManager } from './lib/managers/wallet.svelte';
 import { router } from './lib/router.svelte';
 
 const client = createClient(window);
@@ -36,6 +40,10 @@ finetuneForm.connect(client);
 datanetsManager.connect(client);
 curationManager.connect(client);
 datasetsManager.connect(client);
+walletManager.connect(client);
+chainManager.connect(client);
+publishManager.connect(client);
+verifyManager.connect(client);
 void jobsManager.connect(client);
 
 const target = document.getElementById('app');

@@ -16,13 +16,7 @@ export const SCREENS: readonly ScreenInfo[] = [
   { id: 'finetune', title: 'Fine-tune', cli: 'modelfactory runs list' },
   { id: 'chat', title: 'Chat', cli: 'modelfactory chat' },
   { id: 'models', title: 'Models', cli: 'modelfactory models list' },
-  {
-    id: 'publish',
-    title: 'Publish',
-    cli: 'modelfactory publish',
-    notBuilt:
-      'Not built yet. Publishing an adapter with its signed lineage manifest, recorded on chain so that contributors are credited, arrives with the publishing milestone; the CLI command will be `modelfactory publish`.',
-  },
+  { id: 'publish', title: 'Publish', cli: 'modelfactory publish' },
   { id: 'settings', title: 'Settings', cli: 'modelfactory doctor' },
 ];
 

@@ -269,6 +269,15 @@ describe('Fine-tune screen: a run', () => {
     expect(chatManager.adapterRunId).toBe('r');
     expect(chatManager.modelId).toBe('smollm2-135m-instruct');
   });
+
+  it('opens the Publish screen on a finished run', async () => {
+    await render('#/finetune/runs/r', (api) => {
+      api.runs = [runSummary({ id: 'r', state: 'finished', adapter: '/ws/runs/r/adapter' })];
+    });
+    $('[data-run-publish]').click();
+    await settle();
+    expect(window.location.hash).toBe('#/publish?run=r');
+  });
 });
 
 describe('Fine-tune screen: the runs list', () => {

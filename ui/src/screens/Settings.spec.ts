@@ -1,7 +1,9 @@
 import { flushSync, mount, unmount } from 'svelte';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ApiException } from '../lib/api/errors';
-import { FakeTransport, flush } from '../lib/testing/fake-transport';
+import { chainManager } from '../lib/managers/chain.svelte';
+import { walletManager } from '../lib/managers/wallet.svelte';
+import { FakeTransport, address, flush, walletAccount } from '../lib/testing/fake-transport';
 import Settings from './Settings.svelte';
 
 let app: ReturnType<typeof mount> | null = null;
@@ -26,6 +28,8 @@ beforeEach(() => {
 afterEach(() => {
   if (app) unmount(app);
   app = null;
+  walletManager.disconnect();
+  chainManager.disconnect();
   target.remove();
 });
 
@@ -72,5 +76,130 @@ describe('Settings screen', () => {
     const box = target.querySelector('[data-testid="settings-save-error"]');
     expect(box?.textContent).toContain('hub endpoint is not a URL');
     expect(box?.textContent).toContain('Use a full URL such as https://huggingface.co');
+  });
+});
+
+function field(testid: string, within: ParentNode = document): HTMLInputElement {
+  const el = within.querySelector<HTMLInputElement>(`[data-testid="${testid}"]`);
+  if (!el) throw new Error(`no ${testid}`);
+  return el;
+}
+
+function type(el: HTMLInputElement | HTMLTextAreaElement, value: string) {
+  el.value = value;
+  el.dispatchEvent(new Event('input', { bubbles: true }));
+  flushSync();
+}
+
+describe('Settings: wallet', () => {
+  it('lists the accounts', async () => {
+    const api = new FakeTransport();
+    api.accounts = [walletAccount(1, { name: 'publishing' })];
+    await render(api);
+    const row = target.querySelector<HTMLElement>(`[data-account="${walletAccount(1).address}"]`);
+    expect(row?.textContent).toContain('publishing');
+  });
+
+  it('creates an account and clears the passphrase fields', async () => {
+    const api = new FakeTransport();
+    await render(api);
+    expect(target.querySelector('[data-testid="wallet-empty"]')).not.toBeNull();
+    field('wallet-new', target).click();
+    flushSync();
+    const form = target.querySelector('[data-testid="wallet-create-form"]')!;
+    type(field('wallet-name', form), 'mine');
+    type(field('wallet-passphrase', form), 'a long passphrase');
+    type(field('wallet-confirm', form), 'a long passphrase');
+    field('wallet-create-submit', form).click();
+    await settle();
+    expect(api.callsOf('createAccount')).toEqual([[{ name: 'mine', passphrase: 'a long passphrase' }]]);
+    expect(target.querySelector('[data-testid="wallet-create-form"]')).toBeNull();
+    expect(target.querySelector('[data-testid="wallet-added"]')?.textContent).toContain(walletAccount(1).address);
+    expect(target.querySelectorAll('[data-account]')).toHaveLength(1);
+    // reopening shows empty fields: nothing secret was kept
+    field('wallet-new', target).click();
+    flushSync();
+    expect(field('wallet-passphrase', target).value).toBe('');
+    expect(field('wallet-confirm', target).value).toBe('');
+  });
+
+  it('imports a mnemonic account, and clears the secret even when refused', async () => {
+    const api = new FakeTransport();
+    await render(api);
+    field('wallet-import', target).click();
+    flushSync();
+    const mnemonic = field('wallet-kind-mnemonic', target);
+    mnemonic.checked = true;
+    mnemonic.dispatchEvent(new Event('change', { bubbles: true }));
+    flushSync();
+    const words = 'test test test test test test test test test test test junk';
+    type(field('wallet-secret', target), words);
+    type(field('wallet-index', target), '2');
+    type(field('wallet-passphrase', target), 'short');
+    type(field('wallet-confirm', target), 'short');
+    field('wallet-import-submit', target).click();
+    await settle();
+    expect(target.querySelector('[data-testid="wallet-action-error"]')?.textContent).toContain('Use at least 8 characters');
+    expect(field('wallet-secret', target).value).toBe('');
+    expect(field('wallet-passphrase', target).value).toBe('');
+
+    type(field('wallet-secret', target), words);
+    type(field('wallet-passphrase', target), 'a long passphrase');
+    type(field('wallet-confirm', target), 'a long passphrase');
+    field('wallet-import-submit', target).click();
+    await settle();
+    expect(api.callsOf('importAccount').at(-1)).toEqual([{ mnemonic: words, index: 2, name: null, passphrase: 'a long passphrase' }]);
+    expect(target.querySelector('[data-testid="wallet-import-form"]')).toBeNull();
+  });
+});
+
+describe('Settings: chain', () => {
+  it('shows the local chain and starts it', async () => {
+    const api = new FakeTransport();
+    await render(api);
+    const status = target.querySelector<HTMLElement>('[data-testid="chain-status"]')!;
+    expect(status.dataset.local).toBe('true');
+    expect(status.dataset.reachable).toBe('false');
+    expect(target.querySelector('[data-testid="chain-reachable"]')?.textContent).toContain('Not running');
+    expect(field('chain-up', target).textContent).toContain('Start local chain');
+    field('chain-up', target).click();
+    await settle();
+    expect(api.callsOf('chainUp')).toHaveLength(1);
+    expect(target.querySelector<HTMLElement>('[data-testid="chain-status"]')?.dataset.reachable).toBe('true');
+    expect(target.querySelector('[data-testid="chain-reachable"]')?.textContent).toContain('block 12');
+  });
+
+  it('saves a remote chain, and goes back to the local one', async () => {
+    const api = new FakeTransport();
+    await render(api);
+    type(field('chain-rpc-url', target), 'https://rpc.example');
+    type(field('chain-id', target), '84532');
+    type(field('chain-registry', target), address(0xa1));
+    type(field('chain-splitter', target), address(0xa2));
+    field('chain-save', target).click();
+    await settle();
+    expect(api.callsOf('putChainSettings')).toEqual([[{ rpc_url: 'https://rpc.example', chain_id: 84532, registry: address(0xa1), splitter: address(0xa2) }]]);
+    expect(target.querySelector('[data-testid="chain-saved"]')).not.toBeNull();
+    expect(target.querySelector<HTMLElement>('[data-testid="chain-status"]')?.dataset.local).toBe('false');
+
+    field('chain-use-local', target).click();
+    flushSync();
+    expect(target.querySelector('[data-testid="chain-id"]')).toBeNull();
+    field('chain-save', target).click();
+    await settle();
+    expect(api.callsOf('putChainSettings').at(-1)).toEqual([{ rpc_url: '', chain_id: null, registry: null, splitter: null }]);
+  });
+
+  it('shows the studio’s refusal of a chain', async () => {
+    const api = new FakeTransport();
+    await render(api);
+    api.failures.putChainSettings = new ApiException('no AdapterRegistry at that address', 'Check the registry address', 400);
+    type(field('chain-rpc-url', target), 'https://rpc.example');
+    type(field('chain-id', target), '1');
+    type(field('chain-registry', target), address(0xa1));
+    type(field('chain-splitter', target), address(0xa2));
+    field('chain-save', target).click();
+    await settle();
+    expect(target.querySelector('[data-testid="chain-action-error"]')?.textContent).toContain('Check the registry address');
   });
 });

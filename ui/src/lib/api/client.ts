@@ -31,6 +31,20 @@ import type {
   SendResult,
   Settings,
   StopResult,
+  ChainSettings,
+  ChainStatus,
+  KeyImport,
+  NewAccount,
+  Payment,
+  PaymentRequest,
+  Publication,
+  PublishPreview,
+  PublishRequest,
+  RewardBalance,
+  VerifyReport,
+  VerifyRequest,
+  WalletAccount,
+  WithdrawResult,
 } from './types';
 
 export type Unsubscribe = () => void;
@@ -119,6 +133,39 @@ export interface ApiClient {
   datasetRows(name: string, offset: number, limit: number): Promise<DatasetPage>;
   /** Deletes a built dataset and its file. */
   deleteDataset(name: string): Promise<void>;
+  /** The accounts in the workspace's keystore (no passphrase needed). */
+  walletAccounts(): Promise<WalletAccount[]>;
+  /**
+   * Creates an account with a new random key, encrypted with the passphrase. Over HTTP this
+   * needs the server's token even on loopback; the passphrase is not kept anywhere.
+   */
+  createAccount(request: NewAccount): Promise<WalletAccount>;
+  /** Imports a private key or a mnemonic's account (needs the server's token over HTTP). */
+  importAccount(request: KeyImport): Promise<WalletAccount>;
+  /** Which chain is configured, whether it answers, and where the contracts are. */
+  chainStatus(): Promise<ChainStatus>;
+  /** Starts the local chain (or reaches the configured one) and deploys the contracts when needed. */
+  chainUp(): Promise<ChainStatus>;
+  getChainSettings(): Promise<ChainSettings>;
+  /** Saves the chain settings after checking a remote chain's id and contracts; nothing is saved otherwise. */
+  putChainSettings(settings: ChainSettings): Promise<ChainSettings>;
+  /** What publishing `request.run_id` would sign, send and cost. Nothing is signed. */
+  publishPreview(request: PublishRequest & { run_id: string }): Promise<PublishPreview>;
+  /**
+   * Signs the manifest and starts the publish job (`kind: "publish"`): upload to the hub, then
+   * register on chain. Needs the server's token over HTTP; the passphrase is not kept.
+   */
+  publish(request: PublishRequest & { run_id: string }, passphrase: string): Promise<JobInfo>;
+  /** The run's latest publication, or null when it was never published. */
+  publication(runId: string): Promise<Publication | null>;
+  /** Checks a published adapter (a folder or a hub repository): files, signature, registry, contributions. */
+  verify(request: VerifyRequest): Promise<VerifyReport>;
+  /** Pays into a registered adapter; the splitter credits its contributors (needs the token over HTTP). */
+  rewardsPay(request: PaymentRequest): Promise<Payment>;
+  /** An account's balance and what the splitter owes it. */
+  rewardsBalance(address: string): Promise<RewardBalance>;
+  /** Withdraws everything the splitter owes an account (needs the token over HTTP). */
+  rewardsWithdraw(address: string, passphrase: string): Promise<WithdrawResult>;
   /** Job progress as it happens. Returns a function that stops the subscription. */
   subscribe(onEvent: (event: JobEvent) => void, options?: SubscribeOptions): Unsubscribe;
 }

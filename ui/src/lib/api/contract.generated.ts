@@ -7,6 +7,8 @@ import type {
   PreviewRequest, DatasetPreview, DemoDataset, Preset,
   DatanetListing, DatanetCard, LocalDatanet, RowPage, RowQuery, LabelUpdate, DatanetStats, DuplicateScan,
   NewDataset, DatasetSummary, DatasetPage,
+  WalletAccount, ChainSettings, ChainStatus, PublishRequest, PublishPreview, Publication, VerifyRequest,
+  VerifyReport, Payment, RewardBalance, WithdrawResult,
 } from './types';
 
 export const models: ModelSummary[] = [
@@ -1708,6 +1710,292 @@ export const datasetPage: DatasetPage = {
       }
     }
   ]
+};
+
+export const walletAccounts: WalletAccount[] = [
+  {
+    "address": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+    "name": "publishing",
+    "created": "2026-01-01T00:00:00Z"
+  },
+  {
+    "address": "0x1cd2E5ecbF5C1aB7E6EAb4B3b7e0b8C0cCf6B7a1",
+    "name": null,
+    "created": null
+  }
+];
+
+export const chainSettings: ChainSettings[] = [
+  {
+    "rpc_url": "",
+    "chain_id": null,
+    "registry": null,
+    "splitter": null
+  },
+  {
+    "rpc_url": "https://rpc.example",
+    "chain_id": 84532,
+    "registry": "0x1cd2E5ecbF5C1aB7E6EAb4B3b7e0b8C0cCf6B7a1",
+    "splitter": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82"
+  }
+];
+
+export const chainStatuses: ChainStatus[] = [
+  {
+    "local": true,
+    "url": "http://127.0.0.1:8545",
+    "chain_id": 31337,
+    "reachable": true,
+    "block": 7,
+    "registry": "0x1cd2E5ecbF5C1aB7E6EAb4B3b7e0b8C0cCf6B7a1",
+    "splitter": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+    "state_file": "/ws/chain/state.json",
+    "problem": null
+  },
+  {
+    "local": false,
+    "url": "https://rpc.example",
+    "chain_id": 84532,
+    "reachable": false,
+    "block": null,
+    "registry": null,
+    "splitter": null,
+    "state_file": null,
+    "problem": "connection refused"
+  }
+];
+
+export const publishRequests: PublishRequest[] = [
+  {
+    "run_id": "5eed",
+    "publisher": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+    "repo": null,
+    "license": null,
+    "hub": null
+  },
+  {
+    "run_id": "",
+    "publisher": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+    "repo": "me/modelfactory-help",
+    "license": "Apache-2.0",
+    "hub": "https://huggingface.co"
+  }
+];
+
+export const publishPreviews: PublishPreview[] = [
+  {
+    "run_id": "5eed",
+    "run_name": "modelfactory-help",
+    "manifest": {
+      "attribution": {
+        "shares": [
+          {
+            "bps": 10000,
+            "contributor": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82"
+          }
+        ]
+      },
+      "base_model": {
+        "repo": "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "sha256": "7878787878787878787878787878787878787878787878787878787878787878"
+      },
+      "publisher": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+      "schema_version": 1
+    },
+    "manifest_hash": "0x6a1f0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0f",
+    "files": [
+      {
+        "path": "adapter_model.safetensors",
+        "bytes": 1234567,
+        "sha256": "9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a"
+      }
+    ],
+    "hub": "http://127.0.0.1:4000",
+    "repo": "45c087eb/modelfactory-help",
+    "chain_id": 31337,
+    "chain_url": "http://127.0.0.1:8545",
+    "registry": "0x1cd2E5ecbF5C1aB7E6EAb4B3b7e0b8C0cCf6B7a1",
+    "shares": [
+      [
+        "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+        7500
+      ],
+      [
+        "0x1cd2E5ecbF5C1aB7E6EAb4B3b7e0b8C0cCf6B7a1",
+        2500
+      ]
+    ],
+    "uncredited_rows": 3,
+    "gas_estimate": 210000,
+    "max_cost_wei": "420000000000000",
+    "gas_problem": null,
+    "publication": {
+      "manifest_hash": "0x6a1f0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0f",
+      "run_id": "5eed",
+      "state": "uploaded",
+      "publisher": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+      "hub": "http://127.0.0.1:4000",
+      "repo": "45c087eb/modelfactory-help",
+      "commit": "3434343434343434343434343434343434343434",
+      "repo_url": "http://127.0.0.1:4000/45c087eb/modelfactory-help",
+      "chain_id": 31337,
+      "registry": "0x1cd2E5ecbF5C1aB7E6EAb4B3b7e0b8C0cCf6B7a1",
+      "tx_hash": null,
+      "block": null,
+      "folder": "/ws/runs/5eed/publish",
+      "job_id": "0f0e",
+      "created_at": "2026-01-01T00:00:00.000Z",
+      "updated_at": "2026-01-01T00:00:09.000Z"
+    }
+  },
+  {
+    "run_id": "5eed",
+    "run_name": "modelfactory-help",
+    "manifest": {
+      "schema_version": 1
+    },
+    "manifest_hash": "0x6a1f0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0f",
+    "files": [],
+    "hub": "http://127.0.0.1:4000",
+    "repo": "45c087eb/modelfactory-help",
+    "chain_id": 84532,
+    "chain_url": "https://rpc.example",
+    "registry": "0x1cd2E5ecbF5C1aB7E6EAb4B3b7e0b8C0cCf6B7a1",
+    "shares": [],
+    "uncredited_rows": 0,
+    "gas_estimate": null,
+    "max_cost_wei": null,
+    "gas_problem": "the account holds 0 ETH",
+    "publication": null
+  }
+];
+
+export const publications: Publication[] = [
+  {
+    "manifest_hash": "0x6a1f0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0f",
+    "run_id": "5eed",
+    "state": "signed",
+    "publisher": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+    "hub": "http://127.0.0.1:4000",
+    "repo": "45c087eb/modelfactory-help",
+    "commit": null,
+    "repo_url": null,
+    "chain_id": 31337,
+    "registry": "0x1cd2E5ecbF5C1aB7E6EAb4B3b7e0b8C0cCf6B7a1",
+    "tx_hash": null,
+    "block": null,
+    "folder": "/ws/runs/5eed/publish",
+    "job_id": "0f0e",
+    "created_at": "2026-01-01T00:00:00.000Z",
+    "updated_at": "2026-01-01T00:00:09.000Z"
+  },
+  {
+    "manifest_hash": "0x6a1f0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0f",
+    "run_id": "5eed",
+    "state": "uploaded",
+    "publisher": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+    "hub": "http://127.0.0.1:4000",
+    "repo": "45c087eb/modelfactory-help",
+    "commit": "3434343434343434343434343434343434343434",
+    "repo_url": "http://127.0.0.1:4000/45c087eb/modelfactory-help",
+    "chain_id": 31337,
+    "registry": "0x1cd2E5ecbF5C1aB7E6EAb4B3b7e0b8C0cCf6B7a1",
+    "tx_hash": null,
+    "block": null,
+    "folder": "/ws/runs/5eed/publish",
+    "job_id": "0f0e",
+    "created_at": "2026-01-01T00:00:00.000Z",
+    "updated_at": "2026-01-01T00:00:09.000Z"
+  },
+  {
+    "manifest_hash": "0x6a1f0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0f",
+    "run_id": "5eed",
+    "state": "registered",
+    "publisher": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+    "hub": "http://127.0.0.1:4000",
+    "repo": "45c087eb/modelfactory-help",
+    "commit": "3434343434343434343434343434343434343434",
+    "repo_url": "http://127.0.0.1:4000/45c087eb/modelfactory-help",
+    "chain_id": 31337,
+    "registry": "0x1cd2E5ecbF5C1aB7E6EAb4B3b7e0b8C0cCf6B7a1",
+    "tx_hash": "0x5656565656565656565656565656565656565656565656565656565656565656",
+    "block": 7,
+    "folder": "/ws/runs/5eed/publish",
+    "job_id": "0f0e",
+    "created_at": "2026-01-01T00:00:00.000Z",
+    "updated_at": "2026-01-01T00:00:09.000Z"
+  }
+];
+
+export const verifyRequests: VerifyRequest[] = [
+  {
+    "target": "45c087eb/modelfactory-help",
+    "hub": null,
+    "contributions": [],
+    "skip_chain": false
+  },
+  {
+    "target": "/ws/runs/5eed/publish",
+    "hub": "http://127.0.0.1:4000",
+    "contributions": [
+      "efefefefefefefefefefefefefefefefefefefefefefefefefefefefefefefef"
+    ],
+    "skip_chain": true
+  }
+];
+
+export const verifyReport: VerifyReport = {
+  "target": "45c087eb/modelfactory-help",
+  "ok": false,
+  "manifest_hash": "0x6a1f0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0f",
+  "publisher": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+  "checks": [
+    {
+      "subject": "adapter_model.safetensors",
+      "ok": true,
+      "detail": "sha256 matches the manifest"
+    },
+    {
+      "subject": "registry",
+      "ok": false,
+      "detail": "no record of this manifest hash"
+    }
+  ]
+};
+
+export const unreadableReport: VerifyReport = {
+  "target": "/nowhere",
+  "ok": false,
+  "manifest_hash": null,
+  "publisher": null,
+  "checks": []
+};
+
+export const payment: Payment = {
+  "manifest_hash": "0x6a1f0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0f",
+  "payer": "0x1cd2E5ecbF5C1aB7E6EAb4B3b7e0b8C0cCf6B7a1",
+  "amount_wei": "1000000000000000000",
+  "tx_hash": "0xbcbcbcbcbcbcbcbcbcbcbcbcbcbcbcbcbcbcbcbcbcbcbcbcbcbcbcbcbcbcbcbc",
+  "block": 8,
+  "split": [
+    [
+      "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+      "1000000000000000000"
+    ]
+  ]
+};
+
+export const rewardBalance: RewardBalance = {
+  "address": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+  "balance_wei": "10000000000000000000",
+  "owed_wei": "1000000000000000000"
+};
+
+export const withdrawResult: WithdrawResult = {
+  "address": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+  "amount_wei": "1000000000000000000",
+  "tx_hash": "0xdededededededededededededededededededededededededededededededede",
+  "block": 9
 };
 
 export const apiError: ApiError = {

@@ -70,6 +70,65 @@ describe('HttpSseTransport requests', () => {
     expect((init.headers as Record<string, string>).Authorization).toBe('Bearer tok en');
   });
 
+  it('presents the token on the signing routes and calls the wallet, chain, publish and verify paths', async () => {
+    const fetch = vi.fn(async () => jsonResponse(200, {}));
+    const api = new HttpSseTransport({ token: 'signing-token', fetch });
+    const request = { run_id: 'run/1', publisher: '0xabc', repo: 'me/adapter', license: null };
+    await api.walletAccounts();
+    await api.createAccount({ name: 'me', passphrase: 'pass phrase' });
+    await api.importAccount({ mnemonic: 'a b c', index: 2, passphrase: 'pp' });
+    await api.chainStatus();
+    await api.chainUp();
+    await api.getChainSettings();
+    await api.putChainSettings({ rpc_url: '', chain_id: null, registry: null, splitter: null });
+    await api.publishPreview(request);
+    await api.publish(request, 'pp');
+    await api.publication('run/1');
+    await api.verify({ target: 'me/adapter', contributions: ['c1'], skip_chain: true });
+    await api.rewardsPay({ manifest_hash: '0x01', amount: '1eth', from: '0xabc', passphrase: 'pp' });
+    await api.rewardsBalance('0xabc');
+    await api.rewardsWithdraw('0xabc', 'pp');
+    const calls = fetch.mock.calls.map((c) => {
+      const [url, init] = c as unknown as [string, RequestInit];
+      return [init.method, url, init.body === undefined ? undefined : JSON.parse(String(init.body))];
+    });
+    expect(calls).toEqual([
+      ['GET', '/api/wallet/accounts', undefined],
+      ['POST', '/api/wallet/new', { name: 'me', passphrase: 'pass phrase' }],
+      ['POST', '/api/wallet/import', { mnemonic: 'a b c', index: 2, passphrase: 'pp' }],
+      ['GET', '/api/chain', undefined],
+      ['POST', '/api/chain/up', undefined],
+      ['GET', '/api/chain/settings', undefined],
+      ['PUT', '/api/chain/settings', { rpc_url: '', chain_id: null, registry: null, splitter: null }],
+      ['POST', '/api/runs/run%2F1/publish/preview', request],
+      ['POST', '/api/runs/run%2F1/publish', { ...request, passphrase: 'pp' }],
+      ['GET', '/api/runs/run%2F1/publication', undefined],
+      ['POST', '/api/verify', { target: 'me/adapter', contributions: ['c1'], skip_chain: true }],
+      ['POST', '/api/rewards/pay', { manifest_hash: '0x01', amount: '1eth', from: '0xabc', passphrase: 'pp' }],
+      ['GET', '/api/rewards/balance/0xabc', undefined],
+      ['POST', '/api/rewards/withdraw', { address: '0xabc', passphrase: 'pp' }],
+    ]);
+    for (const c of fetch.mock.calls) {
+      const init = (c as unknown[])[1] as RequestInit;
+      expect((init.headers as Record<string, string>).Authorization).toBe('Bearer signing-token');
+    }
+  });
+
+  it('answers null for a run never published, and passes on a signing route’s refusal', async () => {
+    const fetch = vi.fn(async () => jsonResponse(200, null));
+    const api = new HttpSseTransport({ fetch });
+    await expect(api.publication('r')).resolves.toBeNull();
+    const refused = vi.fn(async () =>
+      jsonResponse(401, {
+        error: 'using a key through the API needs the studio’s token, even on this machine',
+        hint: 'open the address `modelfactory serve` printed, which carries ?token=...',
+      }),
+    );
+    const e = await new HttpSseTransport({ fetch: refused }).createAccount({ passphrase: 'x' }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ApiException);
+    expect(e).toMatchObject({ status: 401, hint: 'open the address `modelfactory serve` printed, which carries ?token=...' });
+  });
+
   it('sends no Authorization header without a token', async () => {
     const fetch = vi.fn(async () => jsonResponse(200, []));
     await new HttpSseTransport({ fetch }).listModels();

@@ -34,6 +34,20 @@ import type {
   SendResult,
   Settings,
   StopResult,
+  ChainSettings,
+  ChainStatus,
+  KeyImport,
+  NewAccount,
+  Payment,
+  PaymentRequest,
+  Publication,
+  PublishPreview,
+  PublishRequest,
+  RewardBalance,
+  VerifyReport,
+  VerifyRequest,
+  WalletAccount,
+  WithdrawResult,
 } from './types';
 
 /** `owner/name` → `owner/name` with each part escaped, for a path. */
@@ -272,6 +286,51 @@ export class HttpSseTransport implements ApiClient {
   }
   async deleteDataset(name: string): Promise<void> {
     await this.#request<unknown>('DELETE', `/api/datasets/named/${encodeURIComponent(name)}`);
+  }
+
+  // Routes that unlock a key need the server's token even on loopback; #send presents it as
+  // `Authorization: Bearer` on every call, and the server answers 401 without it.
+  walletAccounts(): Promise<WalletAccount[]> {
+    return this.#request('GET', '/api/wallet/accounts');
+  }
+  createAccount(request: NewAccount): Promise<WalletAccount> {
+    return this.#request('POST', '/api/wallet/new', request);
+  }
+  importAccount(request: KeyImport): Promise<WalletAccount> {
+    return this.#request('POST', '/api/wallet/import', request);
+  }
+  chainStatus(): Promise<ChainStatus> {
+    return this.#request('GET', '/api/chain');
+  }
+  chainUp(): Promise<ChainStatus> {
+    return this.#request('POST', '/api/chain/up');
+  }
+  getChainSettings(): Promise<ChainSettings> {
+    return this.#request('GET', '/api/chain/settings');
+  }
+  putChainSettings(settings: ChainSettings): Promise<ChainSettings> {
+    return this.#request('PUT', '/api/chain/settings', settings);
+  }
+  publishPreview(request: PublishRequest & { run_id: string }): Promise<PublishPreview> {
+    return this.#request('POST', `/api/runs/${encodeURIComponent(request.run_id)}/publish/preview`, request);
+  }
+  publish(request: PublishRequest & { run_id: string }, passphrase: string): Promise<JobInfo> {
+    return this.#request('POST', `/api/runs/${encodeURIComponent(request.run_id)}/publish`, { ...request, passphrase });
+  }
+  async publication(runId: string): Promise<Publication | null> {
+    return (await this.#request<Publication | null | undefined>('GET', `/api/runs/${encodeURIComponent(runId)}/publication`)) ?? null;
+  }
+  verify(request: VerifyRequest): Promise<VerifyReport> {
+    return this.#request('POST', '/api/verify', request);
+  }
+  rewardsPay(request: PaymentRequest): Promise<Payment> {
+    return this.#request('POST', '/api/rewards/pay', request);
+  }
+  rewardsBalance(address: string): Promise<RewardBalance> {
+    return this.#request('GET', `/api/rewards/balance/${encodeURIComponent(address)}`);
+  }
+  rewardsWithdraw(address: string, passphrase: string): Promise<WithdrawResult> {
+    return this.#request('POST', '/api/rewards/withdraw', { address, passphrase });
   }
 
   /** The answer arrives as server-sent events on the POST's own response: `token`s, then `done` or `error`. */

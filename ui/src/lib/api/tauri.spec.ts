@@ -196,4 +196,44 @@ describe('TauriTransport', () => {
       ['delete_dataset', { name: 'faq' }],
     ]);
   });
+
+  it('invokes the wallet, chain, publish, verify and rewards commands with camelCase argument keys', async () => {
+    const invoke = vi.fn(async () => null);
+    const api = new TauriTransport(invoke as unknown as InvokeFn, vi.fn() as unknown as ListenFn);
+    const request = { run_id: 'r', publisher: '0xabc', repo: null, license: 'MIT' };
+    const settings = { rpc_url: 'http://node:8545', chain_id: 5, registry: '0x1', splitter: '0x2' };
+    const key = { private_key: 'ab'.repeat(32), name: null, passphrase: 'pp' };
+    const verify = { target: '/adapter', contributions: [], skip_chain: false };
+    const pay = { manifest_hash: '0x01', amount: '5', from: '0xabc', passphrase: 'pp' };
+    await api.walletAccounts();
+    await api.createAccount({ passphrase: 'pp' });
+    await api.importAccount(key);
+    await api.chainStatus();
+    await api.chainUp();
+    await api.getChainSettings();
+    await api.putChainSettings(settings);
+    await api.publishPreview(request);
+    await api.publish(request, 'pp');
+    await expect(api.publication('r')).resolves.toBeNull();
+    await api.verify(verify);
+    await api.rewardsPay(pay);
+    await api.rewardsBalance('0xabc');
+    await api.rewardsWithdraw('0xabc', 'pp');
+    expect(invoke.mock.calls).toEqual([
+      ['wallet_accounts'],
+      ['create_account', { passphrase: 'pp', name: null }],
+      ['import_account', { request: key }],
+      ['chain_status'],
+      ['chain_up'],
+      ['get_chain_settings'],
+      ['put_chain_settings', { settings }],
+      ['publish_preview', { request }],
+      ['publish', { request, passphrase: 'pp' }],
+      ['run_publication', { id: 'r' }],
+      ['verify', { request: verify }],
+      ['rewards_pay', { request: pay }],
+      ['rewards_balance', { address: '0xabc' }],
+      ['rewards_withdraw', { address: '0xabc', passphrase: 'pp' }],
+    ]);
+  });
 });

@@ -36,6 +36,20 @@ import type {
   SendResult,
   Settings,
   StopResult,
+  ChainSettings,
+  ChainStatus,
+  KeyImport,
+  NewAccount,
+  Payment,
+  PaymentRequest,
+  Publication,
+  PublishPreview,
+  PublishRequest,
+  RewardBalance,
+  VerifyReport,
+  VerifyRequest,
+  WalletAccount,
+  WithdrawResult,
 } from './types';
 
 export type InvokeFn = <T>(cmd: string, args?: Record<string, unknown>) => Promise<T>;
@@ -185,6 +199,51 @@ export class TauriTransport implements ApiClient {
   }
   async deleteDataset(name: string): Promise<void> {
     await this.#call<unknown>('delete_dataset', { name });
+  }
+
+  // The desktop app is its user: no token for the commands that unlock a key (the screens
+  // still ask before anything is signed).
+  walletAccounts(): Promise<WalletAccount[]> {
+    return this.#call('wallet_accounts');
+  }
+  createAccount(request: NewAccount): Promise<WalletAccount> {
+    return this.#call('create_account', { passphrase: request.passphrase, name: request.name ?? null });
+  }
+  importAccount(request: KeyImport): Promise<WalletAccount> {
+    return this.#call('import_account', { request });
+  }
+  chainStatus(): Promise<ChainStatus> {
+    return this.#call('chain_status');
+  }
+  chainUp(): Promise<ChainStatus> {
+    return this.#call('chain_up');
+  }
+  getChainSettings(): Promise<ChainSettings> {
+    return this.#call('get_chain_settings');
+  }
+  putChainSettings(settings: ChainSettings): Promise<ChainSettings> {
+    return this.#call('put_chain_settings', { settings });
+  }
+  publishPreview(request: PublishRequest & { run_id: string }): Promise<PublishPreview> {
+    return this.#call('publish_preview', { request });
+  }
+  publish(request: PublishRequest & { run_id: string }, passphrase: string): Promise<JobInfo> {
+    return this.#call('publish', { request, passphrase });
+  }
+  async publication(runId: string): Promise<Publication | null> {
+    return (await this.#call<Publication | null | undefined>('run_publication', { id: runId })) ?? null;
+  }
+  verify(request: VerifyRequest): Promise<VerifyReport> {
+    return this.#call('verify', { request });
+  }
+  rewardsPay(request: PaymentRequest): Promise<Payment> {
+    return this.#call('rewards_pay', { request });
+  }
+  rewardsBalance(address: string): Promise<RewardBalance> {
+    return this.#call('rewards_balance', { address });
+  }
+  rewardsWithdraw(address: string, passphrase: string): Promise<WithdrawResult> {
+    return this.#call('rewards_withdraw', { address, passphrase });
   }
 
   /** Tokens arrive as `chat-token` events while the `send_message` command runs; it resolves with the answer. */

@@ -623,3 +623,175 @@ export const ROW_SORTS: readonly RowSort[] = ['position', 'length', 'rating', 'c
 export function isMessages(content: Content): content is { messages: Message[] } {
   return 'messages' in content;
 }
+
+// Wallet, chain, publishing, verifying and rewards
+
+/** An account in the workspace's keystore; never its key. */
+export type WalletAccount = {
+  /** checksummed (EIP-55) */
+  address: string;
+  name: string | null;
+  created: string | null;
+};
+
+/** `POST /api/wallet/new`. The passphrase encrypts the new key; it is not kept. */
+export type NewAccount = { name?: string | null; passphrase: string };
+
+/** `POST /api/wallet/import`: a private key (64 hex digits) or an English BIP-39 mnemonic, never both. */
+export type KeyImport = {
+  private_key?: string | null;
+  mnemonic?: string | null;
+  /** the mnemonic's account index on m/44'/60'/0'/0/i; 0 when absent */
+  index?: number;
+  name?: string | null;
+  passphrase: string;
+};
+
+/** Which chain to use. An empty `rpc_url` is the local chain (anvil in the workspace). */
+export type ChainSettings = {
+  rpc_url: string;
+  /** required for a remote chain */
+  chain_id: number | null;
+  registry: string | null;
+  splitter: string | null;
+};
+
+export type ChainStatus = {
+  /** the local chain (anvil) rather than a configured network */
+  local: boolean;
+  url: string | null;
+  chain_id: number | null;
+  /** whether the chain answered (for the local chain: whether it is running now) */
+  reachable: boolean;
+  block: number | null;
+  registry: string | null;
+  splitter: string | null;
+  /** the local chain's state file */
+  state_file: string | null;
+  /** why it is not usable, when it is not */
+  problem: string | null;
+};
+
+/** What publishing a run takes; `run_id` is taken from the address in the HTTP API. */
+export type PublishRequest = {
+  run_id?: string;
+  /** the signing account, 0x… */
+  publisher: string;
+  /** owner/name on the hub; `<publisher's first 8 hex digits>/<run name>` when absent */
+  repo?: string | null;
+  /** the adapter's SPDX licence; the Datanets' when they share one */
+  license?: string | null;
+  /** the hub's address; MODELFACTORY_PUBLISH_HUB, else the workspace hub, when absent */
+  hub?: string | null;
+};
+
+export type PublishFile = { path: string; bytes: number; sha256: string };
+
+export type PublicationState = 'signed' | 'uploaded' | 'registered';
+
+/** A publication as the catalog records it, advanced one stage at a time. */
+export type Publication = {
+  manifest_hash: string;
+  run_id: string;
+  state: PublicationState;
+  publisher: string;
+  hub: string;
+  repo: string;
+  /** the hub's revision after the upload */
+  commit: string | null;
+  repo_url: string | null;
+  chain_id: number;
+  registry: string;
+  tx_hash: string | null;
+  block: number | null;
+  /** the folder with the adapter, the signed manifest and the model card */
+  folder: string;
+  job_id: string | null;
+  created_at: string;
+  updated_at: string;
+};
+
+/** Everything the user confirms before publishing: what is signed, what is sent, where, and what it may cost. */
+export type PublishPreview = {
+  run_id: string;
+  run_name: string;
+  /** the lineage manifest exactly as it will be signed (without the signature) */
+  manifest: Record<string, unknown>;
+  /** keccak256 of its canonical JSON: what the signature covers and the registry records */
+  manifest_hash: string;
+  files: PublishFile[];
+  hub: string;
+  repo: string;
+  chain_id: number;
+  chain_url: string;
+  registry: string;
+  /** [contributor address, share in basis points (of 10 000)] */
+  shares: [string, number][];
+  /** rows from local files rather than a Datanet: trained on, credited to nobody */
+  uncredited_rows: number;
+  gas_estimate: number | null;
+  /** the most the registration may cost, in wei (a decimal string) */
+  max_cost_wei: string | null;
+  /** why there is no estimate (e.g. too little ETH for gas) */
+  gas_problem: string | null;
+  /** an earlier publication of this run, if any */
+  publication: Publication | null;
+};
+
+/** What to verify: an adapter folder, or a repository id (owner/name) on a hub. */
+export type VerifyRequest = {
+  target: string;
+  /** the hub of a repository id; the publish hub when absent */
+  hub?: string | null;
+  /** contribution ids to prove members of their Datanet's contributions root */
+  contributions?: string[];
+  /** skip the on-chain check */
+  skip_chain?: boolean;
+};
+
+export type VerifyCheck = {
+  /** a file name, a manifest field, `signature`, `registry`, … */
+  subject: string;
+  ok: boolean;
+  detail: string;
+};
+
+export type VerifyReport = {
+  target: string;
+  /** every check passed */
+  ok: boolean;
+  manifest_hash: string | null;
+  publisher: string | null;
+  checks: VerifyCheck[];
+};
+
+/** `POST /api/rewards/pay`. */
+export type PaymentRequest = {
+  /** 0x… manifest hash of a registered adapter */
+  manifest_hash: string;
+  /** wei, or ETH with an `eth` suffix ("0.5eth") */
+  amount: string;
+  /** the paying account */
+  from: string;
+  passphrase: string;
+};
+
+/** Amounts are wei as decimal strings: they exceed JSON's exact integers. */
+export type Payment = {
+  manifest_hash: string;
+  payer: string;
+  amount_wei: string;
+  tx_hash: string;
+  block: number;
+  /** [contributor, credit in wei] */
+  split: [string, string][];
+};
+
+export type RewardBalance = { address: string; balance_wei: string; owed_wei: string };
+
+export type WithdrawResult = { address: string; amount_wei: string; tx_hash: string; block: number };
+
+/** Runs whose adapter can be published: finished, or cancelled with an adapter. */
+export function canPublish(run: Pick<RunSummary, 'state' | 'adapter'>): boolean {
+  return (run.state === 'finished' || run.state === 'cancelled') && run.adapter !== null;
+}

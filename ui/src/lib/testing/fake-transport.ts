@@ -39,6 +39,17 @@ import {
   type StopReason,
   type StepRecord,
   type StopResult,
+  type ChainSettings,
+  type ChainStatus,
+  type KeyImport,
+  type NewAccount,
+  type PaymentRequest,
+  type Publication,
+  type PublishPreview,
+  type PublishRequest,
+  type VerifyReport,
+  type VerifyRequest,
+  type WalletAccount,
   presetConfig,
 } from '../api/types';
 
@@ -328,6 +339,92 @@ export function queryRows(rows: CuratedRow[], q: RowQuery): CuratedRow[] {
   return out;
 }
 
+export function walletAccount(n: number, overrides: Partial<WalletAccount> = {}): WalletAccount {
+  return { address: address(0x1000 + n), name: `account ${n}`, created: '2025-01-04T00:00:00Z', ...overrides };
+}
+
+export function chainStatus(overrides: Partial<ChainStatus> = {}): ChainStatus {
+  return {
+    local: true,
+    url: 'http://127.0.0.1:8545',
+    chain_id: 31337,
+    reachable: true,
+    block: 12,
+    registry: address(0xa1),
+    splitter: address(0xa2),
+    state_file: '/home/user/.modelfactory/chain/state.json',
+    problem: null,
+    ...overrides,
+  };
+}
+
+export function publication(overrides: Partial<Publication> = {}): Publication {
+  return {
+    manifest_hash: `0x${'ab'.repeat(32)}`,
+    run_id: 'run-1',
+    state: 'registered',
+    publisher: address(0x1001),
+    hub: 'http://127.0.0.1:4000',
+    repo: '00010001/modelfactory-help',
+    commit: 'f'.repeat(40),
+    repo_url: 'http://127.0.0.1:4000/00010001/modelfactory-help',
+    chain_id: 31337,
+    registry: address(0xa1),
+    tx_hash: `0x${'cd'.repeat(32)}`,
+    block: 13,
+    folder: '/home/user/.modelfactory/runs/run-1/publish',
+    job_id: 'job-9',
+    created_at: '2025-01-05T00:00:00Z',
+    updated_at: '2025-01-05T00:00:10Z',
+    ...overrides,
+  };
+}
+
+export function publishPreview(overrides: Partial<PublishPreview> = {}): PublishPreview {
+  return {
+    run_id: 'run-1',
+    run_name: 'modelfactory-help',
+    manifest: { schema_version: 1, base_model: { repo: 'HuggingFaceTB/SmolLM2-135M-Instruct' }, publisher: address(0x1001) },
+    manifest_hash: `0x${'ab'.repeat(32)}`,
+    files: [
+      { path: 'adapter_model.safetensors', bytes: 1_234_567, sha256: '1'.repeat(64) },
+      { path: 'adapter_config.json', bytes: 512, sha256: '2'.repeat(64) },
+      { path: 'lineage-manifest.json', bytes: 4_096, sha256: '3'.repeat(64) },
+      { path: 'README.md', bytes: 2_048, sha256: '4'.repeat(64) },
+    ],
+    hub: 'http://127.0.0.1:4000',
+    repo: '00010001/modelfactory-help',
+    chain_id: 31337,
+    chain_url: 'http://127.0.0.1:8545',
+    registry: address(0xa1),
+    shares: [
+      [address(0), 7500],
+      [address(1), 2500],
+    ],
+    uncredited_rows: 3,
+    gas_estimate: 210_000,
+    max_cost_wei: '420000000000000',
+    gas_problem: null,
+    publication: null,
+    ...overrides,
+  };
+}
+
+export function verifyReport(overrides: Partial<VerifyReport> = {}): VerifyReport {
+  return {
+    target: '00010001/modelfactory-help',
+    ok: true,
+    manifest_hash: `0x${'ab'.repeat(32)}`,
+    publisher: address(0x1001),
+    checks: [
+      { subject: 'adapter_model.safetensors', ok: true, detail: 'sha256 matches the manifest' },
+      { subject: 'signature', ok: true, detail: `signed by ${address(0x1001)}` },
+      { subject: 'registry', ok: true, detail: 'registered in block 13' },
+    ],
+    ...overrides,
+  };
+}
+
 type Call = { method: string; args: unknown[] };
 
 /**
@@ -382,6 +479,17 @@ export class FakeTransport implements ApiClient {
   /** Built datasets and their rows. */
   datasets: DatasetSummary[] = [];
   datasetRowsByName: Record<string, DatasetRow[]> = {};
+  /** The keystore's accounts; the passphrase of each (to refuse a wrong one). */
+  accounts: WalletAccount[] = [];
+  passphrases: Record<string, string> = {};
+  chainSettings: ChainSettings = { rpc_url: '', chain_id: null, registry: null, splitter: null };
+  chain: ChainStatus = chainStatus({ reachable: false, block: null });
+  /** What publishPreview answers (its run id, repo and publisher are the request's). */
+  previewTemplate: PublishPreview = publishPreview();
+  /** Each run's latest publication. */
+  publications: Record<string, Publication> = {};
+  /** What verify answers; a function gets the request. */
+  verifyResult: VerifyReport | ((request: VerifyRequest) => VerifyReport) = verifyReport();
 
   #record<T>(method: keyof ApiClient, args: unknown[], value: () => T): Promise<T> {
     this.calls.push({ method, args });
@@ -776,6 +884,89 @@ export class FakeTransport implements ApiClient {
     c.messages.push(message);
     if (c.title === 'New conversation') c.title = request.content;
     return structuredClone({ message, stats: s });
+  }
+
+  walletAccounts() {
+    return this.#record('walletAccounts', [], () => this.accounts);
+  }
+  #addAccount(name: string | null | undefined, passphrase: string): WalletAccount {
+    if (passphrase.length < 8) throw new ApiException('the passphrase is too short', 'Use at least 8 characters', 400);
+    const made = walletAccount(this.accounts.length + 1, { name: name ?? null });
+    this.accounts = [...this.accounts, made];
+    this.passphrases[made.address] = passphrase;
+    return made;
+  }
+  createAccount(request: NewAccount) {
+    return this.#record('createAccount', [request], () => this.#addAccount(request.name, request.passphrase));
+  }
+  importAccount(request: KeyImport) {
+    return this.#record('importAccount', [request], () => this.#addAccount(request.name, request.passphrase));
+  }
+  chainStatus() {
+    return this.#record('chainStatus', [], () => this.chain);
+  }
+  chainUp() {
+    return this.#record('chainUp', [], () => {
+      this.chain = chainStatus();
+      return this.chain;
+    });
+  }
+  getChainSettings() {
+    return this.#record('getChainSettings', [], () => this.chainSettings);
+  }
+  putChainSettings(settings: ChainSettings) {
+    return this.#record('putChainSettings', [settings], () => {
+      this.chainSettings = { ...settings };
+      this.chain = settings.rpc_url
+        ? chainStatus({ local: false, url: settings.rpc_url, chain_id: settings.chain_id, registry: settings.registry, splitter: settings.splitter, state_file: null })
+        : chainStatus({ reachable: false, block: null });
+      return this.chainSettings;
+    });
+  }
+  publishPreview(request: PublishRequest & { run_id: string }) {
+    return this.#record('publishPreview', [request], (): PublishPreview => {
+      const run = this.#run(request.run_id);
+      return {
+        ...this.previewTemplate,
+        run_id: run.id,
+        run_name: run.name,
+        repo: request.repo ?? this.previewTemplate.repo,
+        manifest: { ...this.previewTemplate.manifest, publisher: request.publisher },
+        publication: this.publications[run.id] ?? null,
+      };
+    });
+  }
+  publish(request: PublishRequest & { run_id: string }, passphrase: string) {
+    return this.#record('publish', [request, passphrase], () => {
+      const run = this.#run(request.run_id);
+      const expected = this.passphrases[request.publisher];
+      if (expected !== undefined && expected !== passphrase) throw new ApiException('wrong passphrase for this account', null, 400);
+      const started = job({ id: `job-${this.#nextId++}`, kind: 'publish', title: `Publish ${run.name}`, state: 'queued', message: 'queued' });
+      this.jobs = [started, ...this.jobs];
+      return started;
+    });
+  }
+  publication(runId: string) {
+    return this.#record('publication', [runId], () => this.publications[runId] ?? null);
+  }
+  verify(request: VerifyRequest) {
+    return this.#record('verify', [request], () => (typeof this.verifyResult === 'function' ? this.verifyResult(request) : this.verifyResult));
+  }
+  rewardsPay(request: PaymentRequest) {
+    return this.#record('rewardsPay', [request], () => ({
+      manifest_hash: request.manifest_hash,
+      payer: request.from,
+      amount_wei: '1000',
+      tx_hash: `0x${'ee'.repeat(32)}`,
+      block: 20,
+      split: [[address(0), '750'] as [string, string], [address(1), '250'] as [string, string]],
+    }));
+  }
+  rewardsBalance(address: string) {
+    return this.#record('rewardsBalance', [address], () => ({ address, balance_wei: '10000000000000000000', owed_wei: '0' }));
+  }
+  rewardsWithdraw(address: string, passphrase: string) {
+    return this.#record('rewardsWithdraw', [address, passphrase], () => ({ address, amount_wei: '0', tx_hash: `0x${'ff'.repeat(32)}`, block: 21 }));
   }
 
   subscribe(onEvent: (event: JobEvent) => void, options?: SubscribeOptions): Unsubscribe {

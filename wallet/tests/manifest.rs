@@ -475,3 +475,51 @@ fn model_card() {
     assert!(card.contains("base_model: \"x\\\"\\ny\"\n"), "{card}");
     assert!(card.contains("# a \\| b \\# c\n"), "{card}");
 }
+
+/// A version-1 manifest as this version of the studio wrote and signed it, kept byte for byte.
+/// Later versions of the reader must still read it, hash it to the same `manifestHash` the
+/// registry holds, and recover the same publisher: published adapters outlive the code that
+/// published them. `UPDATE_MANIFEST_FIXTURE=1` writes it, once, when a version is introduced.
+const V1_FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/lineage-manifest-v1.json"
+);
+
+#[test]
+fn a_version_1_manifest_written_earlier_is_still_read() {
+    if std::env::var_os("UPDATE_MANIFEST_FIXTURE").is_some() {
+        let m = signed();
+        std::fs::write(V1_FIXTURE, m.to_json_pretty().expect("JSON")).expect("write the fixture");
+        let hash = json!({ "manifest_hash": m.hash().expect("hash").to_string() });
+        std::fs::write(
+            V1_FIXTURE.replace(".json", ".hash.json"),
+            format!("{hash:#}\n"),
+        )
+        .expect("write the recorded hash");
+    }
+    let text = std::fs::read_to_string(V1_FIXTURE).unwrap_or_else(|e| {
+        panic!("{V1_FIXTURE}: {e} (it is committed; UPDATE_MANIFEST_FIXTURE=1 writes it)")
+    });
+    let m = manifest::read(&text).expect("a version-1 manifest reads");
+    assert_eq!(m.version, 1);
+    assert_eq!(
+        m.verify().expect("its signature verifies"),
+        publisher().address()
+    );
+    // Hashed as the registry recorded it when it was published.
+    assert_eq!(
+        m.hash().expect("hash").to_string(),
+        serde_json::from_str::<Value>(
+            &std::fs::read_to_string(V1_FIXTURE.replace(".json", ".hash.json"))
+                .expect("the recorded hash")
+        )
+        .expect("JSON")["manifest_hash"],
+    );
+    assert_eq!(
+        schema_errors(
+            &schema_validator(),
+            &serde_json::from_str(&text).expect("JSON")
+        ),
+        Vec::<String>::new()
+    );
+}

@@ -93,7 +93,8 @@ register_default_model() {
   if ! cmp -s "$DEFAULT_MODEL_CACHED" "$dest"; then
     cp "$DEFAULT_MODEL_CACHED" "$dest.part" && mv "$dest.part" "$dest"
   fi
-  "$BIN_DIR/modelfactory" --home "$home" models add "$dest" --name "SmolLM2-135M-Instruct" >/dev/null
+  "$BIN_DIR/modelfactory" --home "$home" models add "$dest" --name "SmolLM2-135M-Instruct" \
+    --hub-id HuggingFaceTB/SmolLM2-135M-Instruct >/dev/null
 }
 
 # The reference peers, in one virtual environment (so one MODELFACTORY_REFERENCE_PYTHON runs

@@ -170,6 +170,11 @@ impl Studio {
         })
     }
 
+    /// Records the hub repository a local model came from (see [`models::portable_id`]).
+    pub fn set_model_hub_id(&self, id: &str, hub_id: &str) -> Result<ModelSummary> {
+        self.inner.models.set_hub_id(id, hub_id)
+    }
+
     /// Pulls a hub repo into the workspace and registers it; used by the pull job and,
     /// in the foreground, by the CLI.
     pub fn pull_model(
@@ -182,7 +187,8 @@ impl Studio {
         let dest = self.inner.workspace.models_dir().join("hub");
         let folder = models::pull_repo(ctx, repo, &endpoint, &dest)?;
         ctx.progress(1.0, "reading the model's metadata", &[]);
-        self.inner.models.register_path(&folder, repo, name)
+        let model = self.inner.models.register_path(&folder, repo, name)?;
+        self.inner.models.set_hub_id(&model.id, repo)
     }
 
     pub fn settings(&self) -> Result<Settings> {

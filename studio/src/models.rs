@@ -36,6 +36,8 @@ pub struct ModelSummary {
     pub attention_heads: Option<u64>,
     pub kv_heads: Option<u64>,
     pub vocab_size: Option<u64>,
+    /// The hub repository the model comes from, when known (`owner/name`).
+    pub hub_id: Option<String>,
     pub added_at: String,
     pub status: ModelStatus,
     pub problem: Option<String>,
@@ -66,6 +68,7 @@ impl ModelSummary {
             attention_heads: info.attention_heads,
             kv_heads: info.kv_heads,
             vocab_size: info.vocab_size,
+            hub_id: info.hub_id.clone(),
             added_at,
             status: ModelStatus::Ready,
             problem: None,
@@ -74,6 +77,16 @@ impl ModelSummary {
 }
 
 /// A hub repo id looks like `owner/name`, with no path-like parts.
+/// How a model is named to other tools (PEFT's `base_model_name_or_path`, the lineage
+/// manifest): its hub repository when it came from one or its files say which, else the path
+/// it was added from.
+pub fn portable_id(model: &ModelSummary) -> String {
+    if looks_like_repo_id(&model.source) {
+        return model.source.clone();
+    }
+    model.hub_id.clone().unwrap_or_else(|| model.source.clone())
+}
+
 pub fn looks_like_repo_id(s: &str) -> bool {
     let mut parts = s.split('/');
     let (Some(owner), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
@@ -238,6 +251,39 @@ impl Models {
     }
 
     /// One registered model, checked against its files like the list.
+    /// Records the hub repository a model's files came from, when they do not say it
+    /// themselves (a GGUF converted elsewhere): adapters trained on it name it as their base.
+    pub fn set_hub_id(&self, id: &str, hub_id: &str) -> Result<ModelSummary> {
+        if !looks_like_repo_id(hub_id) {
+            return Err(Error::InvalidInput {
+                field: "hub_id".into(),
+                message: format!("{hub_id:?} is not a hub repository id (owner/name)"),
+            });
+        }
+        {
+            let conn = self.db.lock();
+            let info_json: String = conn
+                .query_row(
+                    "SELECT info_json FROM models WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| Error::ModelNotFound(id.to_string()))?;
+            let mut info: serde_json::Value =
+                serde_json::from_str(&info_json).map_err(|e| Error::Io {
+                    what: format!("reading the stored metadata of model {id}"),
+                    source: std::io::Error::other(e),
+                })?;
+            info["hub_id"] = hub_id.into();
+            conn.execute(
+                "UPDATE models SET info_json = ?2 WHERE id = ?1",
+                params![id, info.to_string()],
+            )?;
+        }
+        self.find(id)
+    }
+
     pub fn find(&self, id: &str) -> Result<ModelSummary> {
         let row: Option<ModelRow> = self
             .db
@@ -296,6 +342,7 @@ impl Models {
                 attention_heads: None,
                 kv_heads: None,
                 vocab_size: None,
+                hub_id: None,
                 added_at,
                 status: ModelStatus::Unreadable,
                 problem: Some("the catalog entry is damaged; add the model again".into()),

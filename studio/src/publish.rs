@@ -665,7 +665,7 @@ impl Studio {
             name,
             license,
             base_model: BaseModel {
-                repo: model.source.clone(),
+                repo: crate::models::portable_id(&model),
                 revision,
                 files: base_files,
             },

@@ -502,7 +502,7 @@ impl Studio {
             train: &prepared.train,
             eval: &prepared.eval,
             run_dir: &run_dir,
-            base_model_name: model.source.clone(),
+            base_model_name: crate::models::portable_id(&model),
         };
         let cancel = ctx.cancel_flag();
         let mut total = 1usize;

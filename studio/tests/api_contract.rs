@@ -42,6 +42,7 @@ fn model(status: ModelStatus) -> ModelSummary {
         id: "smollm2-135m-instruct".into(),
         name: "SmolLM2-135M-Instruct".into(),
         source: "/models/SmolLM2-135M-Instruct.Q4_1.gguf".into(),
+        hub_id: Some("HuggingFaceTB/SmolLM2-135M-Instruct".into()),
         path: "/models/SmolLM2-135M-Instruct.Q4_1.gguf".into(),
         format: ModelFormat::Gguf,
         architecture: "llama".into(),

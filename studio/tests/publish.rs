@@ -130,7 +130,7 @@ fn a_run_is_published_verified_tampered_with_and_paid() {
     // A tiny run on it.
     let gguf = common::tiny_chat_gguf(dir.path());
     let model = json(&run(modelfactory(&home)
-        .args(["models", "add", "--json"])
+        .args(["models", "add", "--json", "--hub-id", "example/tiny-chat"])
         .arg(&gguf)))["id"]
         .as_str()
         .expect("model id")
@@ -178,6 +178,16 @@ fn a_run_is_published_verified_tampered_with_and_paid() {
     let manifest_hash = preview["manifest_hash"].as_str().expect("hash").to_owned();
     assert_eq!(preview["manifest"]["publisher"], publisher.to_lowercase());
     assert_eq!(preview["manifest"]["attribution"]["method"], "row-share");
+    // The base is named by its repository, not by a path on this machine, in the manifest
+    // and in the adapter's own config (what PEFT loads the base from).
+    assert_eq!(
+        preview["manifest"]["base_model"]["repo"],
+        "example/tiny-chat"
+    );
+    assert_eq!(
+        preview["manifest"]["adapter"]["config"]["base_model_name_or_path"],
+        "example/tiny-chat"
+    );
     let shares = preview["shares"].as_array().expect("shares");
     assert_eq!(shares.len(), 2, "{preview}");
     let total: u64 = shares.iter().map(|s| s[1].as_u64().unwrap_or(0)).sum();

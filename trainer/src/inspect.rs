@@ -33,6 +33,12 @@ pub struct ModelInfo {
     pub format: ModelFormat,
     /// The model's own name (GGUF `general.name`); `None` for a safetensors folder.
     pub name: Option<String>,
+    /// The hub repository the model comes from (`owner/name`), when its files say: GGUF
+    /// `general.source.huggingface.repository` or a hub `general.source.url`; for a folder, a
+    /// hub cache path (`models--owner--name/snapshots/…`) or config.json's `_name_or_path`.
+    /// (llama.cpp's `general.organization` and `general.basename` are not enough: they often
+    /// name a training checkpoint, not a repository.)
+    pub hub_id: Option<String>,
     /// GGUF `general.architecture`, or config.json `model_type`.
     pub architecture: String,
     /// Number of weights: the sum of the tensors' element counts.
@@ -184,6 +190,7 @@ fn inspect_gguf(path: &Path) -> Result<ModelInfo> {
     let file = &parts[0];
     let architecture = file.architecture()?.to_owned();
     let name = file.opt_str(keys::NAME)?.map(str::to_owned);
+    let hub_id = gguf_hub_id(file);
 
     let mut parameters = 0u64;
     let mut file_size = 0u64;
@@ -213,6 +220,7 @@ fn inspect_gguf(path: &Path) -> Result<ModelInfo> {
     Ok(ModelInfo {
         format: ModelFormat::Gguf,
         name,
+        hub_id,
         parameters,
         quantization,
         tensor_types,
@@ -226,6 +234,73 @@ fn inspect_gguf(path: &Path) -> Result<ModelInfo> {
         files,
         architecture,
     })
+}
+
+/// Whether `id` has the shape of a hub repository id: `owner/name`, each part letters, digits,
+/// `-`, `_` and `.`, not starting with `.` or `-`.
+pub fn is_hub_id(id: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 96
+            && !p.starts_with(['.', '-'])
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    matches!(id.split_once('/'), Some((owner, name)) if part(owner) && part(name))
+}
+
+fn gguf_hub_id(file: &GgufFile) -> Option<String> {
+    let text = |key: &str| {
+        file.opt_str(key)
+            .ok()
+            .flatten()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    if let Some(id) = text("general.source.huggingface.repository").filter(|id| is_hub_id(id)) {
+        return Some(id);
+    }
+    if let Some(url) = text("general.source.url")
+        && let Some(rest) = url
+            .strip_prefix("https://huggingface.co/")
+            .or_else(|| url.strip_prefix("https://hf.co/"))
+    {
+        let id = rest.split('/').take(2).collect::<Vec<_>>().join("/");
+        if is_hub_id(&id) {
+            return Some(id);
+        }
+    }
+    None
+}
+
+fn folder_hub_id(dir: &Path, config_path: &Path) -> Option<String> {
+    // The hub cache: `…/models--owner--name/snapshots/<sha>/`.
+    let from_cache = || {
+        let canonical = std::fs::canonicalize(dir).ok()?;
+        let parts: Vec<String> = canonical
+            .iter()
+            .rev()
+            .take(3)
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let [_sha, snapshots, repo] = parts.as_slice() else {
+            return None;
+        };
+        let (owner, name) = repo.strip_prefix("models--")?.split_once("--")?;
+        let id = format!("{owner}/{name}");
+        (snapshots == "snapshots" && is_hub_id(&id)).then_some(id)
+    };
+    if let Some(id) = from_cache() {
+        return Some(id);
+    }
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(config_path).ok()?).ok()?;
+    config
+        .get("_name_or_path")?
+        .as_str()
+        .filter(|id| is_hub_id(id))
+        .map(str::to_owned)
 }
 
 fn inspect_folder(dir: &Path) -> Result<ModelInfo> {
@@ -249,6 +324,7 @@ fn inspect_folder(dir: &Path) -> Result<ModelInfo> {
     Ok(ModelInfo {
         format: ModelFormat::Safetensors,
         name: None,
+        hub_id: folder_hub_id(dir, &config_path),
         architecture: config.architecture().unwrap_or("unknown").to_owned(),
         parameters,
         quantization: dominant(&tensor_types).unwrap_or_else(|| "unknown".into()),
@@ -280,10 +356,46 @@ mod tests {
     }
 
     #[test]
+    fn hub_ids_from_a_folders_cache_path_or_config() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let cached = root
+            .path()
+            .join("models--HuggingFaceTB--SmolLM2-135M-Instruct/snapshots/abc123");
+        std::fs::create_dir_all(&cached).expect("mkdir");
+        std::fs::write(cached.join("config.json"), "{}").expect("config");
+        assert_eq!(
+            folder_hub_id(&cached, &cached.join("config.json")).as_deref(),
+            Some("HuggingFaceTB/SmolLM2-135M-Instruct")
+        );
+        let plain = root.path().join("my-model");
+        std::fs::create_dir_all(&plain).expect("mkdir");
+        std::fs::write(
+            plain.join("config.json"),
+            r#"{"_name_or_path": "Qwen/Qwen2.5-0.5B"}"#,
+        )
+        .expect("config");
+        assert_eq!(
+            folder_hub_id(&plain, &plain.join("config.json")).as_deref(),
+            Some("Qwen/Qwen2.5-0.5B")
+        );
+        std::fs::write(
+            plain.join("config.json"),
+            r#"{"_name_or_path": "/home/me/ckpt"}"#,
+        )
+        .expect("config");
+        assert_eq!(folder_hub_id(&plain, &plain.join("config.json")), None);
+        assert!(is_hub_id("a/b.c_d-e"));
+        for bad in ["", "a", "a/b/c", "/abs", "./x", "a/.b", "a/b c"] {
+            assert!(!is_hub_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn supported_architectures() {
         let mut info = ModelInfo {
             format: ModelFormat::Gguf,
             name: None,
+            hub_id: None,
             architecture: "qwen3".into(),
             parameters: 0,
             quantization: "F32".into(),

@@ -834,6 +834,10 @@ pub enum ModelsCommand {
         /// The name to show instead of the one in the file
         #[arg(long)]
         name: Option<String>,
+        /// The hub repository a local file came from (owner/name), when the file does not say:
+        /// adapters trained on it name it as their base
+        #[arg(long, value_name = "OWNER/NAME")]
+        hub_id: Option<String>,
         /// Print JSON: progress events as JSON lines on stderr, the model on stdout
         #[arg(long)]
         json: bool,

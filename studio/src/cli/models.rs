@@ -19,8 +19,16 @@ pub fn run(home: &Path, command: ModelsCommand) -> anyhow::Result<ExitCode> {
                 print_table(&models);
             }
         }
-        ModelsCommand::Add { source, name, json } => {
-            let model = add(&studio, &source, name.as_deref(), json)?;
+        ModelsCommand::Add {
+            source,
+            name,
+            hub_id,
+            json,
+        } => {
+            let mut model = add(&studio, &source, name.as_deref(), json)?;
+            if let Some(hub_id) = hub_id {
+                model = studio.set_model_hub_id(&model.id, &hub_id)?;
+            }
             if json {
                 print_json(&model)?;
             } else {

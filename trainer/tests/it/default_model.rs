@@ -55,6 +55,9 @@ fn default_model_metadata() {
     assert_eq!(info.kv_heads, Some(3));
     assert_eq!(info.vocab_size, Some(49152));
     assert_eq!(info.quantization, "Q4_1");
+    // Its metadata names a training checkpoint, not the repository: `models add --hub-id`
+    // records that (scripts/setup does).
+    assert_eq!(info.hub_id, None);
     assert_eq!(
         info.context_length,
         Some(file.u64("llama.context_length").expect("context"))

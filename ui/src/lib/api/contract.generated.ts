@@ -28,6 +28,7 @@ export const models: ModelSummary[] = [
     "attention_heads": 9,
     "kv_heads": 3,
     "vocab_size": null,
+    "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
     "added_at": "2026-01-01T00:00:00.000Z",
     "status": "ready",
     "problem": null
@@ -48,6 +49,7 @@ export const models: ModelSummary[] = [
     "attention_heads": 9,
     "kv_heads": 3,
     "vocab_size": null,
+    "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
     "added_at": "2026-01-01T00:00:00.000Z",
     "status": "missing",
     "problem": "file not found: /models/x.gguf"
@@ -68,6 +70,7 @@ export const models: ModelSummary[] = [
     "attention_heads": 9,
     "kv_heads": 3,
     "vocab_size": null,
+    "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
     "added_at": "2026-01-01T00:00:00.000Z",
     "status": "unreadable",
     "problem": "file not found: /models/x.gguf"
@@ -90,6 +93,7 @@ export const safetensorsModel: ModelSummary = {
   "attention_heads": 9,
   "kv_heads": 3,
   "vocab_size": null,
+  "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
   "added_at": "2026-01-01T00:00:00.000Z",
   "status": "ready",
   "problem": null
@@ -261,6 +265,7 @@ export const doctor: DoctorReport = {
       "attention_heads": 9,
       "kv_heads": 3,
       "vocab_size": null,
+      "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
       "added_at": "2026-01-01T00:00:00.000Z",
       "status": "ready",
       "problem": null
@@ -286,6 +291,7 @@ export const added: AddModelResult[] = [
       "attention_heads": 9,
       "kv_heads": 3,
       "vocab_size": null,
+      "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
       "added_at": "2026-01-01T00:00:00.000Z",
       "status": "ready",
       "problem": null

@@ -21,6 +21,8 @@ export type ModelSummary = {
   name: string;
   /** what was given to `models add`: a path or a hub repo id */
   source: string;
+  /** the hub repository the model comes from, when known (owner/name) */
+  hub_id?: string | null;
   /** absolute path: a .gguf file, or a folder with config.json + safetensors */
   path: string;
   format: ModelFormat;

@@ -19,6 +19,8 @@ pub enum FileKind {
     SafetensorsIndex,
     /// A Hugging Face `config.json`.
     HfConfig,
+    /// A run's citation index.
+    CitationIndex,
 }
 
 impl std::fmt::Display for FileKind {
@@ -28,6 +30,7 @@ impl std::fmt::Display for FileKind {
             FileKind::Safetensors => "safetensors",
             FileKind::SafetensorsIndex => "safetensors index",
             FileKind::HfConfig => "config.json",
+            FileKind::CitationIndex => "citation index",
         })
     }
 }
@@ -302,6 +305,13 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A citation index that cannot be built or used as asked.
+    #[error("citations: {what}")]
+    Citations {
+        /// What is wrong and what to do.
+        what: String,
+    },
+
     /// The work was cancelled.
     #[error("cancelled")]
     Cancelled,
@@ -396,6 +406,7 @@ impl Error {
             Error::PromptTooLong { .. }
             | Error::BackendUnavailable { .. }
             | Error::Training { .. }
+            | Error::Citations { .. }
             | Error::Cancelled
             | Error::DataSetting { .. }
             | Error::Nf4 { .. } => return None,

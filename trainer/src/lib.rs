@@ -13,6 +13,7 @@
 
 pub mod backends;
 pub mod bench;
+pub mod citations;
 pub mod data;
 mod error;
 pub mod generate;

@@ -234,6 +234,22 @@ pub enum BenchCommand {
     /// Curation on a generated Datanet (page, filter, sort, search, duplicates) and pull
     /// throughput on loopback beside curl
     Data(DataBenchArgs),
+    /// The citation index over a run's training rows: build time, bytes per token, and the
+    /// time to cite an answer, on a generated token stream
+    Citations(CitationsBenchArgs),
+}
+
+#[derive(Args)]
+pub struct CitationsBenchArgs {
+    /// Tokens in the index
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub tokens: usize,
+    /// Answers cited
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub answers: usize,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

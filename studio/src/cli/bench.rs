@@ -24,6 +24,7 @@ pub fn run(home: &Path, command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Generate(args) => generate(home, args),
         BenchCommand::Train(args) => train(home, args),
         BenchCommand::Data(args) => super::bench_data::run(args),
+        BenchCommand::Citations(args) => super::bench_citations::run(args),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod args;
 mod bench;
+mod bench_citations;
 mod bench_data;
 mod chat;
 mod datanets;

@@ -6,11 +6,13 @@
 //! jobs that worked on it. Every step's and every evaluation's numbers are stored in
 //! `run_metrics` as they happen, so a front end that reconnects draws the whole curve.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
+use trainer::citations::{CITATION_INDEX_FILE, CitationIndex};
 use trainer::data::{ExamplePreview, LoadReport, load_dataset, preview};
 use trainer::runtime::OpenedModel;
 use trainer::train::{
@@ -456,6 +458,7 @@ impl Studio {
         ctx.progress(0.0, "tokenising with the model's chat template", &[]);
         let opened = OpenedModel::open(&model_path)?;
         let prepared = prepare_data(&opened.tokenizer, &dataset.examples, &config)?;
+        let tokenizer_fingerprint = opened.tokenizer.fingerprint();
         drop(opened);
         let report = &dataset.report;
         let data = DataSummary {
@@ -487,6 +490,30 @@ impl Studio {
             what: format!("writing {}", sources_path.display()),
             source,
         })?;
+        // The citation index over the rows that train: what chat answers are traced back to.
+        let contributors: HashMap<&str, &str> = dataset
+            .examples
+            .iter()
+            .filter_map(|e| Some((e.id.as_str(), e.contributor.as_deref()?)))
+            .collect();
+        let contributors = &contributors;
+        let index =
+            CitationIndex::build(
+                &tokenizer_fingerprint,
+                prepared.train.iter().zip(&prepared.train_sources).flat_map(
+                    |(sequence, segments)| {
+                        segments.iter().filter_map(move |s| {
+                            let tokens = sequence.tokens.get(s.range.clone())?;
+                            Some((
+                                s.id.as_str(),
+                                contributors.get(s.id.as_str()).copied(),
+                                tokens,
+                            ))
+                        })
+                    },
+                ),
+            )?;
+        index.save(&run_dir.join(CITATION_INDEX_FILE))?;
         self.inner.db.lock().execute(
             "UPDATE runs SET data_json = ?2, total_steps = ?3 WHERE id = ?1",
             params![

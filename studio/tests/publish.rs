@@ -267,6 +267,35 @@ fn a_run_is_published_verified_tampered_with_and_paid() {
 
     // Verify the folder and the hub repository.
     let folder = Path::new(published["folder"].as_str().expect("folder")).to_path_buf();
+
+    // The run indexed its training rows, by contribution id and contributor, with the model's
+    // tokenizer: a training row repeated verbatim cites that row.
+    let tokenizer = trainer::tokenizer::TextTokenizer::from_gguf(
+        &trainer::GgufFile::open(&gguf).expect("the tiny model opens"),
+    )
+    .expect("its tokenizer");
+    let index = trainer::citations::CitationIndex::open(
+        &folder
+            .parent()
+            .expect("the run folder")
+            .join(trainer::citations::CITATION_INDEX_FILE),
+        &tokenizer.fingerprint(),
+    )
+    .expect("the run's citation index opens with its model's tokenizer");
+    assert!(!index.rows().is_empty());
+    let row = &index.rows()[0];
+    assert!(
+        [ALICE, BOB].iter().any(|a| row
+            .contributor
+            .as_deref()
+            .is_some_and(|c| c.eq_ignore_ascii_case(a))),
+        "{row:?}"
+    );
+    let cites = index.cite(index.row_tokens(0).expect("tokens"), 8);
+    assert!(
+        cites.iter().any(|c| c.rows.iter().any(|r| r.id == row.id)),
+        "{cites:?}"
+    );
     let report = json(&run(modelfactory(&home)
         .arg("verify")
         .arg(&folder)

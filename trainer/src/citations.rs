@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// The index's file in a run's folder.
+pub const CITATION_INDEX_FILE: &str = "citations.idx";
+
 /// Ends every row in the token stream; no tokenizer has this many tokens.
 const SEPARATOR: u32 = u32::MAX;
 const MAGIC: &[u8; 8] = b"MFCITES\0";
@@ -123,6 +126,13 @@ impl CitationIndex {
 
     pub fn rows(&self) -> &[IndexedRow] {
         &self.rows
+    }
+
+    /// The tokens of row `i`.
+    pub fn row_tokens(&self, i: usize) -> Option<&[u32]> {
+        let row = self.rows.get(i)?;
+        self.tokens
+            .get(row.start as usize..(row.start + row.len) as usize)
     }
 
     /// The suffixes that start with `pattern`, as a range of the suffix array.

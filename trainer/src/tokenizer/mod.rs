@@ -217,6 +217,21 @@ impl TextTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// A fingerprint of the vocabulary (every token and its id): token ids mean the same text
+    /// exactly when fingerprints agree. FNV-1a: it tells tokenizers apart, it is no seal.
+    pub fn fingerprint(&self) -> String {
+        let mut vocab: Vec<(String, u32)> = self.inner.get_vocab(true).into_iter().collect();
+        vocab.sort_unstable_by_key(|(_, id)| *id);
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for (token, id) in &vocab {
+            for byte in token.as_bytes().iter().chain(&id.to_le_bytes()) {
+                hash ^= u64::from(*byte);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        format!("vocab-{}-{hash:016x}", vocab.len())
+    }
+
     /// The underlying `tokenizers` object.
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner

@@ -19,6 +19,7 @@ const DEV_MNEMONIC: &str = "test test test test test test test test test test te
 /// The development mnemonic's accounts 1 and 2: contributors whose keys the test holds.
 const ALICE: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 const BOB: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
+const REPO: &str = "expert/answers-adapter";
 
 fn modelfactory(home: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_modelfactory"));
@@ -84,6 +85,13 @@ fn copy_dir(from: &Path, to: &Path) {
         let entry = entry.expect("entry");
         std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
     }
+}
+
+/// `publish RUN` by `publisher` to the test's repository, with `extra` flags.
+fn publish(home: &Path, run_id: &str, publisher: &str, extra: &[&str]) -> Output {
+    run(modelfactory(home)
+        .args(["publish", run_id, "--address", publisher, "--repo", REPO])
+        .args(extra))
 }
 
 fn verify_fails(home: &Path, folder: &Path, naming: &str) {
@@ -165,16 +173,12 @@ fn a_run_is_published_verified_tampered_with_and_paid() {
         .to_owned();
 
     // The preview: what is signed, what is sent, the gas.
-    let preview = json(&run(modelfactory(&home).args([
-        "publish",
+    let preview = json(&publish(
+        &home,
         &run_id,
-        "--address",
         &publisher,
-        "--repo",
-        "expert/answers-adapter",
-        "--dry-run",
-        "--json",
-    ])));
+        &["--dry-run", "--json"],
+    ));
     let manifest_hash = preview["manifest_hash"].as_str().expect("hash").to_owned();
     assert_eq!(preview["manifest"]["publisher"], publisher.to_lowercase());
     assert_eq!(preview["manifest"]["attribution"]["method"], "row-share");
@@ -213,56 +217,27 @@ fn a_run_is_published_verified_tampered_with_and_paid() {
 
     // A hub that does not answer: the manifest is signed and kept, nothing is registered,
     // and the error says where it stopped.
-    let o = run(modelfactory(&home).args([
-        "publish",
-        &run_id,
-        "--address",
-        &publisher,
-        "--repo",
-        "expert/answers-adapter",
-        "--hub",
-        "http://127.0.0.1:9",
-    ]));
+    let o = publish(&home, &run_id, &publisher, &["--hub", "http://127.0.0.1:9"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("127.0.0.1:9"), "{}", text(&o));
-    let pending = json(&run(modelfactory(&home).args([
-        "publish",
+    let pending = json(&publish(
+        &home,
         &run_id,
-        "--address",
         &publisher,
-        "--repo",
-        "expert/answers-adapter",
-        "--dry-run",
-        "--json",
-    ])));
+        &["--dry-run", "--json"],
+    ));
     assert_eq!(pending["publication"]["state"], "signed", "{pending}");
     assert!(pending["publication"]["tx_hash"].is_null());
 
     // Resumed on the workspace hub, then again: the second finds it done and sends nothing.
-    let published = json(&run(modelfactory(&home).args([
-        "publish",
-        &run_id,
-        "--address",
-        &publisher,
-        "--repo",
-        "expert/answers-adapter",
-        "--json",
-    ])));
+    let published = json(&publish(&home, &run_id, &publisher, &["--json"]));
     assert_eq!(published["state"], "registered", "{published}");
     assert_eq!(published["manifest_hash"], manifest_hash.as_str());
     let tx = published["tx_hash"]
         .as_str()
         .expect("a transaction")
         .to_owned();
-    let again = json(&run(modelfactory(&home).args([
-        "publish",
-        &run_id,
-        "--address",
-        &publisher,
-        "--repo",
-        "expert/answers-adapter",
-        "--json",
-    ])));
+    let again = json(&publish(&home, &run_id, &publisher, &["--json"]));
     assert_eq!(again["tx_hash"], tx.as_str(), "not registered twice");
 
     // Verify the folder and the hub repository.
@@ -302,11 +277,7 @@ fn a_run_is_published_verified_tampered_with_and_paid() {
         .arg("--json")));
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["manifest_hash"], manifest_hash.as_str());
-    let report = json(&run(modelfactory(&home).args([
-        "verify",
-        "expert/answers-adapter",
-        "--json",
-    ])));
+    let report = json(&run(modelfactory(&home).args(["verify", REPO, "--json"])));
     assert_eq!(report["ok"], true, "{report}");
 
     // A contribution is proved part of its Datanet; a made-up one is not.

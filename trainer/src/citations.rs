@@ -135,34 +135,13 @@ impl CitationIndex {
             .get(row.start as usize..(row.start + row.len) as usize)
     }
 
-    /// The suffixes that start with `pattern`, as a range of the suffix array.
-    fn range(&self, pattern: &[u32]) -> std::ops::Range<usize> {
-        let (mut lo, mut hi) = (0, self.suffixes.len());
-        for (depth, &token) in pattern.iter().enumerate() {
-            let at = |i: usize| {
-                self.tokens
-                    .get(self.suffixes[i] as usize + depth)
-                    .copied()
-                    .unwrap_or(SEPARATOR)
-            };
-            // Within [lo, hi) the first `depth` tokens agree, so the next one is sorted.
-            let first = lo + partition(hi - lo, |k| at(lo + k) < token);
-            let end = first + partition(hi - first, |k| at(first + k) <= token);
-            lo = first;
-            hi = end;
-            if lo == hi {
-                break;
-            }
-        }
-        lo..hi
-    }
-
     /// How many times `pattern` occurs in the training rows.
     pub fn count(&self, pattern: &[u32]) -> u64 {
-        if pattern.is_empty() || pattern.contains(&SEPARATOR) {
+        let (matched, range) = self.longest_prefix(pattern);
+        if pattern.is_empty() || matched < pattern.len() {
             return 0;
         }
-        self.range(pattern).len() as u64
+        range.len() as u64
     }
 
     /// The longest prefix of `text` that occurs in the rows: its length and suffix range.
@@ -234,15 +213,19 @@ impl CitationIndex {
         })
     }
 
-    /// Writes the index to `path` (through a temporary file, renamed into place).
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let header = serde_json::to_vec(&Header {
+    fn header(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(&Header {
             version: FORMAT_VERSION,
             tokenizer: self.tokenizer.clone(),
             tokens: self.tokens.len() as u64,
             rows: self.rows.clone(),
         })
-        .map_err(|e| citation_error(format!("cannot encode the index header: {e}")))?;
+        .map_err(|e| citation_error(format!("cannot encode the index header: {e}")))
+    }
+
+    /// Writes the index to `path` (through a temporary file, renamed into place).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let header = self.header()?;
         let tmp = path.with_extension("part");
         let write = || -> std::io::Result<()> {
             let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
@@ -344,14 +327,7 @@ impl CitationIndex {
 
     /// Bytes the index takes on disk.
     pub fn file_bytes(&self) -> Result<u64> {
-        let header = serde_json::to_vec(&Header {
-            version: FORMAT_VERSION,
-            tokenizer: self.tokenizer.clone(),
-            tokens: self.tokens.len() as u64,
-            rows: self.rows.clone(),
-        })
-        .map_err(|e| citation_error(format!("cannot encode the index header: {e}")))?;
-        Ok(16 + header.len() as u64 + 8 * self.tokens.len() as u64)
+        Ok(16 + self.header()?.len() as u64 + 8 * self.tokens.len() as u64)
     }
 }
 

@@ -10,6 +10,7 @@ use serde::Serialize;
 use trainer::citations::CitationIndex;
 
 use super::args::CitationsBenchArgs;
+use super::bench_data::Stream;
 
 const VOCAB: u64 = 49_152;
 const ANSWER_TOKENS: usize = 200;
@@ -21,23 +22,10 @@ struct Figure {
     goal: Option<String>,
 }
 
-/// splitmix64: every run measures the same rows.
-struct Stream(u64);
-
-impl Stream {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Token ids skewed toward small ids, as word frequencies are (roughly Zipf-like).
-    fn token(&mut self) -> u32 {
-        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        ((VOCAB as f64).powf(u) - 1.0) as u32
-    }
+/// A token id skewed toward small ids, as word frequencies are (roughly Zipf-like).
+fn token(stream: &mut Stream) -> u32 {
+    let u = (stream.next() >> 11) as f64 / (1u64 << 53) as f64;
+    ((VOCAB as f64).powf(u) - 1.0) as u32
 }
 
 pub fn run(args: CitationsBenchArgs) -> anyhow::Result<ExitCode> {
@@ -46,7 +34,7 @@ pub fn run(args: CitationsBenchArgs) -> anyhow::Result<ExitCode> {
     let mut total = 0usize;
     while total < args.tokens {
         let len = 64 + (stream.next() % 384) as usize;
-        let row: Vec<u32> = (0..len).map(|_| stream.token()).collect();
+        let row: Vec<u32> = (0..len).map(|_| token(&mut stream)).collect();
         total += len + 1;
         rows.push(row);
     }
@@ -106,7 +94,7 @@ pub fn run(args: CitationsBenchArgs) -> anyhow::Result<ExitCode> {
     let mut times = Vec::new();
     let mut cited = 0usize;
     for i in 0..args.answers {
-        let mut answer: Vec<u32> = (0..ANSWER_TOKENS).map(|_| stream.token()).collect();
+        let mut answer: Vec<u32> = (0..ANSWER_TOKENS).map(|_| token(&mut stream)).collect();
         if i % 2 == 0 {
             let row = &rows[(stream.next() % rows.len() as u64) as usize];
             let take = row.len().min(40);

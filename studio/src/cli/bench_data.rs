@@ -41,10 +41,10 @@ const WORDS: &[&str] = &[
 ];
 
 /// A deterministic pseudo-random stream (splitmix64), so that every run measures the same rows.
-struct Stream(u64);
+pub(super) struct Stream(pub(super) u64);
 
 impl Stream {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

@@ -1,6 +1,6 @@
-//! The generation benchmark behind `modelfactory bench generate`: prompt processing and decode
-//! speed of our runtime, and of llama.cpp on the same file and thread count when
-//! `llama-cpp-python` is installed, measured in the same run.
+//! The benchmarks behind `modelfactory bench generate` (prompt processing and decode speed of
+//! our runtime, and of llama.cpp on the same file and thread count when `llama-cpp-python` is
+//! installed, measured in the same run) and `modelfactory bench train` (LoRA and QLoRA steps).
 
 use std::path::Path;
 use std::process::Command;
@@ -183,6 +183,43 @@ pub struct TrainBenchRow {
     pub trainable_parameters: usize,
     /// Peak resident memory of the process, in bytes.
     pub peak_rss_bytes: u64,
+    /// Peak device memory while it ran, context included (GPU backends; filled in by the
+    /// caller, which watches the device from outside the process).
+    #[serde(default)]
+    pub peak_device_bytes: Option<u64>,
+}
+
+/// Model FLOPs of one trained token of LoRA on `config` (sequence `seq`, rank `rank` on all
+/// seven projections), the numerator of model FLOPs utilisation. The frozen projections and
+/// the output head cost 2 FLOPs per weight forward and 2 backward (input gradients only: they
+/// get no weight gradients); attention scores and their weighted sum 4·seq·(query width)
+/// forward and twice that backward, counted over the whole sequence as PaLM's formula does;
+/// each LoRA pair 2·r·(in + out) forward and twice that backward (input and weight gradients).
+pub fn lora_training_flops_per_token(
+    config: &crate::model::DecoderConfig,
+    seq: usize,
+    rank: usize,
+) -> f64 {
+    let d = config.hidden_size as f64;
+    let q = (config.heads * config.head_dim) as f64;
+    let kv = (config.kv_heads * config.head_dim) as f64;
+    let ffn = config.intermediate_size as f64;
+    let layers = config.layers as f64;
+    // (in, out) of q, k, v, o, gate, up, down.
+    let projections = [
+        (d, q),
+        (d, kv),
+        (d, kv),
+        (q, d),
+        (d, ffn),
+        (d, ffn),
+        (ffn, d),
+    ];
+    let weights: f64 =
+        projections.iter().map(|(i, o)| i * o).sum::<f64>() * layers + config.vocab_size as f64 * d;
+    let lora: f64 = projections.iter().map(|(i, o)| i + o).sum::<f64>() * layers * rank as f64;
+    let attention = 12.0 * layers * seq as f64 * q;
+    4.0 * weights + attention + 6.0 * lora
 }
 
 /// Times LoRA or QLoRA training steps of `model` on one fixed sequence. Run one
@@ -233,6 +270,7 @@ fn train_steps<B: burn::tensor::backend::Backend>(
         opened.config.clone(),
         &opened.files,
         settings.method,
+        crate::train::nf4_on_device(settings.backend),
         device,
     )?;
     let lora = LoraConfig {
@@ -289,5 +327,6 @@ fn train_steps<B: burn::tensor::backend::Backend>(
         base_weight_bytes: decoder.projection_bytes(),
         trainable_parameters: adapter.parameters(),
         peak_rss_bytes: peak_rss_bytes(),
+        peak_device_bytes: None,
     })
 }

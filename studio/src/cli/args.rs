@@ -568,6 +568,10 @@ pub struct TrainBenchArgs {
     /// else the environment scripts/reference creates]
     #[arg(long, value_name = "PATH")]
     pub reference_python: Option<PathBuf>,
+    /// The device's peak rate in TFLOP/s, for the model FLOPs utilisation column (an H100 or
+    /// H200: 989 in dense bf16)
+    #[arg(long, value_name = "TFLOPS")]
+    pub peak_tflops: Option<f64>,
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,

@@ -16,7 +16,7 @@ use trainer::bench::{
 };
 use trainer::train::Method;
 
-use super::args::{BenchCommand, GenerateBenchArgs, MethodArg, TrainBenchArgs};
+use super::args::{BenchCommand, GenerateBenchArgs, TrainBenchArgs};
 use super::human_bytes;
 
 pub fn run(home: &Path, command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -78,40 +78,26 @@ fn train(home: &Path, args: TrainBenchArgs) -> anyhow::Result<ExitCode> {
     let mut notes = Vec::new();
     for &backend in &backends {
         for &method in &methods {
-            let arg = match method {
-                Method::Lora => MethodArg::Lora,
-                Method::Qlora => MethodArg::Qlora,
-            };
+            let watch = DeviceMemoryWatch::start(backend);
             let output = std::process::Command::new(&exe)
                 .args(["bench", "train", "--single"])
                 .arg("--model")
                 .arg(&path)
-                .args([
-                    "--seq",
-                    &args.seq.to_string(),
-                    "--rank",
-                    &args.rank.to_string(),
-                ])
-                .args([
-                    "--steps",
-                    &args.steps.to_string(),
-                    "--threads",
-                    &threads.to_string(),
-                ])
+                .args(["--seq", &args.seq.to_string()])
+                .args(["--rank", &args.rank.to_string()])
+                .args(["--steps", &args.steps.to_string()])
+                .args(["--threads", &threads.to_string()])
                 .args(["--backend", backend.name()])
-                .args([
-                    "--method",
-                    if arg == MethodArg::Lora {
-                        "lora"
-                    } else {
-                        "qlora"
-                    },
-                ])
+                .args(["--method", &method.to_string()])
                 .output()
                 .context("starting a benchmark process")?;
+            let peak_device_bytes = watch.and_then(DeviceMemoryWatch::stop);
             let stdout = String::from_utf8_lossy(&output.stdout);
             match serde_json::from_str::<TrainBenchRow>(stdout.lines().last().unwrap_or("")) {
-                Ok(row) if output.status.success() => rows.push(row),
+                Ok(row) if output.status.success() => rows.push(TrainBenchRow {
+                    peak_device_bytes,
+                    ..row
+                }),
                 _ => notes.push(format!(
                     "{method} on {backend}: failed: {}",
                     String::from_utf8_lossy(&output.stderr).trim()
@@ -119,19 +105,47 @@ fn train(home: &Path, args: TrainBenchArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    // PyTorch + PEFT on the same device: in f32 as we compute, and on a GPU also with the base
+    // in bf16, the precision people fine-tune in there.
     let python = args.reference_python.clone().unwrap_or_else(default_python);
-    match bench_peft(&python, &path, &args, threads) {
-        Ok(Some(row)) => rows.push(row),
-        Ok(None) => notes.push(format!(
-            "PyTorch + PEFT: not measured, {} has no torch/peft (scripts/reference installs them)",
-            python.display()
-        )),
-        Err(message) => notes.push(format!("PyTorch + PEFT: not measured: {message}")),
+    let references: &[(trainer::BackendKind, &str)] =
+        if backends.contains(&trainer::BackendKind::Cuda) {
+            &[
+                (trainer::BackendKind::Cuda, "float32"),
+                (trainer::BackendKind::Cuda, "bfloat16"),
+            ]
+        } else {
+            &[(trainer::BackendKind::Cpu, "float32")]
+        };
+    for &(backend, dtype) in references {
+        let watch = DeviceMemoryWatch::start(backend);
+        let result = bench_peft(&python, &path, &args, threads, backend, dtype);
+        let peak_device_bytes = watch.and_then(DeviceMemoryWatch::stop);
+        match result {
+            Ok(Some(row)) => rows.push(TrainBenchRow {
+                peak_device_bytes,
+                ..row
+            }),
+            Ok(None) => {
+                notes.push(format!(
+                    "PyTorch + PEFT: not measured, {} has no torch/peft (scripts/reference \
+                     installs them)",
+                    python.display()
+                ));
+                break;
+            }
+            Err(message) => {
+                notes.push(format!("PyTorch + PEFT ({dtype}): not measured: {message}"))
+            }
+        }
     }
+    let flops_per_token = trainer::runtime::OpenedModel::open(&path)
+        .map(|m| trainer::bench::lora_training_flops_per_token(&m.config, args.seq, args.rank))
+        .ok();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        print_train_table(&rows);
+        print_train_table(&rows, flops_per_token, args.peak_tflops);
     }
     for note in notes {
         eprintln!("{note}");
@@ -139,13 +153,67 @@ fn train(home: &Path, args: TrainBenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// PEFT LoRA training (f32, same sequence, rank and targets) with `python`; `Ok(None)` when
-/// it lacks the modules.
+/// Peak device memory in use while a benchmark process runs, read from outside it with
+/// `nvidia-smi` every 50 ms: the same measure for our processes and PyTorch's, CUDA context
+/// and allocator caches included, which a process's own counters would each count differently.
+struct DeviceMemoryWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sampler: std::thread::JoinHandle<u64>,
+    baseline: u64,
+}
+
+impl DeviceMemoryWatch {
+    /// Starts watching for a CUDA run; `None` for other backends or without `nvidia-smi`.
+    fn start(backend: trainer::BackendKind) -> Option<Self> {
+        if backend != trainer::BackendKind::Cuda {
+            return None;
+        }
+        let baseline = nvidia_memory_used()?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let sampler = std::thread::spawn(move || {
+            let mut peak = baseline;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(nvidia_memory_used().unwrap_or(0));
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            peak
+        });
+        Some(DeviceMemoryWatch {
+            stop,
+            sampler,
+            baseline,
+        })
+    }
+
+    /// The peak above what was in use when the watch started.
+    fn stop(self) -> Option<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let peak = self.sampler.join().ok()?;
+        Some(peak.saturating_sub(self.baseline))
+    }
+}
+
+/// Device memory in use on the first GPU, in bytes.
+fn nvidia_memory_used() -> Option<u64> {
+    let output = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=memory.used", "--format=csv,noheader,nounits"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mib: u64 = text.lines().next()?.trim().parse().ok()?;
+    Some(mib * 1024 * 1024)
+}
+
+/// PEFT LoRA training (same sequence, rank and targets) with `python` on `backend` (CPU or
+/// CUDA) with the base in `dtype`; `Ok(None)` when `python` lacks the modules.
 fn bench_peft(
     python: &Path,
     model: &Path,
     args: &TrainBenchArgs,
     threads: usize,
+    backend: trainer::BackendKind,
+    dtype: &str,
 ) -> std::result::Result<Option<TrainBenchRow>, String> {
     let has_modules = std::process::Command::new(python)
         .args(["-c", "import torch, transformers, peft"])
@@ -159,18 +227,11 @@ fn bench_peft(
         .arg(PEFT_SCRIPT)
         .args(["bench-train", "--model"])
         .arg(model)
-        .args([
-            "--seq",
-            &args.seq.to_string(),
-            "--rank",
-            &args.rank.to_string(),
-        ])
-        .args([
-            "--steps",
-            &args.steps.to_string(),
-            "--threads",
-            &threads.to_string(),
-        ])
+        .args(["--seq", &args.seq.to_string()])
+        .args(["--rank", &args.rank.to_string()])
+        .args(["--steps", &args.steps.to_string()])
+        .args(["--threads", &threads.to_string()])
+        .args(["--device", backend.name(), "--dtype", dtype])
         .output()
         .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
     if !output.status.success() {
@@ -188,8 +249,9 @@ fn bench_peft(
             .and_then(serde_json::Value::as_f64)
             .unwrap_or(0.0)
     };
+    let precision = if dtype == "bfloat16" { "bf16" } else { "f32" };
     Ok(Some(TrainBenchRow {
-        engine: "PyTorch + PEFT lora (f32, cpu)".into(),
+        engine: format!("PyTorch + PEFT lora ({precision}, {backend})"),
         tokens_per_s: number("tokens_per_second"),
         forward_share: f64::NAN,
         backward_share: f64::NAN,
@@ -197,13 +259,24 @@ fn bench_peft(
         base_weight_bytes: 0,
         trainable_parameters: number("trainable_parameters") as usize,
         peak_rss_bytes: (number("peak_rss_mib") * 1024.0 * 1024.0) as u64,
+        peak_device_bytes: None,
     }))
 }
 
-fn print_train_table(rows: &[TrainBenchRow]) {
+/// The table; with the model FLOPs of a token, also the achieved TFLOP/s and, given the
+/// device's peak, the model FLOPs utilisation.
+fn print_train_table(rows: &[TrainBenchRow], flops_per_token: Option<f64>, peak: Option<f64>) {
     println!(
-        "{:<34} {:>9} {:>12} {:>12} {:>22} {:>12}",
-        "engine", "tok/s", "peak memory", "base weights", "forward/backward/update", "trainable"
+        "{:<34} {:>9} {:>12} {:>12} {:>12} {:>22} {:>12} {:>8} {:>6}",
+        "engine",
+        "tok/s",
+        "peak memory",
+        "GPU memory",
+        "base weights",
+        "forward/backward/update",
+        "trainable",
+        "TFLOP/s",
+        "MFU"
     );
     for r in rows {
         let shares = if r.forward_share.is_nan() {
@@ -216,18 +289,32 @@ fn print_train_table(rows: &[TrainBenchRow]) {
                 100.0 * r.update_share
             )
         };
+        let tflops = flops_per_token.map(|f| f * r.tokens_per_s / 1e12);
         println!(
-            "{:<34} {:>9.1} {:>12} {:>12} {:>22} {:>12}",
+            "{:<34} {:>9.1} {:>12} {:>12} {:>12} {:>22} {:>12} {:>8} {:>6}",
             r.engine,
             r.tokens_per_s,
             human_bytes(r.peak_rss_bytes),
+            r.peak_device_bytes.map_or("-".into(), human_bytes),
             if r.base_weight_bytes > 0 {
                 human_bytes(r.base_weight_bytes)
             } else {
                 "-".into()
             },
             shares,
-            r.trainable_parameters
+            r.trainable_parameters,
+            tflops.map_or("-".into(), |t| format!("{t:.2}")),
+            match (tflops, peak) {
+                (Some(t), Some(p)) => format!("{:.1}%", 100.0 * t / p),
+                _ => "-".into(),
+            }
+        );
+    }
+    if let Some(f) = flops_per_token {
+        println!(
+            "model FLOPs per trained token: {:.3} GFLOP (frozen weights forward and input \
+             gradients, attention, LoRA)",
+            f / 1e9
         );
     }
 }

@@ -5,8 +5,9 @@
 //! burn multiplies them. On the CPU they stay in the file's own encoding (Q4_1, Q8_0, BF16 …)
 //! and our block kernels multiply them ([`QuantMatrix::matmul_t`]): burn's CPU backend would
 //! dequantise the weights to f32 and read four to eight times the bytes for every token. For
-//! QLoRA they are NF4 matrices, dequantised on the fly by an operation the caller supplies (the
-//! training code's, which has a backward pass).
+//! QLoRA they are NF4 matrices (in host memory for the CPU, as packed tensors on a GPU),
+//! dequantised on the fly by an operation the caller supplies (the training code's, which has
+//! a backward pass).
 //!
 //! A [`LoraTensors`] set adds `s · (x Aᵀ) Bᵀ` to the projections it covers: the chat keeps one
 //! on the decoder ([`Decoder::set_adapter`]); training passes its trainable one per step.
@@ -18,6 +19,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use super::config::DecoderConfig;
+use super::nf4_tensors::Nf4Tensors;
 use super::weights::WeightFiles;
 use crate::error::{Error, Result};
 use crate::generate::Rng;
@@ -25,7 +27,26 @@ use crate::lora::{Adapter, Target};
 use crate::quant::{Nf4Matrix, QuantMatrix};
 
 /// `x Wᵀ` for an NF4 weight `W`: the operation that dequantises it on the fly.
-pub type Nf4Matmul<B> = fn(Tensor<B, 2>, &Arc<Nf4Matrix>) -> Tensor<B, 2>;
+pub type Nf4Matmul<B> = fn(Tensor<B, 2>, &Nf4Weight<B>) -> Tensor<B, 2>;
+
+/// Where an NF4 weight lives: in host memory for the CPU kernels, or on the device.
+#[derive(Debug, Clone)]
+pub enum Nf4Weight<B: Backend> {
+    /// Multiplied by our CPU kernels.
+    Host(Arc<Nf4Matrix>),
+    /// Dequantised on the device for each product.
+    Device(Nf4Tensors<B>),
+}
+
+impl<B: Backend> Nf4Weight<B> {
+    /// Bytes of quantised data held.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Nf4Weight::Host(matrix) => matrix.bytes(),
+            Nf4Weight::Device(tensors) => tensors.bytes(),
+        }
+    }
+}
 
 /// How projection weights are held.
 pub enum WeightMode<B: Backend> {
@@ -34,7 +55,12 @@ pub enum WeightMode<B: Backend> {
     /// In the file's encoding, in host memory, multiplied by the CPU kernels.
     Host,
     /// NF4 with double-quantised scales (QLoRA), multiplied by the given operation.
-    Nf4(Nf4Matmul<B>),
+    Nf4 {
+        /// The product.
+        matmul: Nf4Matmul<B>,
+        /// Keep the codes on the device (GPU backends) rather than in host memory.
+        on_device: bool,
+    },
 }
 
 impl<B: Backend> Clone for WeightMode<B> {
@@ -64,7 +90,7 @@ pub enum Linear<B: Backend> {
     /// The `[out, in]` weight in NF4.
     Nf4 {
         /// The weight.
-        matrix: Arc<Nf4Matrix>,
+        weight: Nf4Weight<B>,
         /// The product.
         matmul: Nf4Matmul<B>,
         /// The bias, `[out]`.
@@ -79,10 +105,10 @@ impl<B: Backend> Linear<B> {
             Linear::Dense { weight, bias } => (x.matmul(weight.clone()), bias),
             Linear::Host { matrix, bias } => (host_matmul(matrix, x), bias),
             Linear::Nf4 {
-                matrix,
+                weight,
                 matmul,
                 bias,
-            } => (matmul(x, matrix), bias),
+            } => (matmul(x, weight), bias),
         };
         match bias {
             Some(b) => y + b.clone().unsqueeze::<2>(),
@@ -551,7 +577,7 @@ impl<B: Backend> Decoder<B> {
                     matrix: embed_matrix.clone(),
                     bias: None,
                 },
-                WeightMode::Dense | WeightMode::Nf4(_) => Linear::Dense {
+                WeightMode::Dense | WeightMode::Nf4 { .. } => Linear::Dense {
                     weight: dense(&embed_matrix, device).transpose(),
                     bias: None,
                 },
@@ -559,7 +585,7 @@ impl<B: Backend> Decoder<B> {
         };
         let embed = match mode {
             WeightMode::Host => Embedding::Host(embed_matrix),
-            WeightMode::Dense | WeightMode::Nf4(_) => {
+            WeightMode::Dense | WeightMode::Nf4 { .. } => {
                 Embedding::Dense(dense(&embed_matrix, device))
             }
         };
@@ -610,7 +636,7 @@ impl<B: Backend> Decoder<B> {
             match l {
                 Linear::Dense { weight, .. } => (weight.shape().num_elements() * 4) as u64,
                 Linear::Host { matrix, .. } => matrix.bytes().len() as u64,
-                Linear::Nf4 { matrix, .. } => matrix.bytes() as u64,
+                Linear::Nf4 { weight, .. } => weight.bytes() as u64,
             }
         };
         self.layers
@@ -857,15 +883,18 @@ fn to_linear<B: Backend>(
             weight: dense(&matrix, device).transpose(),
             bias,
         },
-        WeightMode::Nf4(matmul) => Linear::Nf4 {
-            matrix: Arc::new(Nf4Matrix::quantize(
-                matrix.rows(),
-                matrix.cols(),
-                &matrix.dequantize(),
-            )?),
-            matmul,
-            bias,
-        },
+        WeightMode::Nf4 { matmul, on_device } => {
+            let nf4 = Nf4Matrix::quantize(matrix.rows(), matrix.cols(), &matrix.dequantize())?;
+            Linear::Nf4 {
+                weight: if on_device {
+                    Nf4Weight::Device(Nf4Tensors::upload(&nf4, device))
+                } else {
+                    Nf4Weight::Host(Arc::new(nf4))
+                },
+                matmul,
+                bias,
+            }
+        }
     })
 }
 
@@ -882,8 +911,12 @@ pub fn nf4_dense<B: Backend>(matrix: &Nf4Matrix, device: &B::Device) -> Tensor<B
     )
 }
 
-/// `x Wᵀ` for an NF4 weight on the host, without a backward pass (inference).
-pub fn nf4_matmul_host<B: Backend>(x: Tensor<B, 2>, matrix: &Arc<Nf4Matrix>) -> Tensor<B, 2> {
+/// `x Wᵀ` for an NF4 weight, without a backward pass (inference).
+pub fn nf4_matmul_host<B: Backend>(x: Tensor<B, 2>, weight: &Nf4Weight<B>) -> Tensor<B, 2> {
+    let matrix = match weight {
+        Nf4Weight::Host(matrix) => matrix,
+        Nf4Weight::Device(tensors) => return x.matmul(tensors.dequantize().transpose()),
+    };
     let [n, _] = x.dims();
     let device = x.device();
     if n >= NF4_DENSE_ROWS {

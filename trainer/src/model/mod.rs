@@ -3,8 +3,12 @@
 
 pub mod config;
 pub mod llama;
+pub mod nf4_tensors;
 pub mod weights;
 
 pub use config::{Architecture, DecoderConfig, RopeScaling};
-pub use llama::{Decoder, KvCache, Linear, LoraTensors, Nf4Matmul, WeightMode, nf4_matmul_host};
+pub use llama::{
+    Decoder, KvCache, Linear, LoraTensors, Nf4Matmul, Nf4Weight, WeightMode, nf4_matmul_host,
+};
+pub use nf4_tensors::Nf4Tensors;
 pub use weights::{RawTensor, WeightFiles, gguf_name};

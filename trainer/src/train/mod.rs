@@ -423,18 +423,31 @@ fn run_with<B: Backend>(
     }
 }
 
-/// Loads the frozen base for training: dense f32 projections for LoRA, NF4 for QLoRA.
+/// Loads the frozen base for training: dense f32 projections for LoRA, NF4 for QLoRA, in host
+/// memory for our CPU kernels or, with `nf4_on_device` (what GPU backends want, see
+/// [`nf4_on_device`]), as packed tensors on the device.
 pub fn load_frozen_base<B: Backend, C: CheckpointStrategy>(
     config: DecoderConfig,
     files: &WeightFiles,
     method: Method,
+    nf4_on_device: bool,
     device: &B::Device,
 ) -> Result<Decoder<Autodiff<B, C>>> {
     let mode = match method {
         Method::Lora => WeightMode::Dense,
-        Method::Qlora => WeightMode::Nf4(nf4_matmul_autodiff::<B, C>),
+        Method::Qlora => WeightMode::Nf4 {
+            matmul: nf4_matmul_autodiff::<B, C>,
+            on_device: nf4_on_device,
+        },
     };
     Decoder::load(config, files, mode, device, &mut |_| {})
+}
+
+/// Whether QLoRA keeps its NF4 codes on `backend`'s device: everywhere but the CPU, where our
+/// kernels multiply them in host memory. On a GPU the host path would send a dequantised copy
+/// of every weight over the bus twice a step.
+pub fn nf4_on_device(backend: BackendKind) -> bool {
+    backend != BackendKind::Cpu
 }
 
 /// An adapter on the autodiff backend and its leaf tensors (whose gradients the update
@@ -574,8 +587,13 @@ impl<'a, B: Backend, C: CheckpointStrategy> Run<'a, B, C> {
     ) -> Result<Self> {
         let config = &job.config;
         let model = &opened.config;
-        let decoder =
-            load_frozen_base::<B, C>(model.clone(), &opened.files, config.method, device)?;
+        let decoder = load_frozen_base::<B, C>(
+            model.clone(),
+            &opened.files,
+            config.method,
+            nf4_on_device(backend),
+            device,
+        )?;
         let base_bytes = decoder.projection_bytes();
         let settings = AdamWSettings {
             weight_decay: config.weight_decay,

@@ -6,8 +6,13 @@
                token ids with the adapter and without it as JSON. It first checks that PEFT
                took every tensor of the adapter file, unchanged; --save DIR has PEFT save the
                adapter again (save_pretrained), for our loader to read.
-  bench-train  PEFT LoRA training throughput: r=16, alpha=32 on all seven projections, f32,
-               batch 1, AdamW; prints tokens/s (after a warm-up step) and peak RSS as JSON.
+  bench-train  PEFT LoRA training throughput: r=16, alpha=32 on all seven projections, batch
+               1, AdamW, on the CPU or a CUDA GPU, with the base in f32 or bf16 (the adapter
+               stays f32, PEFT's default); prints tokens/s (after a warm-up step) and peak
+               memory as JSON.
+  random-model a Hugging Face folder with random weights in the shape of a known model
+               (smollm2-135m, qwen2.5-0.5b) and a word-level tokenizer: training speed does
+               not depend on the weights' values, and the folder needs no download.
 
 --model is a Hugging Face folder or a GGUF file (which transformers dequantises to f32).
 trainer/tests/it/peft.rs runs `logits` (feature `peft-reference`) and writes the goldens in
@@ -35,10 +40,10 @@ from transformers import AutoModelForCausalLM
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def producer():
+def producer(device="cpu", dtype="float32"):
     return (
         f"torch {torch.__version__}, transformers {transformers.__version__}, "
-        f"peft {peft.__version__}, f32, CPU"
+        f"peft {peft.__version__}, {dtype}, {device}"
     )
 
 
@@ -100,7 +105,8 @@ def logits(args):
 def bench_train(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    base = load_base(args.model)
+    device = torch.device(args.device)
+    base = load_base(args.model).to(device=device, dtype=getattr(torch, args.dtype))
     config = LoraConfig(
         r=args.rank,
         lora_alpha=2 * args.rank,
@@ -115,6 +121,7 @@ def bench_train(args):
     )
     vocab = model.config.vocab_size
     batch = torch.randint(0, vocab, (1, args.seq), generator=torch.Generator().manual_seed(1))
+    batch = batch.to(device)
 
     def step():
         loss = model(input_ids=batch, labels=batch).loss
@@ -134,7 +141,7 @@ def bench_train(args):
     print(
         json.dumps(
             {
-                "producer": producer(),
+                "producer": producer(args.device, args.dtype),
                 "model": os.path.basename(args.model.rstrip("/")),
                 "seq": args.seq,
                 "rank": args.rank,
@@ -148,6 +155,13 @@ def bench_train(args):
                 "peak_rss_mib": round(
                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
                 ),
+                # What PyTorch's allocator held at most: tensors and its cache, not the CUDA
+                # context (`bench train` reads the device's own figure as well).
+                "peak_gpu_reserved_mib": (
+                    round(torch.cuda.max_memory_reserved() / 2**20, 1)
+                    if device.type == "cuda"
+                    else None
+                ),
                 # Other processes on the same cores slow PyTorch's threads down severalfold:
                 # uneven step times are the sign.
                 "step_seconds": [round(x, 2) for x in step_seconds],
@@ -155,6 +169,58 @@ def bench_train(args):
             }
         )
     )
+
+
+SHAPES = {
+    # HuggingFaceTB/SmolLM2-135M-Instruct's config.json.
+    "smollm2-135m": dict(
+        model_type="llama",
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        vocab_size=49152,
+        max_position_embeddings=8192,
+        rms_norm_eps=1e-5,
+        rope_theta=100000.0,
+        tie_word_embeddings=True,
+    ),
+    # Qwen/Qwen2.5-0.5B's config.json (q, k and v carry biases in every Qwen2 model).
+    "qwen2.5-0.5b": dict(
+        model_type="qwen2",
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        max_position_embeddings=32768,
+        rms_norm_eps=1e-6,
+        rope_theta=1000000.0,
+        tie_word_embeddings=True,
+    ),
+}
+
+
+def random_model(args):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    torch.manual_seed(0)
+    shape = dict(SHAPES[args.shape])
+    config = transformers.AutoConfig.for_model(shape.pop("model_type"), **shape)
+    config.eos_token_id = 2
+    config.bos_token_id = 1
+    model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, args.dtype))
+    model.save_pretrained(args.out)
+    vocab = {"<unk>": 0, "<|im_start|>": 1, "<|im_end|>": 2}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(os.path.join(args.out, "tokenizer.json"))
+    with open(os.path.join(args.out, "tokenizer_config.json"), "w") as f:
+        json.dump({"bos_token": "<|im_start|>", "eos_token": "<|im_end|>"}, f)
+    parameters = sum(p.numel() for p in model.parameters())
+    print(json.dumps({"shape": args.shape, "parameters": parameters, "out": args.out}))
 
 
 def main():
@@ -175,9 +241,16 @@ def main():
     p.add_argument("--rank", type=int, default=16)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--dtype", default="float32", help="the base's: float32 or bfloat16")
     p.set_defaults(run=bench_train)
+    p = sub.add_parser("random-model", help="a folder with random weights of a known shape")
+    p.add_argument("--shape", required=True, choices=sorted(SHAPES))
+    p.add_argument("--out", required=True, help="the folder to write")
+    p.add_argument("--dtype", default="float32", help="float32 or bfloat16")
+    p.set_defaults(run=random_model)
     args = parser.parse_args()
-    if args.gguf_file:
+    if getattr(args, "gguf_file", None):
         args.model = os.path.join(args.model, args.gguf_file)
     torch.set_num_threads(getattr(args, "threads", 2))
     args.run(args)

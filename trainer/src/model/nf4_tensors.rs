@@ -1,0 +1,207 @@
+//! QLoRA's NF4 weights kept on a GPU and dequantised there.
+//!
+//! On the CPU our fused kernels multiply [`Nf4Matrix`] in host memory. On a GPU that would send
+//! a dequantised f32 copy of every projection over the bus twice a step; instead the packed
+//! codes travel once, as integer tensors, and each product dequantises its weight on the device
+//! with a handful of element-wise kernels (unpack, two table lookups, two scalings). The stored
+//! bytes are the host format's: half a byte per weight, one absmax code per block of 64 and
+//! one f32 scale per 256 blocks.
+
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+
+use crate::quant::Nf4Matrix;
+use crate::quant::nf4::{ABSMAX_BLOCK, BLOCK, NF4_CODE, dynamic_map};
+
+/// An [`Nf4Matrix`] as tensors on a backend's device.
+#[derive(Debug, Clone)]
+pub struct Nf4Tensors<B: Backend> {
+    rows: usize,
+    cols: usize,
+    /// Eight 4-bit codes per 32-bit word, the first element in the highest nibble; padded
+    /// with zero codes to whole blocks.
+    codes: Tensor<B, 1, Int>,
+    /// Four 8-bit dynamic-map indices per word, one per block of 64.
+    absmax_codes: Tensor<B, 1, Int>,
+    /// One scale per 256 blocks.
+    absmax_scales: Tensor<B, 1>,
+    offset: f32,
+    /// The 16 NF4 values.
+    code_book: Tensor<B, 1>,
+    /// The 256 values of the absmax quantisation's dynamic map.
+    dynamic: Tensor<B, 1>,
+}
+
+/// Packs `bytes` into big-endian 32-bit words (zero-padded to `words` words), as `i32`.
+fn pack_words(bytes: &[u8], words: usize) -> Vec<i32> {
+    let mut padded = bytes.to_vec();
+    padded.resize(words * 4, 0);
+    padded
+        .chunks_exact(4)
+        .map(|w| i32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+        .collect()
+}
+
+/// The `32 / bits` fields of each word, highest first, as one flat tensor.
+fn unpack<B: Backend>(words: Tensor<B, 1, Int>, bits: u32) -> Tensor<B, 1, Int> {
+    let per_word = 32 / bits;
+    let [n] = words.dims();
+    let mask = ((1u32 << bits) - 1) as i32;
+    let fields: Vec<Tensor<B, 1, Int>> = (0..per_word)
+        .map(|j| {
+            let shift = (32 - bits * (j + 1)) as i32;
+            // The arithmetic shift drags the sign bit along; the mask drops it again.
+            words
+                .clone()
+                .bitwise_right_shift_scalar(shift.elem())
+                .bitwise_and_scalar(mask.elem())
+        })
+        .collect();
+    Tensor::stack::<2>(fields, 1).reshape([n * per_word as usize])
+}
+
+impl<B: Backend> Nf4Tensors<B> {
+    /// Copies `matrix` to `device`.
+    pub fn upload(matrix: &Nf4Matrix, device: &B::Device) -> Self {
+        let len = matrix.rows() * matrix.cols();
+        let blocks = len.div_ceil(BLOCK);
+        let code_words = blocks * BLOCK / 8;
+        let absmax_words = blocks.div_ceil(4);
+        let ints = |values: Vec<i32>| {
+            let n = values.len();
+            Tensor::<B, 1, Int>::from_data(TensorData::new(values, [n]), device)
+        };
+        let floats = |values: Vec<f32>| {
+            let n = values.len();
+            Tensor::<B, 1>::from_data(TensorData::new(values, [n]), device)
+        };
+        Nf4Tensors {
+            rows: matrix.rows(),
+            cols: matrix.cols(),
+            codes: ints(pack_words(matrix.packed_codes(), code_words)),
+            absmax_codes: ints(pack_words(matrix.absmax_codes(), absmax_words)),
+            absmax_scales: floats(matrix.absmax_scales().to_vec()),
+            offset: matrix.absmax_offset(),
+            code_book: floats(NF4_CODE.to_vec()),
+            dynamic: floats(dynamic_map().to_vec()),
+        }
+    }
+
+    /// The f32 weight, `[rows, cols]`: `NF4[q] · (DYN[qa] · scale + offset)` per element, the
+    /// same arithmetic as [`Nf4Matrix::dequantize`].
+    pub fn dequantize(&self) -> Tensor<B, 2> {
+        let len = self.rows * self.cols;
+        let blocks = len.div_ceil(BLOCK);
+        let [groups] = self.absmax_scales.dims();
+        let values = self
+            .code_book
+            .clone()
+            .select(0, unpack(self.codes.clone(), 4))
+            .reshape([blocks, BLOCK]);
+        let qa = unpack(self.absmax_codes.clone(), 8).narrow(0, 0, blocks);
+        let scales = self
+            .absmax_scales
+            .clone()
+            .unsqueeze_dim::<2>(1)
+            .expand([groups, ABSMAX_BLOCK])
+            .reshape([groups * ABSMAX_BLOCK])
+            .narrow(0, 0, blocks);
+        let absmax = (self.dynamic.clone().select(0, qa) * scales).add_scalar(self.offset);
+        (values * absmax.unsqueeze_dim::<2>(1))
+            .reshape([blocks * BLOCK])
+            .narrow(0, 0, len)
+            .reshape([self.rows, self.cols])
+    }
+
+    /// Rows (output features).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns (input features).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Bytes held on the device, counted as [`Nf4Matrix::bytes`] counts them (the shared
+    /// 16- and 256-entry tables aside).
+    pub fn bytes(&self) -> usize {
+        4 * (self.codes.dims()[0] + self.absmax_codes.dims()[0] + self.absmax_scales.dims()[0])
+            + std::mem::size_of::<f32>()
+    }
+}
+
+impl<B: AutodiffBackend> Nf4Tensors<B> {
+    /// The same tensors on the backend without autodiff, for a hand-written backward pass.
+    pub fn inner(&self) -> Nf4Tensors<B::InnerBackend> {
+        Nf4Tensors {
+            rows: self.rows,
+            cols: self.cols,
+            codes: self.codes.clone().inner(),
+            absmax_codes: self.absmax_codes.clone().inner(),
+            absmax_scales: self.absmax_scales.clone().inner(),
+            offset: self.offset,
+            code_book: self.code_book.clone().inner(),
+            dynamic: self.dynamic.clone().inner(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::flex::Flex;
+
+    use super::*;
+    use crate::generate::Rng;
+
+    fn random_matrix(rows: usize, cols: usize, seed: u64) -> Nf4Matrix {
+        let mut rng = Rng::new(seed);
+        let data: Vec<f32> = (0..rows * cols)
+            .map(|i| {
+                // Blocks of very different magnitudes, so the absmax codes span the map.
+                let scale = 10f32.powi((i / BLOCK % 7) as i32 - 4);
+                (rng.next_f64() as f32 * 2.0 - 1.0) * scale
+            })
+            .collect();
+        Nf4Matrix::quantize(rows, cols, &data).expect("finite values quantise")
+    }
+
+    /// Shapes whose element counts end mid-block, mid-word and mid-group, and one spanning
+    /// several groups of 256 blocks.
+    #[test]
+    fn dequantises_exactly_as_the_host_does() {
+        let device = Default::default();
+        for (rows, cols, seed) in [
+            (1, 1, 1),
+            (3, 100, 2),
+            (7, 64, 3),
+            (130, 257, 4),
+            (96, 576, 5),
+        ] {
+            let matrix = random_matrix(rows, cols, seed);
+            let tensors = Nf4Tensors::<Flex>::upload(&matrix, &device);
+            let got: Vec<f32> = tensors
+                .dequantize()
+                .into_data()
+                .into_vec()
+                .expect("f32 values");
+            let want = matrix.dequantize();
+            assert_eq!(got.len(), want.len(), "{rows}×{cols}");
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    g.to_bits(),
+                    w.to_bits(),
+                    "{rows}×{cols}: element {i}: {g} vs {w}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn holds_the_bytes_of_the_host_format() {
+        let matrix = random_matrix(96, 576, 6);
+        let tensors = Nf4Tensors::<Flex>::upload(&matrix, &Default::default());
+        // Whole blocks and words here, so the counts agree exactly.
+        assert_eq!(tensors.bytes(), matrix.bytes());
+    }
+}

@@ -910,6 +910,9 @@ fn train_command(run: &RunSummary, c: &TrainConfig) -> String {
     if let Some(backend) = c.backend {
         args.push(format!("--backend {backend}"));
     }
+    if c.precision != d.precision {
+        args.push(format!("--precision {}", c.precision));
+    }
     args.join(" ")
 }
 

@@ -34,7 +34,7 @@ use trainer::data::{
     RowUnit, SegmentKind, SkipReason,
 };
 use trainer::lora::{LoraConfig, Target};
-use trainer::train::{EvalRecord, Method, Schedule, StepRecord, TrainConfig};
+use trainer::train::{EvalRecord, Method, Precision, Schedule, StepRecord, TrainConfig};
 use trainer::{BackendKind, ModelFormat};
 
 fn model(status: ModelStatus) -> ModelSummary {
@@ -163,6 +163,7 @@ fn every_knob() -> TrainConfig {
         backend: Some(BackendKind::Wgpu),
         max_length: 128,
         packing: true,
+        precision: Precision::F32,
         eval_fraction: 0.0,
     }
 }

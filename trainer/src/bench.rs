@@ -162,6 +162,8 @@ pub struct TrainBenchSettings {
     pub threads: usize,
     /// The backend.
     pub backend: BackendKind,
+    /// The precision of the frozen base's products.
+    pub precision: crate::train::Precision,
 }
 
 /// One training configuration's figures.
@@ -266,11 +268,12 @@ fn train_steps<B: burn::tensor::backend::Backend>(
 
     let opened = OpenedModel::open(model)?;
     let layers = opened.config.layers;
+    let placement = crate::train::BasePlacement::for_backend(settings.backend, settings.precision)?;
     let decoder = load_frozen_base::<B, NoCheckpointing>(
         opened.config.clone(),
         &opened.files,
         settings.method,
-        crate::train::nf4_on_device(settings.backend),
+        placement,
         device,
     )?;
     let lora = LoraConfig {
@@ -319,7 +322,12 @@ fn train_steps<B: burn::tensor::backend::Backend>(
     }
     let total = (forward + backward + update).max(1e-9);
     Ok(TrainBenchRow {
-        engine: format!("modelfactory {} ({})", settings.method, settings.backend),
+        engine: format!(
+            "modelfactory {} ({}, {})",
+            settings.method,
+            if placement.bf16 { "bf16" } else { "f32" },
+            settings.backend
+        ),
         tokens_per_s: (settings.steps.max(1) * settings.seq_len) as f64 / total,
         forward_share: forward / total,
         backward_share: backward / total,

@@ -564,6 +564,9 @@ pub struct TrainBenchArgs {
     /// Only this method [default: both]
     #[arg(long, value_enum)]
     pub method: Option<MethodArg>,
+    /// Precisions of the frozen base's products to measure, each a row
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "auto")]
+    pub precision: Vec<PrecisionArg>,
     /// The Python with torch, transformers and peft [default: $MODELFACTORY_REFERENCE_PYTHON,
     /// else the environment scripts/reference creates]
     #[arg(long, value_name = "PATH")]
@@ -595,6 +598,27 @@ impl From<MethodArg> for trainer::train::Method {
         match m {
             MethodArg::Lora => trainer::train::Method::Lora,
             MethodArg::Qlora => trainer::train::Method::Qlora,
+        }
+    }
+}
+
+/// The precision of the frozen base's products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionArg {
+    /// The measured choice for the backend (f32 for now)
+    Auto,
+    /// f32 throughout
+    F32,
+    /// The frozen products in bf16; the adapter and optimiser in f32
+    Bf16,
+}
+
+impl From<PrecisionArg> for trainer::train::Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::Auto => trainer::train::Precision::Auto,
+            PrecisionArg::F32 => trainer::train::Precision::F32,
+            PrecisionArg::Bf16 => trainer::train::Precision::Bf16,
         }
     }
 }
@@ -728,6 +752,9 @@ pub struct TrainKnobs {
     /// The compute backend: cpu, wgpu or cuda [default: the one in Settings]
     #[arg(long, value_name = "NAME")]
     pub backend: Option<trainer::BackendKind>,
+    /// The precision of the frozen base's products [default: auto, f32 for now]
+    #[arg(long, value_enum)]
+    pub precision: Option<PrecisionArg>,
 }
 
 #[derive(Subcommand)]

@@ -53,6 +53,11 @@ fn train(home: &Path, args: TrainBenchArgs) -> anyhow::Result<ExitCode> {
     if args.single {
         let settings = TrainBenchSettings {
             method: methods[0],
+            precision: args
+                .precision
+                .first()
+                .copied()
+                .map_or(trainer::train::Precision::Auto, Into::into),
             seq_len: args.seq,
             rank: args.rank,
             steps: args.steps,
@@ -76,8 +81,16 @@ fn train(home: &Path, args: TrainBenchArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("finding this program")?;
     let mut rows = Vec::new();
     let mut notes = Vec::new();
-    for &backend in &backends {
-        for &method in &methods {
+    let (methods, precisions) = (&methods, &args.precision);
+    let runs = backends.iter().flat_map(|&backend| {
+        precisions.iter().flat_map(move |&precision| {
+            methods
+                .iter()
+                .map(move |&method| (backend, precision, method))
+        })
+    });
+    for (backend, precision, method) in runs {
+        {
             let watch = DeviceMemoryWatch::start(backend);
             let output = std::process::Command::new(&exe)
                 .args(["bench", "train", "--single"])
@@ -89,6 +102,10 @@ fn train(home: &Path, args: TrainBenchArgs) -> anyhow::Result<ExitCode> {
                 .args(["--threads", &threads.to_string()])
                 .args(["--backend", backend.name()])
                 .args(["--method", &method.to_string()])
+                .args([
+                    "--precision",
+                    &trainer::train::Precision::from(precision).to_string(),
+                ])
                 .output()
                 .context("starting a benchmark process")?;
             let peak_device_bytes = watch.and_then(DeviceMemoryWatch::stop);

@@ -204,6 +204,9 @@ fn apply_knobs(c: &mut TrainConfig, k: &TrainKnobs) -> anyhow::Result<()> {
     if k.backend.is_some() {
         c.backend = k.backend;
     }
+    if let Some(p) = k.precision {
+        c.precision = p.into();
+    }
     Ok(())
 }
 

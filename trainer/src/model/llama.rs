@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn::tensor::{Bool, DType, FloatDType, Int, Tensor, TensorData};
 
 use super::config::DecoderConfig;
 use super::nf4_tensors::Nf4Tensors;
@@ -52,6 +52,10 @@ impl<B: Backend> Nf4Weight<B> {
 pub enum WeightMode<B: Backend> {
     /// Dense f32 tensors on the backend's device.
     Dense,
+    /// Dense bf16 tensors on the backend's device, multiplied in bf16 (mixed precision: the
+    /// activations, norms, attention and any adapter stay f32; only the frozen products and
+    /// the output head run on bf16 inputs).
+    DenseBf16,
     /// In the file's encoding, in host memory, multiplied by the CPU kernels.
     Host,
     /// NF4 with double-quantised scales (QLoRA), multiplied by the given operation.
@@ -60,6 +64,9 @@ pub enum WeightMode<B: Backend> {
         matmul: Nf4Matmul<B>,
         /// Keep the codes on the device (GPU backends) rather than in host memory.
         on_device: bool,
+        /// Multiply the dequantised weights in bf16 (codes on the device only) and keep the
+        /// output head in bf16.
+        bf16: bool,
     },
 }
 
@@ -102,7 +109,7 @@ impl<B: Backend> Linear<B> {
     /// `x` is `[tokens, in]`; the result is `[tokens, out]`.
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let (y, bias) = match self {
-            Linear::Dense { weight, bias } => (x.matmul(weight.clone()), bias),
+            Linear::Dense { weight, bias } => (dense_product(x, weight.clone()), bias),
             Linear::Host { matrix, bias } => (host_matmul(matrix, x), bias),
             Linear::Nf4 {
                 weight,
@@ -114,6 +121,16 @@ impl<B: Backend> Linear<B> {
             Some(b) => y + b.clone().unsqueeze::<2>(),
             None => y,
         }
+    }
+}
+
+/// `x · w` in `w`'s precision: a bf16 weight multiplies a bf16 copy of `x` (what tensor cores
+/// take) and the product returns to f32, where the rest of the model computes.
+pub fn dense_product<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
+    if w.dtype() == DType::BF16 {
+        x.cast(FloatDType::BF16).matmul(w).cast(FloatDType::F32)
+    } else {
+        x.matmul(w)
     }
 }
 
@@ -577,15 +594,21 @@ impl<B: Backend> Decoder<B> {
                     matrix: embed_matrix.clone(),
                     bias: None,
                 },
-                WeightMode::Dense | WeightMode::Nf4 { .. } => Linear::Dense {
+                WeightMode::Dense | WeightMode::Nf4 { bf16: false, .. } => Linear::Dense {
                     weight: dense(&embed_matrix, device).transpose(),
+                    bias: None,
+                },
+                WeightMode::DenseBf16 | WeightMode::Nf4 { bf16: true, .. } => Linear::Dense {
+                    weight: dense(&embed_matrix, device)
+                        .transpose()
+                        .cast(FloatDType::BF16),
                     bias: None,
                 },
             },
         };
         let embed = match mode {
             WeightMode::Host => Embedding::Host(embed_matrix),
-            WeightMode::Dense | WeightMode::Nf4 { .. } => {
+            WeightMode::Dense | WeightMode::DenseBf16 | WeightMode::Nf4 { .. } => {
                 Embedding::Dense(dense(&embed_matrix, device))
             }
         };
@@ -634,7 +657,9 @@ impl<B: Backend> Decoder<B> {
     pub fn projection_bytes(&self) -> u64 {
         let linear = |l: &Linear<B>| -> u64 {
             match l {
-                Linear::Dense { weight, .. } => (weight.shape().num_elements() * 4) as u64,
+                Linear::Dense { weight, .. } => {
+                    (weight.shape().num_elements() * weight.dtype().size()) as u64
+                }
                 Linear::Host { matrix, .. } => matrix.bytes().len() as u64,
                 Linear::Nf4 { weight, .. } => weight.bytes() as u64,
             }
@@ -883,11 +908,19 @@ fn to_linear<B: Backend>(
             weight: dense(&matrix, device).transpose(),
             bias,
         },
-        WeightMode::Nf4 { matmul, on_device } => {
+        WeightMode::DenseBf16 => Linear::Dense {
+            weight: dense(&matrix, device).transpose().cast(FloatDType::BF16),
+            bias,
+        },
+        WeightMode::Nf4 {
+            matmul,
+            on_device,
+            bf16,
+        } => {
             let nf4 = Nf4Matrix::quantize(matrix.rows(), matrix.cols(), &matrix.dequantize())?;
             Linear::Nf4 {
                 weight: if on_device {
-                    Nf4Weight::Device(Nf4Tensors::upload(&nf4, device))
+                    Nf4Weight::Device(Nf4Tensors::upload(&nf4, bf16, device))
                 } else {
                     Nf4Weight::Host(Arc::new(nf4))
                 },
@@ -915,7 +948,7 @@ pub fn nf4_dense<B: Backend>(matrix: &Nf4Matrix, device: &B::Device) -> Tensor<B
 pub fn nf4_matmul_host<B: Backend>(x: Tensor<B, 2>, weight: &Nf4Weight<B>) -> Tensor<B, 2> {
     let matrix = match weight {
         Nf4Weight::Host(matrix) => matrix,
-        Nf4Weight::Device(tensors) => return x.matmul(tensors.dequantize().transpose()),
+        Nf4Weight::Device(tensors) => return tensors.forward(x),
     };
     let [n, _] = x.dims();
     let device = x.device();

@@ -8,7 +8,9 @@
 //! one f32 scale per 256 blocks.
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{ElementConversion, FloatDType, Int, Tensor, TensorData};
+
+use super::llama::dense_product;
 
 use crate::quant::Nf4Matrix;
 use crate::quant::nf4::{ABSMAX_BLOCK, BLOCK, NF4_CODE, dynamic_map};
@@ -26,6 +28,8 @@ pub struct Nf4Tensors<B: Backend> {
     /// One scale per 256 blocks.
     absmax_scales: Tensor<B, 1>,
     offset: f32,
+    /// Multiply in bf16 (the dequantised weight and a copy of the input), else f32.
+    bf16: bool,
     /// The 16 NF4 values.
     code_book: Tensor<B, 1>,
     /// The 256 values of the absmax quantisation's dynamic map.
@@ -61,8 +65,8 @@ fn unpack<B: Backend>(words: Tensor<B, 1, Int>, bits: u32) -> Tensor<B, 1, Int> 
 }
 
 impl<B: Backend> Nf4Tensors<B> {
-    /// Copies `matrix` to `device`.
-    pub fn upload(matrix: &Nf4Matrix, device: &B::Device) -> Self {
+    /// Copies `matrix` to `device`; its products run in bf16 when `bf16` is set.
+    pub fn upload(matrix: &Nf4Matrix, bf16: bool, device: &B::Device) -> Self {
         let len = matrix.rows() * matrix.cols();
         let blocks = len.div_ceil(BLOCK);
         let code_words = blocks * BLOCK / 8;
@@ -82,6 +86,7 @@ impl<B: Backend> Nf4Tensors<B> {
             absmax_codes: ints(pack_words(matrix.absmax_codes(), absmax_words)),
             absmax_scales: floats(matrix.absmax_scales().to_vec()),
             offset: matrix.absmax_offset(),
+            bf16,
             code_book: floats(NF4_CODE.to_vec()),
             dynamic: floats(dynamic_map().to_vec()),
         }
@@ -113,14 +118,24 @@ impl<B: Backend> Nf4Tensors<B> {
             .reshape([self.rows, self.cols])
     }
 
-    /// Rows (output features).
-    pub fn rows(&self) -> usize {
-        self.rows
+    /// The weight in the precision its products run in.
+    fn operand(&self) -> Tensor<B, 2> {
+        let w = self.dequantize();
+        if self.bf16 {
+            w.cast(FloatDType::BF16)
+        } else {
+            w
+        }
     }
 
-    /// Columns (input features).
-    pub fn cols(&self) -> usize {
-        self.cols
+    /// `x Wᵀ`, `[n, rows]` for `x` `[n, cols]` (the forward product).
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        dense_product(x, self.operand().transpose())
+    }
+
+    /// `g W`, `[n, cols]` for `g` `[n, rows]` (the input gradient of the forward product).
+    pub fn backward(&self, g: Tensor<B, 2>) -> Tensor<B, 2> {
+        dense_product(g, self.operand())
     }
 
     /// Bytes held on the device, counted as [`Nf4Matrix::bytes`] counts them (the shared
@@ -141,6 +156,7 @@ impl<B: AutodiffBackend> Nf4Tensors<B> {
             absmax_codes: self.absmax_codes.clone().inner(),
             absmax_scales: self.absmax_scales.clone().inner(),
             offset: self.offset,
+            bf16: self.bf16,
             code_book: self.code_book.clone().inner(),
             dynamic: self.dynamic.clone().inner(),
         }
@@ -179,7 +195,7 @@ mod tests {
             (96, 576, 5),
         ] {
             let matrix = random_matrix(rows, cols, seed);
-            let tensors = Nf4Tensors::<Flex>::upload(&matrix, &device);
+            let tensors = Nf4Tensors::<Flex>::upload(&matrix, false, &device);
             let got: Vec<f32> = tensors
                 .dequantize()
                 .into_data()
@@ -200,7 +216,7 @@ mod tests {
     #[test]
     fn holds_the_bytes_of_the_host_format() {
         let matrix = random_matrix(96, 576, 6);
-        let tensors = Nf4Tensors::<Flex>::upload(&matrix, &Default::default());
+        let tensors = Nf4Tensors::<Flex>::upload(&matrix, false, &Default::default());
         // Whole blocks and words here, so the counts agree exactly.
         assert_eq!(tensors.bytes(), matrix.bytes());
     }

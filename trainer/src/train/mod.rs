@@ -118,6 +118,8 @@ pub struct TrainConfig {
     pub max_length: usize,
     /// Concatenate short examples into sequences of `max_length` tokens.
     pub packing: bool,
+    /// The precision of the frozen base's products.
+    pub precision: Precision,
     /// Share of the examples held out for evaluation.
     pub eval_fraction: f64,
 }
@@ -144,6 +146,7 @@ impl Default for TrainConfig {
             backend: None,
             max_length: 512,
             packing: false,
+            precision: Precision::Auto,
             eval_fraction: 0.1,
         }
     }
@@ -423,31 +426,90 @@ fn run_with<B: Backend>(
     }
 }
 
-/// Loads the frozen base for training: dense f32 projections for LoRA, NF4 for QLoRA, in host
-/// memory for our CPU kernels or, with `nf4_on_device` (what GPU backends want, see
-/// [`nf4_on_device`]), as packed tensors on the device.
+/// The precision of the frozen base's products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// The measured choice for the backend: f32 for now everywhere. bf16 on CUDA becomes the
+    /// default once its speed and convergence are measured there.
+    #[default]
+    Auto,
+    /// f32 throughout.
+    F32,
+    /// Mixed precision: the frozen projections and the output head multiply in bf16; the
+    /// adapter, its gradients, the optimiser, norms, attention and the loss stay f32 (as PEFT
+    /// keeps its adapter in f32 over a bf16 base).
+    Bf16,
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::Auto => "auto",
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
+/// Where the frozen base keeps its weights and in what precision it multiplies them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BasePlacement {
+    /// QLoRA's NF4 codes as tensors on the device rather than in host memory for our CPU
+    /// kernels. On a GPU the host path would send a dequantised copy of every weight over the
+    /// bus twice a step.
+    pub nf4_on_device: bool,
+    /// Products in bf16.
+    pub bf16: bool,
+}
+
+impl BasePlacement {
+    /// What suits `backend`: NF4 codes on the device everywhere but the CPU, and bf16 where
+    /// `precision` asks for it.
+    pub fn for_backend(backend: BackendKind, precision: Precision) -> Result<Self> {
+        let bf16 = match precision {
+            Precision::Auto | Precision::F32 => false,
+            Precision::Bf16 => true,
+        };
+        if bf16 && backend == BackendKind::Wgpu {
+            return Err(Error::Training {
+                what: "bf16 needs the CUDA or the CPU backend; wgpu computes in f32".into(),
+            });
+        }
+        Ok(BasePlacement {
+            nf4_on_device: backend != BackendKind::Cpu,
+            bf16,
+        })
+    }
+
+    /// The weight mode of `method` under this placement.
+    fn weight_mode<B: Backend, C: CheckpointStrategy>(
+        self,
+        method: Method,
+    ) -> WeightMode<Autodiff<B, C>> {
+        match method {
+            Method::Lora if self.bf16 => WeightMode::DenseBf16,
+            Method::Lora => WeightMode::Dense,
+            Method::Qlora => WeightMode::Nf4 {
+                matmul: nf4_matmul_autodiff::<B, C>,
+                on_device: self.nf4_on_device,
+                bf16: self.bf16,
+            },
+        }
+    }
+}
+
+/// Loads the frozen base for training: dense projections for LoRA, NF4 for QLoRA, placed as
+/// `placement` says.
 pub fn load_frozen_base<B: Backend, C: CheckpointStrategy>(
     config: DecoderConfig,
     files: &WeightFiles,
     method: Method,
-    nf4_on_device: bool,
+    placement: BasePlacement,
     device: &B::Device,
 ) -> Result<Decoder<Autodiff<B, C>>> {
-    let mode = match method {
-        Method::Lora => WeightMode::Dense,
-        Method::Qlora => WeightMode::Nf4 {
-            matmul: nf4_matmul_autodiff::<B, C>,
-            on_device: nf4_on_device,
-        },
-    };
+    let mode = placement.weight_mode::<B, C>(method);
     Decoder::load(config, files, mode, device, &mut |_| {})
-}
-
-/// Whether QLoRA keeps its NF4 codes on `backend`'s device: everywhere but the CPU, where our
-/// kernels multiply them in host memory. On a GPU the host path would send a dequantised copy
-/// of every weight over the bus twice a step.
-pub fn nf4_on_device(backend: BackendKind) -> bool {
-    backend != BackendKind::Cpu
 }
 
 /// An adapter on the autodiff backend and its leaf tensors (whose gradients the update
@@ -591,7 +653,7 @@ impl<'a, B: Backend, C: CheckpointStrategy> Run<'a, B, C> {
             model.clone(),
             &opened.files,
             config.method,
-            nf4_on_device(backend),
+            BasePlacement::for_backend(backend, config.precision)?,
             device,
         )?;
         let base_bytes = decoder.projection_bytes();

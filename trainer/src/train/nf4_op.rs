@@ -37,7 +37,7 @@ impl<B: Backend> Backward<B, 1> for Nf4Backward {
         if let Some(node) = parent {
             let grad = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(grad));
             let grad_x = match &ops.state {
-                Nf4State::Device(tensors) => grad.matmul(tensors.dequantize()),
+                Nf4State::Device(tensors) => tensors.backward(grad),
                 Nf4State::Host(matrix) => host_backward(grad, matrix),
             };
             grads.register::<B>(node.id, grad_x.into_primitive().tensor());
@@ -76,7 +76,7 @@ pub fn nf4_matmul_autodiff<B: Backend, C: CheckpointStrategy>(
         let x = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(primitive));
         let y = match state {
             Nf4State::Host(matrix) => nf4_matmul_host::<B>(x, &Nf4Weight::Host(matrix.clone())),
-            Nf4State::Device(tensors) => x.matmul(tensors.dequantize().transpose()),
+            Nf4State::Device(tensors) => tensors.forward(x),
         };
         y.into_primitive().tensor()
     };

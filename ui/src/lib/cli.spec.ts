@@ -90,6 +90,7 @@ describe('trainCommand', () => {
       backend: 'wgpu',
       max_length: 128,
       packing: true,
+      precision: 'f32',
       eval_fraction: 0,
     };
     const { command, withoutFlag } = trainCommand({ modelId: 'm', dataset: '/d.jsonl', name: '', preset: 'balanced', config });
@@ -97,7 +98,7 @@ describe('trainCommand', () => {
     expect(command).toBe(
       'modelfactory train --model m --data /d.jsonl --preset balanced --method lora --rank 4 --alpha 8 --dropout 0 --rslora --targets q_proj,v_proj ' +
         '--epochs 0.5 --max-steps 3 --batch-size 2 --grad-accum 1 --learning-rate 0.0001 --schedule linear --warmup-steps 0 --weight-decay 0 ' +
-        '--max-grad-norm 0 --max-length 128 --packing --eval-fraction 0 --eval-every 1 --checkpoint-every 1 --backend wgpu --gradient-checkpointing --seed 7',
+        '--max-grad-norm 0 --max-length 128 --packing --eval-fraction 0 --eval-every 1 --checkpoint-every 1 --backend wgpu --precision f32 --gradient-checkpointing --seed 7',
     );
     expect(parse(command)).toEqual(config);
   });

@@ -4,6 +4,7 @@ import {
   type BackendName,
   type LoraTarget,
   type LrSchedule,
+  type Precision,
   type Preset,
   type TrainConfig,
   type TrainMethod,
@@ -36,6 +37,7 @@ export type KnobId =
   | 'checkpoint_every'
   | 'keep_checkpoints'
   | 'backend'
+  | 'precision'
   | 'gradient_checkpointing'
   | 'seed';
 
@@ -75,6 +77,7 @@ export type Knob = NumberKnob | BoolKnob | ChoiceKnob | TargetsKnob;
 export type KnobValue = number | null | boolean | string | LoraTarget[];
 
 const SCHEDULES: readonly LrSchedule[] = ['constant', 'linear', 'cosine'];
+const PRECISIONS: readonly Precision[] = ['auto', 'f32', 'bf16'];
 const BACKENDS: readonly BackendName[] = ['cpu', 'wgpu', 'cuda'];
 
 function int(
@@ -202,6 +205,17 @@ export const KNOBS: readonly Knob[] = [
     options: [{ value: '', label: 'as in Settings' }, ...BACKENDS.map((b) => ({ value: b, label: b }))],
     get: (c) => c.backend ?? '',
     set: (c, v) => (c.backend = BACKENDS.find((b) => b === v) ?? null),
+  },
+  {
+    id: 'precision',
+    group: 'machine',
+    label: 'Precision',
+    help: 'bf16 multiplies the frozen model in half the memory and on a GPU’s tensor cores; the adapter stays f32. Auto is f32 for now.',
+    flag: '--precision',
+    kind: 'choice',
+    options: PRECISIONS.map((p) => ({ value: p, label: p })),
+    get: (c) => c.precision,
+    set: (c, v) => (c.precision = PRECISIONS.find((p) => p === v) ?? c.precision),
   },
   bool('gradient_checkpointing', 'machine', 'Gradient checkpointing', 'Recompute activations instead of keeping them: less memory, more time.', '--gradient-checkpointing', (c) => c.gradient_checkpointing, (c, v) => (c.gradient_checkpointing = v)),
   int('seed', 'machine', 'Seed', 'The same seed and settings train the same adapter.', '--seed', 0, (c) => c.seed, (c, v) => (c.seed = v)),

@@ -581,6 +581,7 @@ export const defaultTrainConfig: TrainConfig = {
   "backend": null,
   "max_length": 512,
   "packing": false,
+  "precision": "auto",
   "eval_fraction": 0.1
 };
 
@@ -619,6 +620,7 @@ export const presets: Record<Preset, TrainConfig> = {
     "backend": null,
     "max_length": 512,
     "packing": false,
+    "precision": "auto",
     "eval_fraction": 0.1
   },
   "quick": {
@@ -655,6 +657,7 @@ export const presets: Record<Preset, TrainConfig> = {
     "backend": null,
     "max_length": 512,
     "packing": false,
+    "precision": "auto",
     "eval_fraction": 0.1
   },
   "thorough": {
@@ -691,6 +694,7 @@ export const presets: Record<Preset, TrainConfig> = {
     "backend": null,
     "max_length": 512,
     "packing": false,
+    "precision": "auto",
     "eval_fraction": 0.1
   }
 };
@@ -725,6 +729,7 @@ export const trainConfigs: TrainConfig[] = [
     "backend": "wgpu",
     "max_length": 128,
     "packing": true,
+    "precision": "f32",
     "eval_fraction": 0.0
   },
   {
@@ -756,6 +761,7 @@ export const trainConfigs: TrainConfig[] = [
     "backend": "wgpu",
     "max_length": 128,
     "packing": true,
+    "precision": "f32",
     "eval_fraction": 0.0
   },
   {
@@ -787,6 +793,7 @@ export const trainConfigs: TrainConfig[] = [
     "backend": "wgpu",
     "max_length": 128,
     "packing": true,
+    "precision": "f32",
     "eval_fraction": 0.0
   }
 ];
@@ -830,6 +837,7 @@ export const newRuns: NewRun[] = [
       "backend": null,
       "max_length": 512,
       "packing": false,
+      "precision": "auto",
       "eval_fraction": 0.1
     }
   },
@@ -866,6 +874,7 @@ export const newRuns: NewRun[] = [
       "backend": "wgpu",
       "max_length": 128,
       "packing": true,
+      "precision": "f32",
       "eval_fraction": 0.0
     }
   }
@@ -1075,6 +1084,7 @@ export const runDetails: RunDetail[] = [
       "backend": null,
       "max_length": 512,
       "packing": false,
+      "precision": "auto",
       "eval_fraction": 0.1
     },
     "steps": [
@@ -1169,6 +1179,7 @@ export const runDetails: RunDetail[] = [
       "backend": "wgpu",
       "max_length": 128,
       "packing": true,
+      "precision": "f32",
       "eval_fraction": 0.0
     },
     "steps": [],

@@ -260,9 +260,13 @@ export type TrainConfig = {
   /** tokens per sequence; longer examples lose their tail */
   max_length: number;
   packing: boolean;
+  /** the frozen base's products; auto: f32 for now; bf16 multiplies them in bf16, the adapter stays f32 */
+  precision: Precision;
   /** share of the examples held out for evaluation */
   eval_fraction: number;
 };
+
+export type Precision = 'auto' | 'f32' | 'bf16';
 
 export type Preset = 'quick' | 'balanced' | 'thorough';
 
@@ -427,6 +431,7 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   backend: null,
   max_length: 512,
   packing: false,
+  precision: 'auto',
   eval_fraction: 0.1,
 } satisfies TrainConfig);
 

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
+use trainer::citations::{CITATION_INDEX_FILE, CitationIndex};
 use trainer::lora::Adapter;
 use trainer::{BackendKind, ChatMessage, ChatModel, LoadOptions};
 
@@ -67,6 +68,78 @@ pub struct MessageStats {
     #[serde(default)]
     pub adapter_run_id: Option<String>,
     pub backend: BackendKind,
+    /// An adapter's answer: the passages of it found word for word in the rows that trained
+    /// the adapter, rarest first.
+    #[serde(default)]
+    pub citations: Vec<AnswerCitation>,
+    /// Why an adapter's answer could not be looked up in its training rows.
+    #[serde(default)]
+    pub citations_error: Option<String>,
+}
+
+/// A passage of an answer found word for word in training rows (the run's citation index).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerCitation {
+    /// The passage as it stands in the answer.
+    pub text: String,
+    /// Its length in tokens.
+    pub tokens: usize,
+    /// How many times it occurs in the training rows: the fewer, the more telling.
+    pub occurrences: u64,
+    /// Rows it occurs in (a few at most).
+    pub sources: Vec<CitedRow>,
+}
+
+/// A training row a passage was found in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CitedRow {
+    pub contribution_id: String,
+    pub contributor: Option<String>,
+}
+
+/// The shortest passage worth citing: shorter ones are common phrases found everywhere.
+const CITATION_MIN_TOKENS: usize = 8;
+/// Passages listed per answer.
+const CITATIONS_PER_ANSWER: usize = 5;
+
+/// Looks `answer` up in the citation index at `index`, built with `tokenizer`.
+fn cite_answer(
+    index: &Path,
+    tokenizer: &trainer::tokenizer::TextTokenizer,
+    answer: &str,
+) -> std::result::Result<Vec<AnswerCitation>, String> {
+    if !index.is_file() {
+        return Err(format!(
+            "{} is missing: the run was trained before citations were indexed",
+            index.display()
+        ));
+    }
+    let index = CitationIndex::open(index, &tokenizer.fingerprint()).map_err(|e| e.to_string())?;
+    let (ids, offsets) = tokenizer
+        .encode_with_offsets(answer)
+        .map_err(|e| e.to_string())?;
+    Ok(index
+        .cite(&ids, CITATION_MIN_TOKENS)
+        .into_iter()
+        .take(CITATIONS_PER_ANSWER)
+        .filter_map(|c| {
+            let start = offsets.get(c.start)?.0;
+            let end = offsets.get(c.start + c.len.checked_sub(1)?)?.1;
+            Some(AnswerCitation {
+                text: answer.get(start..end)?.to_string(),
+                tokens: c.len,
+                occurrences: c.occurrences,
+                sources: c
+                    .rows
+                    .into_iter()
+                    .map(|r| CitedRow {
+                        contribution_id: r.id,
+                        contributor: r.contributor,
+                    })
+                    .collect(),
+            })
+        })
+        .collect())
 }
 
 /// One stored turn of a conversation.
@@ -711,11 +784,26 @@ impl PendingAnswer {
             stop = ?generation.stop_reason,
             "answered"
         );
+        let (citations, citations_error) = match &self.adapter {
+            Some((run, _)) => {
+                let index = self.studio.run_dir(run).join(CITATION_INDEX_FILE);
+                match cite_answer(&index, loaded.model.tokenizer(), &text) {
+                    Ok(found) => (found, None),
+                    Err(e) => {
+                        tracing::warn!(run = %run, "no citations for the answer: {e}");
+                        (Vec::new(), Some(e))
+                    }
+                }
+            }
+            None => (Vec::new(), None),
+        };
         let stats = MessageStats {
             generation,
             model_id: self.model.id.clone(),
             adapter_run_id: self.adapter.as_ref().map(|(run, _)| run.clone()),
             backend: loaded.model.backend(),
+            citations,
+            citations_error,
         };
         Ok((text, stats))
     }
@@ -808,6 +896,49 @@ mod tests {
             .expect("add");
         let id = added.model.expect("model").id;
         (dir, studio, id)
+    }
+
+    #[test]
+    fn an_answer_repeating_a_training_row_cites_it_with_its_text_and_contributor() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        trainer::test_support::TinyLlama::default()
+            .write_tokenizer(dir.path())
+            .expect("tokenizer");
+        let tokenizer =
+            trainer::tokenizer::TextTokenizer::from_folder(dir.path()).expect("tokenizer");
+        let row = tokenizer.encode("thequickbrownfoxjumps").expect("encode");
+        let other = tokenizer.encode("loremipsumdolorsitamet").expect("encode");
+        let index = CitationIndex::build(
+            &tokenizer.fingerprint(),
+            [
+                ("c-1", Some("0xabc"), row.as_slice()),
+                ("c-2", None, other.as_slice()),
+            ],
+        )
+        .expect("index");
+        let path = dir.path().join(CITATION_INDEX_FILE);
+        index.save(&path).expect("save");
+
+        let found =
+            cite_answer(&path, &tokenizer, "Surethequickbrownfoxjumpsindeed").expect("cite");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].text, "thequickbrownfoxjumps");
+        assert_eq!(found[0].occurrences, 1);
+        assert_eq!(
+            found[0].sources,
+            vec![CitedRow {
+                contribution_id: "c-1".into(),
+                contributor: Some("0xabc".into()),
+            }]
+        );
+        assert!(
+            cite_answer(&path, &tokenizer, "nothingsharedhereatallXYZ")
+                .expect("cite")
+                .is_empty()
+        );
+        let missing = cite_answer(&dir.path().join("gone.idx"), &tokenizer, "x")
+            .expect_err("no index, no citations");
+        assert!(missing.contains("gone.idx"), "{missing}");
     }
 
     #[test]

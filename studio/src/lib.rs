@@ -2,6 +2,7 @@
 //! catalog, settings, models, the job runner, fine-tuning runs and local chat. The `modelfactory` CLI, its HTTP
 //! server and the desktop app all call [`Studio`].
 
+pub mod attribution;
 pub mod chain;
 pub mod chat;
 pub mod datanets;
@@ -23,9 +24,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use chat::{
-    ChatRole, ChatToken, Conversation, ConversationSummary, ConversationUpdate, GenerationStats,
-    MessageStats, NewConversation, PendingAnswer, SamplingParams, SendMessage, SendResult,
-    StopReason, StopResult, StoredMessage,
+    AnswerCitation, ChatRole, ChatToken, CitedRow, Conversation, ConversationSummary,
+    ConversationUpdate, GenerationStats, MessageStats, NewConversation, PendingAnswer,
+    SamplingParams, SendMessage, SendResult, StopReason, StopResult, StoredMessage,
 };
 pub use error::{ApiError, Error, Result};
 pub use jobs::{JobContext, JobEvent, JobInfo, JobState, Jobs};

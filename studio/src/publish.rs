@@ -560,6 +560,14 @@ impl Studio {
                 adapter_files.push((name.to_string(), file.clone()));
             }
         }
+        // The citation index travels with the adapter, so that whoever loads it can trace its
+        // answers back to the rows and contributors that trained it.
+        let index = self
+            .run_dir(&run.id)
+            .join(trainer::citations::CITATION_INDEX_FILE);
+        if index.is_file() {
+            adapter_files.push((trainer::citations::CITATION_INDEX_FILE.to_string(), index));
+        }
         adapter_files.sort();
         if !adapter_files.iter().any(|(p, _)| p == WEIGHTS_FILE) {
             return Err(Error::InvalidInput {

@@ -23,11 +23,12 @@ use studio::publish::{Publication, PublicationState, PublishFile, PublishPreview
 use studio::verify::{Check, VerifyReport, VerifyRequest};
 use studio::wallet::WalletAccount;
 use studio::{
-    AddModelResult, ApiError, BackendChoice, BackendStatus, ChatRole, ChatToken, Conversation,
-    ConversationSummary, ConversationUpdate, DataSummary, DatasetPreview, DemoDataset,
-    DoctorReport, GenerationStats, JobEvent, JobInfo, JobState, MessageStats, ModelStatus,
-    ModelSummary, NewConversation, NewRun, Preset, PreviewRequest, RunDetail, RunState, RunSummary,
-    SamplingParams, SendMessage, SendResult, Settings, StopReason, StopResult, StoredMessage,
+    AddModelResult, AnswerCitation, ApiError, BackendChoice, BackendStatus, ChatRole, ChatToken,
+    CitedRow, Conversation, ConversationSummary, ConversationUpdate, DataSummary, DatasetPreview,
+    DemoDataset, DoctorReport, GenerationStats, JobEvent, JobInfo, JobState, MessageStats,
+    ModelStatus, ModelSummary, NewConversation, NewRun, Preset, PreviewRequest, RunDetail,
+    RunState, RunSummary, SamplingParams, SendMessage, SendResult, Settings, StopReason,
+    StopResult, StoredMessage,
 };
 use trainer::data::{
     DatasetFormat, ExamplePreview, FileFormat, LoadReport, PreviewSegment, RowFormat, RowProblem,
@@ -88,6 +89,16 @@ fn stats(stop_reason: StopReason) -> MessageStats {
         model_id: "smollm2-135m-instruct".into(),
         adapter_run_id: Some("5eed".into()),
         backend: BackendKind::Cpu,
+        citations: vec![AnswerCitation {
+            text: "list comprehensions build a new list from an iterable".into(),
+            tokens: 9,
+            occurrences: 1,
+            sources: vec![CitedRow {
+                contribution_id: "c-0042".into(),
+                contributor: Some("0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82".into()),
+            }],
+        }],
+        citations_error: None,
     }
 }
 

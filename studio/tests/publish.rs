@@ -164,6 +164,36 @@ fn a_run_is_published_verified_tampered_with_and_paid() {
         .expect("the run id")
         .to_owned();
 
+    // Attribution: every training row scored against the run's evaluation rows, contributors
+    // ranked with shares of 10 000 (none when every total hurt), and `show` reads it back.
+    let computed = run(modelfactory(&home).args(["attribution", "compute", &run_id, "--json"]));
+    assert!(computed.status.success(), "{}", text(&computed));
+    let report = json(&computed);
+    assert_eq!(report["method"], "datainf");
+    let rows = report["rows"].as_array().expect("rows");
+    assert!(!rows.is_empty(), "{report}");
+    assert_eq!(report["train_rows"].as_u64(), Some(rows.len() as u64));
+    let contributors = report["contributors"].as_array().expect("contributors");
+    let bps: u64 = contributors.iter().filter_map(|c| c["bps"].as_u64()).sum();
+    let helped = contributors
+        .iter()
+        .any(|c| c["score"].as_f64().is_some_and(|s| s > 0.0));
+    assert_eq!(bps, if helped { 10_000 } else { 0 }, "{report}");
+    for c in contributors {
+        let who = c["contributor"].as_str().unwrap_or_default();
+        assert!(
+            [ALICE, BOB].iter().any(|a| who.eq_ignore_ascii_case(a)),
+            "rows are credited to their Datanet contributors: {c}"
+        );
+    }
+    let shown = json(&run(modelfactory(&home).args([
+        "attribution",
+        "show",
+        &run_id,
+        "--json",
+    ])));
+    assert_eq!(shown, report);
+
     let created = run(modelfactory(&home).args(["wallet", "new", "--name", "publisher"]));
     assert!(created.status.success(), "{}", text(&created));
     let accounts = json(&run(modelfactory(&home).args(["wallet", "list", "--json"])));
@@ -205,6 +235,7 @@ fn a_run_is_published_verified_tampered_with_and_paid() {
     for f in [
         "adapter_model.safetensors",
         "adapter_config.json",
+        "citations.idx",
         "lineage-manifest.json",
         "README.md",
     ] {

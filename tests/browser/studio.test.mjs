@@ -408,6 +408,13 @@ async function checkAdapterChat(page, base, runId) {
   assert.ok(tuned, `a conversation chats through the run: ${JSON.stringify(conversations)}`);
   const stored = await getJson(new URL(`/api/conversations/${tuned.id}`, base), 200);
   assert.equal(stored.messages[1]?.stats?.adapter_run_id, runId, "the stored answer came from the adapter");
+  // The answer was looked up in the run's citation index: the API says what it found (maybe
+  // nothing in so short a run) and the screen shows the same, never "unavailable".
+  const cited = stored.messages[1]?.stats;
+  assert.ok(Array.isArray(cited?.citations), "the API returns the answer's citations");
+  assert.equal(cited?.citations_error, null, `the run's citation index was read: ${cited?.citations_error}`);
+  assert.equal(await answer.locator("[data-citations-error]").count(), 0, "the screen does not report citations as unavailable");
+  assert.equal(Number(await answer.locator("[data-citations]").getAttribute("data-citations")), cited.citations.length, "the screen shows the API's citations");
   assert.equal(stored.messages[1].content.trim(), text, "the stored answer is the one shown");
   log(`  adapter: ${JSON.stringify(text)}`);
 

@@ -11,6 +11,7 @@
 //! - [`data`]: dataset files → chat examples → tokens with the assistant-only loss mask.
 //! - [`Error`]: the crate's error type.
 
+pub mod attribution;
 pub mod backends;
 pub mod bench;
 pub mod citations;

@@ -73,6 +73,34 @@ pub enum Command {
     /// owed, withdraw it
     #[command(subcommand)]
     Rewards(RewardsCommand),
+    /// Which training rows and contributors shaped a run's adapter (DataInf influence on the
+    /// run's evaluation rows), and their shares
+    #[command(subcommand)]
+    Attribution(AttributionCommand),
+}
+
+#[derive(Subcommand)]
+pub enum AttributionCommand {
+    /// Score every training row by per-example gradients against the run's evaluation rows;
+    /// writes runs/<id>/attribution.json
+    Compute {
+        /// Run id
+        run: String,
+        /// The compute backend [default: the run's, else the one in Settings]
+        #[arg(long, value_name = "NAME")]
+        backend: Option<trainer::BackendKind>,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the last report
+    Show {
+        /// Run id
+        run: String,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]

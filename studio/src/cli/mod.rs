@@ -2,6 +2,7 @@
 //! parsed arguments and returns; errors are printed once, here, with their hint.
 
 mod args;
+mod attribution;
 mod bench;
 mod bench_citations;
 mod bench_data;
@@ -50,6 +51,7 @@ pub fn main() -> ExitCode {
         Command::Publish(a) => publish::publish(&home, a),
         Command::Verify(a) => publish::verify(&home, a),
         Command::Rewards(a) => publish::rewards(&home, a),
+        Command::Attribution(a) => attribution::run(&home, a),
     };
     match outcome {
         Ok(code) => code,

@@ -1,5 +1,6 @@
 //! Integration tests of the `trainer` crate: one binary, one module per area.
 
+mod attribution;
 mod backends;
 mod data;
 mod default_model;

@@ -211,6 +211,45 @@ describe('Chat screen', () => {
     expect(answer.querySelector('.who')?.textContent).toContain('SmolLM2 135M Instruct + adapter support answers');
     expect($('[data-conversation="conv-1"]').getAttribute('data-adapter-run')).toBe('done');
     expect($('[data-conversation="conv-1"]').textContent).toContain('adapter support answers');
+    // the passages of the answer found in the adapter's training rows, with their contributors
+    const cited = answer.querySelector('[data-citations]');
+    expect(cited?.getAttribute('data-citations')).toBe('1');
+    const passage = answer.querySelector('[data-citation]');
+    expect(passage?.querySelector('q')?.textContent).toBe(answer.querySelector('[data-message-content]')?.textContent);
+    expect(passage?.textContent).toContain('once in the training rows: c-0042 by 0x45c0');
+  });
+
+  it('says when an adapter answer could not be looked up in its training rows', async () => {
+    await render((api) => {
+      api.runs = [runSummary({ id: 'done', name: 'support answers', state: 'finished', adapter: '/a' })];
+      api.conversations = [
+        conversation({
+          adapter_run_id: 'done',
+          messages: [
+            { seq: 1, role: 'user', content: 'Hi', stats: null, created_at: '2025-01-01T00:00:01Z' },
+            {
+              seq: 2,
+              role: 'assistant',
+              content: 'Hello.',
+              stats: stats({ adapter_run_id: 'done', citations_error: 'runs/done/citations.idx is missing' }),
+              created_at: '2025-01-01T00:00:02Z',
+            },
+            {
+              seq: 3,
+              role: 'assistant',
+              content: 'Hello again.',
+              stats: stats({ adapter_run_id: 'done' }),
+              created_at: '2025-01-01T00:00:03Z',
+            },
+          ],
+        }),
+      ];
+    });
+    $('[data-conversation="conv-1"] button.open').click();
+    await settle();
+    expect($('[data-message-seq="2"] [data-citations-error]').textContent).toContain('runs/done/citations.idx is missing');
+    expect($('[data-message-seq="3"] [data-citations]').getAttribute('data-citations')).toBe('0');
+    expect($('[data-message-seq="3"]').textContent).toContain('No passage of this answer appears word for word');
   });
 
   it('asks the base model and the adapter side by side, one after the other', async () => {

@@ -345,7 +345,21 @@ export const messageStats: MessageStats[] = [
     "stop_reason": "end_of_turn",
     "model_id": "smollm2-135m-instruct",
     "adapter_run_id": "5eed",
-    "backend": "cpu"
+    "backend": "cpu",
+    "citations": [
+      {
+        "text": "list comprehensions build a new list from an iterable",
+        "tokens": 9,
+        "occurrences": 1,
+        "sources": [
+          {
+            "contribution_id": "c-0042",
+            "contributor": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82"
+          }
+        ]
+      }
+    ],
+    "citations_error": null
   },
   {
     "prompt_tokens": 31,
@@ -355,7 +369,21 @@ export const messageStats: MessageStats[] = [
     "stop_reason": "max_tokens",
     "model_id": "smollm2-135m-instruct",
     "adapter_run_id": "5eed",
-    "backend": "cpu"
+    "backend": "cpu",
+    "citations": [
+      {
+        "text": "list comprehensions build a new list from an iterable",
+        "tokens": 9,
+        "occurrences": 1,
+        "sources": [
+          {
+            "contribution_id": "c-0042",
+            "contributor": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82"
+          }
+        ]
+      }
+    ],
+    "citations_error": null
   },
   {
     "prompt_tokens": 31,
@@ -365,7 +393,21 @@ export const messageStats: MessageStats[] = [
     "stop_reason": "context_full",
     "model_id": "smollm2-135m-instruct",
     "adapter_run_id": "5eed",
-    "backend": "cpu"
+    "backend": "cpu",
+    "citations": [
+      {
+        "text": "list comprehensions build a new list from an iterable",
+        "tokens": 9,
+        "occurrences": 1,
+        "sources": [
+          {
+            "contribution_id": "c-0042",
+            "contributor": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82"
+          }
+        ]
+      }
+    ],
+    "citations_error": null
   },
   {
     "prompt_tokens": 31,
@@ -375,7 +417,21 @@ export const messageStats: MessageStats[] = [
     "stop_reason": "cancelled",
     "model_id": "smollm2-135m-instruct",
     "adapter_run_id": "5eed",
-    "backend": "cpu"
+    "backend": "cpu",
+    "citations": [
+      {
+        "text": "list comprehensions build a new list from an iterable",
+        "tokens": 9,
+        "occurrences": 1,
+        "sources": [
+          {
+            "contribution_id": "c-0042",
+            "contributor": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82"
+          }
+        ]
+      }
+    ],
+    "citations_error": null
   }
 ];
 
@@ -421,7 +477,21 @@ export const conversation: Conversation = {
         "stop_reason": "end_of_turn",
         "model_id": "smollm2-135m-instruct",
         "adapter_run_id": "5eed",
-        "backend": "cpu"
+        "backend": "cpu",
+        "citations": [
+          {
+            "text": "list comprehensions build a new list from an iterable",
+            "tokens": 9,
+            "occurrences": 1,
+            "sources": [
+              {
+                "contribution_id": "c-0042",
+                "contributor": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82"
+              }
+            ]
+          }
+        ],
+        "citations_error": null
       },
       "created_at": "2026-01-01T00:00:01.000Z"
     }
@@ -522,7 +592,21 @@ export const sendResult: SendResult = {
       "stop_reason": "cancelled",
       "model_id": "smollm2-135m-instruct",
       "adapter_run_id": "5eed",
-      "backend": "cpu"
+      "backend": "cpu",
+      "citations": [
+        {
+          "text": "list comprehensions build a new list from an iterable",
+          "tokens": 9,
+          "occurrences": 1,
+          "sources": [
+            {
+              "contribution_id": "c-0042",
+              "contributor": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82"
+            }
+          ]
+        }
+      ],
+      "citations_error": null
     },
     "created_at": "2026-01-01T00:00:01.000Z"
   },
@@ -534,7 +618,21 @@ export const sendResult: SendResult = {
     "stop_reason": "cancelled",
     "model_id": "smollm2-135m-instruct",
     "adapter_run_id": "5eed",
-    "backend": "cpu"
+    "backend": "cpu",
+    "citations": [
+      {
+        "text": "list comprehensions build a new list from an iterable",
+        "tokens": 9,
+        "occurrences": 1,
+        "sources": [
+          {
+            "contribution_id": "c-0042",
+            "contributor": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82"
+          }
+        ]
+      }
+    ],
+    "citations_error": null
   }
 };
 

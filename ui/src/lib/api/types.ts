@@ -138,6 +138,10 @@ export type MessageStats = {
   /** the fine-tuning run whose adapter answered; null: the base model */
   adapter_run_id: string | null;
   backend: BackendName;
+  /** an adapter's answer: passages found word for word in the rows that trained it, rarest first */
+  citations: AnswerCitation[];
+  /** why an adapter's answer could not be looked up in its training rows */
+  citations_error: string | null;
 };
 
 export type StoredMessage = {
@@ -148,6 +152,17 @@ export type StoredMessage = {
   /** assistant messages only */
   stats: MessageStats | null;
   created_at: string;
+};
+
+/** A passage of an answer found word for word in training rows. */
+export type AnswerCitation = {
+  /** the passage as it stands in the answer */
+  text: string;
+  tokens: number;
+  /** how many times it occurs in the training rows: the fewer, the more telling */
+  occurrences: number;
+  /** rows it occurs in (a few at most) */
+  sources: { contribution_id: string; contributor: string | null }[];
 };
 
 export type ConversationSummary = {

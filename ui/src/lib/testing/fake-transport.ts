@@ -117,6 +117,8 @@ export function stats(overrides: Partial<MessageStats> = {}): MessageStats {
     model_id: 'smollm2-135m-instruct',
     adapter_run_id: null,
     backend: 'cpu',
+    citations: [],
+    citations_error: null,
     ...overrides,
   };
 }
@@ -879,7 +881,10 @@ export class FakeTransport implements ApiClient {
       onToken(piece);
     }
     const reason = this.holdAnswers ? await new Promise<StopReason>((resolve) => this.#held.set(id, resolve)) : 'end_of_turn';
-    const s = stats({ stop_reason: reason, model_id: c.model_id, adapter_run_id: c.adapter_run_id, generated_tokens: pieces.length });
+    // An adapter's answer is looked up in its training rows, as the studio does: here the whole
+    // answer is one cited passage.
+    const citations = c.adapter_run_id && text ? [{ text, tokens: pieces.length, occurrences: 1, sources: [{ contribution_id: 'c-0042', contributor: '0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82' }] }] : [];
+    const s = stats({ stop_reason: reason, model_id: c.model_id, adapter_run_id: c.adapter_run_id, generated_tokens: pieces.length, citations });
     const message = { seq: next(), role: 'assistant' as const, content: text, stats: s, created_at: '2025-01-01T00:00:02Z' };
     c.messages.push(message);
     if (c.title === 'New conversation') c.title = request.content;

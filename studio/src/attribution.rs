@@ -1,0 +1,223 @@
+//! A run's attribution: how much each training row, contribution and contributor lowered the
+//! run's evaluation loss, by DataInf over the adapter's LoRA parameters (`trainer::attribution`),
+//! with shares for rewards. The report is written to `runs/<id>/attribution.json` only once it
+//! is complete, so a failed or cancelled computation keeps the previous one.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use trainer::BackendKind;
+use trainer::attribution::{AttributionJob, attribute, basis_points};
+use trainer::data::load_dataset;
+use trainer::lora::Adapter;
+use trainer::runtime::OpenedModel;
+use trainer::train::{Sequence, prepare_data};
+
+use crate::Studio;
+use crate::chat::backend_of;
+use crate::error::{Error, Result};
+use crate::jobs::now;
+
+/// The report's file in a run's folder.
+pub const ATTRIBUTION_FILE: &str = "attribution.json";
+
+/// Gradients kept in memory between DataInf's passes, beyond which they are computed again.
+const GRADIENT_BUDGET_BYTES: usize = 1 << 30;
+
+/// A run's attribution report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttributionReport {
+    pub run_id: String,
+    /// `datainf`.
+    pub method: String,
+    /// The damping of each layer, `mean ‖g‖² / 10` over the training rows.
+    pub lambda: Vec<f64>,
+    pub train_rows: usize,
+    pub eval_rows: usize,
+    pub backend: BackendKind,
+    /// Contributors, most helpful first, with their shares of 10 000 basis points.
+    pub contributors: Vec<ContributorScore>,
+    /// Every training row's score, as trained.
+    pub rows: Vec<RowScore>,
+    pub computed_at: String,
+}
+
+/// A contributor's total.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContributorScore {
+    /// The contributor's address, or `file:<name>` for rows of a local file without one.
+    pub contributor: String,
+    /// The sum of its rows' scores: how much they lowered the evaluation loss.
+    pub score: f64,
+    /// Its share of the rewards in basis points (negative totals get none).
+    pub bps: u16,
+    /// Its rows raised the evaluation loss on the whole.
+    pub harmful: bool,
+    pub rows: usize,
+}
+
+/// One training row's score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowScore {
+    pub contribution_id: String,
+    pub contributor: String,
+    /// Positive: up-weighting the row lowers the evaluation loss; negative: it raises it.
+    pub score: f64,
+}
+
+impl Studio {
+    /// Computes the attribution of `run_id` on `backend` (the studio's default when `None`),
+    /// writes it next to the run and returns it. `progress(done, total)` counts per-example
+    /// gradients; returning `false` cancels without touching an earlier report.
+    pub fn compute_attribution(
+        &self,
+        run_id: &str,
+        backend: Option<BackendKind>,
+        progress: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<AttributionReport> {
+        let detail = self.get_run(run_id)?;
+        let run = &detail.run;
+        let config = &detail.config;
+        let adapter_dir = self.run_adapter(&run.id)?;
+        let adapter = Adapter::load_peft(&adapter_dir)?;
+        let model = self.inner.models.find(&run.model_id)?;
+        let model_path = PathBuf::from(&model.path);
+        let dataset = load_dataset(Path::new(&run.dataset))?;
+        let opened = OpenedModel::open(&model_path)?;
+        // The same tokenisation, split and packing as the run: its rows, as it trained on them.
+        let prepared = prepare_data(&opened.tokenizer, &dataset.examples, config)?;
+        drop(opened);
+        let file = Path::new(&run.dataset)
+            .file_name()
+            .map_or_else(|| run.dataset.clone(), |n| n.to_string_lossy().into_owned());
+        let contributors: BTreeMap<&str, &str> = dataset
+            .examples
+            .iter()
+            .filter_map(|e| Some((e.id.as_str(), e.contributor.as_deref()?)))
+            .collect();
+        let mut ids = Vec::new();
+        let mut rows = Vec::new();
+        for (sequence, segments) in prepared.train.iter().zip(&prepared.train_sources) {
+            for s in segments {
+                let (Some(tokens), Some(trained)) = (
+                    sequence.tokens.get(s.range.clone()),
+                    sequence.trained.get(s.range.clone()),
+                ) else {
+                    continue;
+                };
+                ids.push(s.id.clone());
+                rows.push(Sequence {
+                    tokens: tokens.to_vec(),
+                    trained: trained.to_vec(),
+                });
+            }
+        }
+        if prepared.eval.is_empty() {
+            return Err(Error::InvalidInput {
+                field: "run".into(),
+                message: format!(
+                    "run {} held out no evaluation rows (its eval fraction is {}): attribution \
+                     measures each row's influence on them",
+                    run.name, config.eval_fraction
+                ),
+            });
+        }
+        let backend = match backend.or(config.backend) {
+            Some(b) => b,
+            None => backend_of(self.settings()?.default_backend).unwrap_or(BackendKind::Cpu),
+        };
+        let scores = attribute(
+            &AttributionJob {
+                model: &model_path,
+                adapter: &adapter,
+                method: config.method,
+                backend,
+                train: &rows,
+                eval: &prepared.eval,
+                budget_bytes: GRADIENT_BUDGET_BYTES,
+            },
+            progress,
+        )?;
+        let rows: Vec<RowScore> = ids
+            .into_iter()
+            .zip(&scores.scores)
+            .map(|(id, &score)| RowScore {
+                contributor: contributors
+                    .get(id.as_str())
+                    .map_or_else(|| format!("file:{file}"), |c| c.to_string()),
+                contribution_id: id,
+                score,
+            })
+            .collect();
+        let mut totals: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+        for r in &rows {
+            let t = totals.entry(r.contributor.as_str()).or_default();
+            t.0 += r.score;
+            t.1 += 1;
+        }
+        let bps = basis_points(&totals.values().map(|t| t.0).collect::<Vec<_>>());
+        let mut contributors: Vec<ContributorScore> = totals
+            .iter()
+            .zip(bps)
+            .map(|((c, &(score, n)), bps)| ContributorScore {
+                contributor: c.to_string(),
+                score,
+                bps,
+                harmful: score < 0.0,
+                rows: n,
+            })
+            .collect();
+        contributors.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let report = AttributionReport {
+            run_id: run.id.clone(),
+            method: "datainf".into(),
+            lambda: scores.lambda,
+            train_rows: rows.len(),
+            eval_rows: prepared.eval.len(),
+            backend,
+            contributors,
+            rows,
+            computed_at: now(),
+        };
+        let path = self.run_dir(&run.id).join(ATTRIBUTION_FILE);
+        let staged = path.with_extension("json.partial");
+        let bytes = serde_json::to_vec_pretty(&report).map_err(|e| Error::InvalidInput {
+            field: "attribution".into(),
+            message: e.to_string(),
+        })?;
+        std::fs::write(&staged, bytes)
+            .and_then(|()| std::fs::rename(&staged, &path))
+            .map_err(|source| Error::Io {
+                what: format!("writing {}", path.display()),
+                source,
+            })?;
+        Ok(report)
+    }
+
+    /// The run's last attribution report.
+    pub fn attribution(&self, run_id: &str) -> Result<AttributionReport> {
+        let run = self.get_run(run_id)?.run;
+        let path = self.run_dir(&run.id).join(ATTRIBUTION_FILE);
+        let bytes = std::fs::read(&path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                Error::InvalidInput {
+                    field: "run".into(),
+                    message: format!(
+                        "run {} has no attribution yet: `modelfactory attribution compute {}`",
+                        run.name, run.id
+                    ),
+                }
+            } else {
+                Error::Io {
+                    what: format!("reading {}", path.display()),
+                    source,
+                }
+            }
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::InvalidInput {
+            field: "attribution".into(),
+            message: format!("{} is not a readable report: {e}", path.display()),
+        })
+    }
+}

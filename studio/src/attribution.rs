@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use trainer::BackendKind;
+use trainer::attribution::accuracy::{AccuracyJob, AccuracyReport, measure_accuracy};
 use trainer::attribution::{AttributionJob, attribute, basis_points};
 use trainer::data::load_dataset;
 use trainer::lora::Adapter;
@@ -24,6 +25,36 @@ pub const ATTRIBUTION_FILE: &str = "attribution.json";
 
 /// Gradients kept in memory between DataInf's passes, beyond which they are computed again.
 const GRADIENT_BUDGET_BYTES: usize = 1 << 30;
+
+/// The accuracy report's file in a run's folder.
+pub const ACCURACY_FILE: &str = "attribution-accuracy.json";
+
+/// A run's rows as attribution sees them.
+struct RunRows {
+    detail: crate::RunDetail,
+    model: PathBuf,
+    /// Each training row's contribution id, contributor and tokens.
+    ids: Vec<String>,
+    contributors: Vec<String>,
+    rows: Vec<Sequence>,
+    eval: Vec<Sequence>,
+}
+
+/// Writes `value` as JSON through a staged file renamed into place, so a reader never sees
+/// half a report and a failure keeps the previous one.
+fn write_report<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let staged = path.with_extension("json.partial");
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::InvalidInput {
+        field: "attribution".into(),
+        message: e.to_string(),
+    })?;
+    std::fs::write(&staged, bytes)
+        .and_then(|()| std::fs::rename(&staged, path))
+        .map_err(|source| Error::Io {
+            what: format!("writing {}", path.display()),
+            source,
+        })
+}
 
 /// A run's attribution report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,77 +107,30 @@ impl Studio {
         backend: Option<BackendKind>,
         progress: &mut dyn FnMut(usize, usize) -> bool,
     ) -> Result<AttributionReport> {
-        let detail = self.get_run(run_id)?;
-        let run = &detail.run;
-        let config = &detail.config;
-        let adapter_dir = self.run_adapter(&run.id)?;
-        let adapter = Adapter::load_peft(&adapter_dir)?;
-        let model = self.inner.models.find(&run.model_id)?;
-        let model_path = PathBuf::from(&model.path);
-        let dataset = load_dataset(Path::new(&run.dataset))?;
-        let opened = OpenedModel::open(&model_path)?;
-        // The same tokenisation, split and packing as the run: its rows, as it trained on them.
-        let prepared = prepare_data(&opened.tokenizer, &dataset.examples, config)?;
-        drop(opened);
-        let file = Path::new(&run.dataset)
-            .file_name()
-            .map_or_else(|| run.dataset.clone(), |n| n.to_string_lossy().into_owned());
-        let contributors: BTreeMap<&str, &str> = dataset
-            .examples
-            .iter()
-            .filter_map(|e| Some((e.id.as_str(), e.contributor.as_deref()?)))
-            .collect();
-        let mut ids = Vec::new();
-        let mut rows = Vec::new();
-        for (sequence, segments) in prepared.train.iter().zip(&prepared.train_sources) {
-            for s in segments {
-                let (Some(tokens), Some(trained)) = (
-                    sequence.tokens.get(s.range.clone()),
-                    sequence.trained.get(s.range.clone()),
-                ) else {
-                    continue;
-                };
-                ids.push(s.id.clone());
-                rows.push(Sequence {
-                    tokens: tokens.to_vec(),
-                    trained: trained.to_vec(),
-                });
-            }
-        }
-        if prepared.eval.is_empty() {
-            return Err(Error::InvalidInput {
-                field: "run".into(),
-                message: format!(
-                    "run {} held out no evaluation rows (its eval fraction is {}): attribution \
-                     measures each row's influence on them",
-                    run.name, config.eval_fraction
-                ),
-            });
-        }
-        let backend = match backend.or(config.backend) {
-            Some(b) => b,
-            None => backend_of(self.settings()?.default_backend).unwrap_or(BackendKind::Cpu),
-        };
+        let data = self.run_rows(run_id)?;
+        let (run, config) = (&data.detail.run, &data.detail.config);
+        let adapter = Adapter::load_peft(&self.run_adapter(&run.id)?)?;
+        let backend = self.attribution_backend(backend, config.backend)?;
         let scores = attribute(
             &AttributionJob {
-                model: &model_path,
+                model: &data.model,
                 adapter: &adapter,
                 method: config.method,
                 backend,
-                train: &rows,
-                eval: &prepared.eval,
+                train: &data.rows,
+                eval: &data.eval,
                 budget_bytes: GRADIENT_BUDGET_BYTES,
             },
             progress,
         )?;
-        let rows: Vec<RowScore> = ids
-            .into_iter()
+        let rows: Vec<RowScore> = data
+            .ids
+            .iter()
+            .zip(&data.contributors)
             .zip(&scores.scores)
-            .map(|(id, &score)| RowScore {
-                contributor: contributors
-                    .get(id.as_str())
-                    .map_or_else(|| format!("file:{file}"), |c| c.to_string()),
-                contribution_id: id,
+            .map(|((id, contributor), &score)| RowScore {
+                contribution_id: id.clone(),
+                contributor: contributor.clone(),
                 score,
             })
             .collect();
@@ -174,25 +158,132 @@ impl Studio {
             method: "datainf".into(),
             lambda: scores.lambda,
             train_rows: rows.len(),
-            eval_rows: prepared.eval.len(),
+            eval_rows: data.eval.len(),
             backend,
             contributors,
             rows,
             computed_at: now(),
         };
-        let path = self.run_dir(&run.id).join(ATTRIBUTION_FILE);
-        let staged = path.with_extension("json.partial");
-        let bytes = serde_json::to_vec_pretty(&report).map_err(|e| Error::InvalidInput {
-            field: "attribution".into(),
-            message: e.to_string(),
-        })?;
-        std::fs::write(&staged, bytes)
-            .and_then(|()| std::fs::rename(&staged, &path))
-            .map_err(|source| Error::Io {
-                what: format!("writing {}", path.display()),
-                source,
-            })?;
+        write_report(&self.run_dir(&run.id).join(ATTRIBUTION_FILE), &report)?;
         Ok(report)
+    }
+
+    /// Retrains the run's adapter on `subsets` random halves of its rows and without each
+    /// contributor (`steps` rows each, by default its rows × epochs), and measures how well
+    /// each attribution method predicted the evaluation losses; written to
+    /// `runs/<id>/attribution-accuracy.json`.
+    pub fn measure_attribution_accuracy(
+        &self,
+        run_id: &str,
+        backend: Option<BackendKind>,
+        subsets: usize,
+        steps: Option<usize>,
+        progress: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<AccuracyReport> {
+        let data = self.run_rows(run_id)?;
+        let (run, config) = (&data.detail.run, &data.detail.config);
+        let opened = OpenedModel::open(&data.model)?;
+        let init = Adapter::init(
+            config.lora.clone(),
+            &opened.config,
+            &run.model_id,
+            config.seed,
+        )?;
+        drop(opened);
+        let steps = steps
+            .unwrap_or_else(|| ((data.rows.len() as f64 * config.epochs).ceil() as usize).max(20));
+        let backend = self.attribution_backend(backend, config.backend)?;
+        let report = measure_accuracy(
+            &AccuracyJob {
+                model: &data.model,
+                init: &init,
+                method: config.method,
+                backend,
+                train: &data.rows,
+                groups: &data.contributors,
+                eval: &data.eval,
+                steps,
+                learning_rate: config.learning_rate,
+                subsets,
+                checkpoints: 4,
+                seed: config.seed,
+            },
+            progress,
+        )?;
+        write_report(&self.run_dir(&run.id).join(ACCURACY_FILE), &report)?;
+        Ok(report)
+    }
+
+    fn attribution_backend(
+        &self,
+        asked: Option<BackendKind>,
+        run: Option<BackendKind>,
+    ) -> Result<BackendKind> {
+        Ok(match asked.or(run) {
+            Some(b) => b,
+            None => backend_of(self.settings()?.default_backend).unwrap_or(BackendKind::Cpu),
+        })
+    }
+
+    /// The run's training rows as it trained on them (the same tokenisation, split and
+    /// packing), each row's contributor, and its evaluation rows.
+    fn run_rows(&self, run_id: &str) -> Result<RunRows> {
+        let detail = self.get_run(run_id)?;
+        let run = &detail.run;
+        let config = &detail.config;
+        let model = PathBuf::from(&self.inner.models.find(&run.model_id)?.path);
+        let dataset = load_dataset(Path::new(&run.dataset))?;
+        let opened = OpenedModel::open(&model)?;
+        let prepared = prepare_data(&opened.tokenizer, &dataset.examples, config)?;
+        drop(opened);
+        // Rows of a local file without contributors are credited to the file as a whole.
+        let file = Path::new(&run.dataset)
+            .file_name()
+            .map_or_else(|| run.dataset.clone(), |n| n.to_string_lossy().into_owned());
+        let by_row: BTreeMap<&str, &str> = dataset
+            .examples
+            .iter()
+            .filter_map(|e| Some((e.id.as_str(), e.contributor.as_deref()?)))
+            .collect();
+        let (mut ids, mut contributors, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+        for (sequence, segments) in prepared.train.iter().zip(&prepared.train_sources) {
+            for s in segments {
+                let (Some(tokens), Some(trained)) = (
+                    sequence.tokens.get(s.range.clone()),
+                    sequence.trained.get(s.range.clone()),
+                ) else {
+                    continue;
+                };
+                contributors.push(
+                    by_row
+                        .get(s.id.as_str())
+                        .map_or_else(|| format!("file:{file}"), |c| c.to_string()),
+                );
+                ids.push(s.id.clone());
+                rows.push(Sequence {
+                    tokens: tokens.to_vec(),
+                    trained: trained.to_vec(),
+                });
+            }
+        }
+        if prepared.eval.is_empty() {
+            return Err(Error::InvalidInput {
+                field: "run".into(),
+                message: format!(
+                    "run {} held out no evaluation rows (its eval fraction is {}): attribution \
+                     measures each row's influence on them",
+                    run.name, config.eval_fraction
+                ),
+            });
+        }
+        Ok(RunRows {
+            model,
+            ids,
+            contributors,
+            rows,
+            eval: prepared.eval,
+            detail,
+        })
     }
 
     /// The run's last attribution report.

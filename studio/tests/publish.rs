@@ -193,6 +193,22 @@ fn a_run_is_published_verified_tampered_with_and_paid() {
         "--json",
     ])));
     assert_eq!(shown, report);
+    let measured =
+        run(modelfactory(&home).args(["attribution", "eval", &run_id, "--steps", "10", "--json"]));
+    assert!(measured.status.success(), "{}", text(&measured));
+    let accuracy = json(&measured);
+    let methods: Vec<&str> = accuracy["methods"]
+        .as_array()
+        .expect("methods")
+        .iter()
+        .filter_map(|m| m["method"].as_str())
+        .collect();
+    assert_eq!(methods, ["datainf", "tracin", "similarity"], "{accuracy}");
+    assert_eq!(accuracy["subsets"], 20);
+    for m in accuracy["methods"].as_array().expect("methods") {
+        let lds = m["lds"].as_f64().expect("an LDS");
+        assert!((-1.0..=1.0).contains(&lds), "{m}");
+    }
 
     let created = run(modelfactory(&home).args(["wallet", "new", "--name", "publisher"]));
     assert!(created.status.success(), "{}", text(&created));

@@ -338,3 +338,126 @@ fn train_steps<B: burn::tensor::backend::Backend>(
         peak_device_bytes: None,
     })
 }
+
+/// What `modelfactory bench attribution` measures of per-example gradients.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GradientBenchRow {
+    /// The backend.
+    pub backend: BackendKind,
+    /// Per-example gradients per second.
+    pub rows_per_s: f64,
+    /// Tokens per row (all trained).
+    pub seq_len: usize,
+    /// Numbers in one gradient (the LoRA parameters).
+    pub parameters: usize,
+    /// Peak resident memory of the process, in bytes.
+    pub peak_rss_bytes: u64,
+}
+
+/// Times per-example gradients of a rank-`rank` LoRA adapter on all seven projections of
+/// `model` (LoRA, f32), one row of `seq_len` tokens at a time, as attribution computes them.
+pub fn bench_gradients(
+    model: &Path,
+    backend: BackendKind,
+    seq_len: usize,
+    rank: usize,
+    rows: usize,
+    threads: usize,
+) -> Result<GradientBenchRow> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::BackendUnavailable {
+            backend,
+            detail: format!("cannot start {threads} threads: {e}"),
+        })?;
+    pool.install(|| match backend {
+        BackendKind::Cpu => {
+            gradients_on::<burn::backend::flex::Flex>(model, backend, seq_len, rank, rows)
+        }
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => {
+            gradients_on::<burn::backend::wgpu::Wgpu>(model, backend, seq_len, rank, rows)
+        }
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => {
+            gradients_on::<burn::backend::cuda::Cuda>(model, backend, seq_len, rank, rows)
+        }
+        #[allow(unreachable_patterns)]
+        other => Err(Error::BackendUnavailable {
+            backend: other,
+            detail: format!("this build does not include it (rebuild with --features {other})"),
+        }),
+    })
+}
+
+fn gradients_on<B: burn::tensor::backend::Backend>(
+    model: &Path,
+    backend: BackendKind,
+    seq_len: usize,
+    rank: usize,
+    rows: usize,
+) -> Result<GradientBenchRow> {
+    use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+
+    use crate::attribution::example_gradient;
+    use crate::lora::{Adapter, LoraConfig};
+    use crate::runtime::OpenedModel;
+    use crate::train::{BasePlacement, Params, Precision, Sequence, load_frozen_base};
+
+    let device = B::Device::default();
+    let opened = OpenedModel::open(model)?;
+    let decoder = load_frozen_base::<B, NoCheckpointing>(
+        opened.config.clone(),
+        &opened.files,
+        crate::train::Method::Lora,
+        BasePlacement::for_backend(backend, Precision::F32)?,
+        &device,
+    )?;
+    let mut adapter = Adapter::init(
+        LoraConfig {
+            rank,
+            alpha: 2.0 * rank as f32,
+            dropout: 0.0,
+            ..LoraConfig::default()
+        },
+        &opened.config,
+        "bench",
+        1,
+    )?;
+    // A trained adapter's B is not zero; with B = 0, A would get no gradient at all.
+    for layer in &mut adapter.layers {
+        for pair in layer.iter_mut().flatten() {
+            for (i, b) in pair.b.iter_mut().enumerate() {
+                *b = ((i % 7) as f32 - 3.0) * 1e-3;
+            }
+        }
+    }
+    let params = Params::<B>::upload(&adapter, &device);
+    let layers = opened.config.layers;
+    let scaling = adapter.config.scaling();
+    let row = |k: usize| {
+        let tokens: Vec<u32> = bench_prompt(seq_len + k, opened.config.vocab_size)
+            .into_iter()
+            .skip(k)
+            .collect();
+        Sequence {
+            trained: vec![true; tokens.len()],
+            tokens,
+        }
+    };
+    // One row first: kernels, allocations.
+    example_gradient(&decoder, &params, layers, scaling, &row(0))?;
+    let start = Instant::now();
+    for k in 1..=rows.max(1) {
+        example_gradient(&decoder, &params, layers, scaling, &row(k))?;
+    }
+    let seconds = start.elapsed().as_secs_f64().max(1e-9);
+    Ok(GradientBenchRow {
+        backend,
+        rows_per_s: rows.max(1) as f64 / seconds,
+        seq_len,
+        parameters: adapter.parameters(),
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}

@@ -93,6 +93,25 @@ pub enum AttributionCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Measure how far each method can be trusted: retrain on random halves of the rows
+    /// (linear datamodeling score) and without each contributor; DataInf, TracIn and
+    /// representation similarity side by side. Minutes on a tiny model; a GPU for the default
+    Eval {
+        /// Run id
+        run: String,
+        /// Random halves to retrain on
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        subsets: usize,
+        /// Rows trained per retraining [default: the run's rows × epochs, at least 20]
+        #[arg(long, value_name = "N")]
+        steps: Option<usize>,
+        /// The compute backend [default: the run's, else the one in Settings]
+        #[arg(long, value_name = "NAME")]
+        backend: Option<trainer::BackendKind>,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the last report
     Show {
         /// Run id
@@ -265,6 +284,39 @@ pub enum BenchCommand {
     /// The citation index over a run's training rows: build time, bytes per token, and the
     /// time to cite an answer, on a generated token stream
     Citations(CitationsBenchArgs),
+    /// Per-example gradients of the LoRA parameters (what attribution computes): rows per
+    /// second on each backend, and the time to attribute a run of 1 000 rows
+    Attribution(AttributionBenchArgs),
+}
+
+#[derive(Args)]
+pub struct AttributionBenchArgs {
+    /// A model id from `modelfactory models list`, or the path of a .gguf file or model folder
+    #[arg(
+        long,
+        short,
+        value_name = "ID|PATH",
+        default_value = "smollm2-135m-instruct"
+    )]
+    pub model: String,
+    /// Tokens per row
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    pub seq: usize,
+    /// LoRA rank, on all seven projections
+    #[arg(long, value_name = "R", default_value_t = 16)]
+    pub rank: usize,
+    /// Rows timed, after one warm-up row
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub rows: usize,
+    /// Backends to measure [default: every one compiled in and usable]
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub backend: Vec<trainer::BackendKind>,
+    /// CPU threads [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use studio::Studio;
 use studio::attribution::AttributionReport;
+use trainer::attribution::accuracy::AccuracyReport;
 
 use super::args::AttributionCommand;
 
@@ -27,6 +28,30 @@ pub fn run(home: &Path, command: AttributionCommand) -> anyhow::Result<ExitCode>
             (report, json)
         }
         AttributionCommand::Show { run, json } => (studio.attribution(&run)?, json),
+        AttributionCommand::Eval {
+            run,
+            subsets,
+            steps,
+            backend,
+            json,
+        } => {
+            let report = studio.measure_attribution_accuracy(
+                &run,
+                backend,
+                subsets,
+                steps,
+                &mut |d, t| {
+                    eprintln!("trainings {d}/{t}");
+                    true
+                },
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_accuracy(&report);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -34,6 +59,33 @@ pub fn run(home: &Path, command: AttributionCommand) -> anyhow::Result<ExitCode>
         print_report(&report);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_accuracy(r: &AccuracyReport) {
+    println!(
+        "{} random halves and {} contributors left out, {} rows trained each",
+        r.subsets,
+        r.loco.len(),
+        r.steps
+    );
+    println!(
+        "{:<12} {:>8} {:>16} {:>16}",
+        "method", "LDS", "LOCO Spearman", "LOCO agreement"
+    );
+    for m in &r.methods {
+        println!(
+            "{:<12} {:>8.3} {:>16} {:>15.0}%",
+            m.method,
+            m.lds,
+            m.loco_spearman.map_or("-".into(), |s| format!("{s:.3}")),
+            100.0 * m.loco_sign_agreement
+        );
+    }
+    println!(
+        "LDS: how well a method's scores rank the losses of adapters retrained on random halves \
+         of the rows (1: perfectly, 0: no better than chance). LOCO: whether the contributors it \
+         credits are the ones whose absence raises the loss."
+    );
 }
 
 fn print_report(r: &AttributionReport) {

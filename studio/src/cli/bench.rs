@@ -16,7 +16,7 @@ use trainer::bench::{
 };
 use trainer::train::Method;
 
-use super::args::{BenchCommand, GenerateBenchArgs, TrainBenchArgs};
+use super::args::{AttributionBenchArgs, BenchCommand, GenerateBenchArgs, TrainBenchArgs};
 use super::human_bytes;
 
 pub fn run(home: &Path, command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -25,7 +25,67 @@ pub fn run(home: &Path, command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Train(args) => train(home, args),
         BenchCommand::Data(args) => super::bench_data::run(args),
         BenchCommand::Citations(args) => super::bench_citations::run(args),
+        BenchCommand::Attribution(args) => attribution(home, args),
     }
+}
+
+/// Gradients per second, and what they make of a 1 000-row run: DataInf reads each row's
+/// gradient once when all of them fit in its 1 GiB budget, else three times.
+fn attribution(home: &Path, args: AttributionBenchArgs) -> anyhow::Result<ExitCode> {
+    const RUN_ROWS: usize = 1_000;
+    const BUDGET: usize = 1 << 30;
+    let path = model_path(home, &args.model)?;
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let backends: Vec<trainer::BackendKind> = if args.backend.is_empty() {
+        trainer::probe_backends()
+            .into_iter()
+            .filter(|b| b.usable && !b.software)
+            .map(|b| b.name)
+            .collect()
+    } else {
+        args.backend.clone()
+    };
+    let mut rows = Vec::new();
+    for backend in backends {
+        let row = trainer::bench::bench_gradients(
+            &path, backend, args.seq, args.rank, args.rows, threads,
+        )
+        .with_context(|| format!("per-example gradients on {backend}"))?;
+        rows.push(row);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "model {}: rows of {} tokens, rank {} on q,k,v,o,gate,up,down, {threads} threads",
+        path.display(),
+        args.seq,
+        args.rank
+    );
+    println!(
+        "{:<8} {:>10} {:>12} {:>12} {:>8} {:>26}",
+        "backend", "rows/s", "parameters", "peak memory", "passes", "attributing 1 000 rows"
+    );
+    for r in rows {
+        let passes = if RUN_ROWS * r.parameters * 4 <= BUDGET {
+            1
+        } else {
+            3
+        };
+        println!(
+            "{:<8} {:>10.2} {:>12} {:>12} {:>8} {:>25.0}s",
+            r.backend.name(),
+            r.rows_per_s,
+            r.parameters,
+            human_bytes(r.peak_rss_bytes),
+            passes,
+            (RUN_ROWS * passes) as f64 / r.rows_per_s
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The PyTorch + PEFT side of `bench train`.

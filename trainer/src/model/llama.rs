@@ -653,6 +653,15 @@ impl<B: Backend> Decoder<B> {
         Ok(self.lm_head.forward(normed))
     }
 
+    /// The last layer's hidden states of `tokens` with `lora`, normalised as the output head
+    /// sees them, averaged over the positions: a sequence's representation.
+    pub fn mean_hidden(&self, tokens: &[u32], lora: &LoraTensors<B>) -> Result<Tensor<B, 1>> {
+        let mut cache = self.new_cache();
+        let hidden = self.forward_hidden(tokens, &mut cache, Some(lora))?;
+        let normed = rms_norm(hidden, &self.norm, self.config.rms_norm_eps);
+        Ok(normed.mean_dim(0).squeeze_dim::<1>(0))
+    }
+
     /// Bytes the projection weights (the ones LoRA targets) hold: what QLoRA shrinks.
     pub fn projection_bytes(&self) -> u64 {
         let linear = |l: &Linear<B>| -> u64 {

@@ -25,6 +25,8 @@
 //! `v·g` (for `λ` and the weights of `w`), then `w`, then the scores. When every gradient fits
 //! in the memory budget they are kept after the first pass instead of computed again.
 
+pub mod accuracy;
+
 use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::tensor::ElementConversion;

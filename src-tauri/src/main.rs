@@ -6,6 +6,7 @@
 
 use std::sync::atomic::Ordering;
 
+use studio::attribution::{AccuracyRequest, AttributionRequest, RunAttribution};
 use studio::chain::{
     ChainSettings, ChainStatus, PayRequest, Payment, RewardBalance, WithdrawResult,
 };
@@ -323,6 +324,32 @@ async fn put_chain_settings(
 }
 
 #[tauri::command]
+async fn run_attribution(studio: State<'_, Studio>, id: String) -> CommandResult<RunAttribution> {
+    blocking(&studio, move |s| s.run_attribution(&id)).await
+}
+
+#[tauri::command]
+async fn start_attribution(
+    studio: State<'_, Studio>,
+    id: String,
+    request: AttributionRequest,
+) -> CommandResult<JobInfo> {
+    blocking(&studio, move |s| s.start_attribution(&id, &request)).await
+}
+
+#[tauri::command]
+async fn start_attribution_accuracy(
+    studio: State<'_, Studio>,
+    id: String,
+    request: AccuracyRequest,
+) -> CommandResult<JobInfo> {
+    blocking(&studio, move |s| {
+        s.start_attribution_accuracy(&id, &request)
+    })
+    .await
+}
+
+#[tauri::command]
 async fn publish_preview(
     studio: State<'_, Studio>,
     request: PublishRequest,
@@ -506,6 +533,9 @@ fn main() -> anyhow::Result<()> {
             chain_up,
             get_chain_settings,
             put_chain_settings,
+            run_attribution,
+            start_attribution,
+            start_attribution_accuracy,
             publish_preview,
             publish,
             run_publication,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use trainer::BackendKind;
 use trainer::attribution::accuracy::{AccuracyJob, AccuracyReport, measure_accuracy};
-use trainer::attribution::{AttributionJob, attribute, basis_points};
+use trainer::attribution::{AttributionJob, GradientStore, attribute, basis_points};
 use trainer::data::load_dataset;
 use trainer::lora::Adapter;
 use trainer::runtime::OpenedModel;
@@ -18,12 +18,12 @@ use trainer::train::{Sequence, prepare_data};
 use crate::Studio;
 use crate::chat::backend_of;
 use crate::error::{Error, Result};
-use crate::jobs::now;
+use crate::jobs::{JobContext, JobInfo, now};
 
 /// The report's file in a run's folder.
 pub const ATTRIBUTION_FILE: &str = "attribution.json";
 
-/// Gradients kept in memory between DataInf's passes, beyond which they are computed again.
+/// Gradients kept in memory between DataInf's passes, beyond which they go to disk.
 const GRADIENT_BUDGET_BYTES: usize = 1 << 30;
 
 /// The accuracy report's file in a run's folder.
@@ -33,9 +33,10 @@ pub const ACCURACY_FILE: &str = "attribution-accuracy.json";
 struct RunRows {
     detail: crate::RunDetail,
     model: PathBuf,
-    /// Each training row's contribution id, contributor and tokens.
+    /// Each training row's contribution id, contributor, text and tokens.
     ids: Vec<String>,
     contributors: Vec<String>,
+    previews: Vec<String>,
     rows: Vec<Sequence>,
     eval: Vec<Sequence>,
 }
@@ -95,6 +96,66 @@ pub struct RowScore {
     pub contributor: String,
     /// Positive: up-weighting the row lowers the evaluation loss; negative: it raises it.
     pub score: f64,
+    /// The start of the row's conversation, so a person can see what it taught.
+    #[serde(default)]
+    pub preview: String,
+}
+
+/// A run's attribution as the Attribution view shows it: the last report and the last
+/// accuracy measurement, each absent until computed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunAttribution {
+    pub run_id: String,
+    pub report: Option<AttributionReport>,
+    pub accuracy: Option<AccuracyReport>,
+}
+
+/// What computing a run's attribution takes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AttributionRequest {
+    /// Where to compute; the run's backend, else the studio's default.
+    #[serde(default)]
+    pub backend: Option<BackendKind>,
+}
+
+/// What measuring attribution's accuracy takes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccuracyRequest {
+    #[serde(default)]
+    pub backend: Option<BackendKind>,
+    /// Random halves to retrain on (at least 20 for the LDS to mean much).
+    #[serde(default = "default_subsets")]
+    pub subsets: usize,
+    /// Rows each retraining steps through; the run's rows × epochs by default.
+    #[serde(default)]
+    pub steps: Option<usize>,
+}
+
+fn default_subsets() -> usize {
+    20
+}
+
+/// Characters of a row's conversation kept in its preview.
+const PREVIEW_CHARS: usize = 160;
+
+/// The start of a conversation as one line: `user: … assistant: …`.
+fn preview(messages: &[trainer::runtime::ChatMessage]) -> String {
+    let text = messages
+        .iter()
+        .filter(|m| m.role != "system")
+        .map(|m| {
+            format!(
+                "{}: {}",
+                m.role,
+                m.content.split_whitespace().collect::<Vec<_>>().join(" ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("  ");
+    match text.char_indices().nth(PREVIEW_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
 }
 
 impl Studio {
@@ -111,6 +172,8 @@ impl Studio {
         let (run, config) = (&data.detail.run, &data.detail.config);
         let adapter = Adapter::load_peft(&self.run_adapter(&run.id)?)?;
         let backend = self.attribution_backend(backend, config.backend)?;
+        // Gradients that do not fit in memory wait on the workspace's disk, as bf16.
+        let run_dir = self.run_dir(&run.id);
         let scores = attribute(
             &AttributionJob {
                 model: &data.model,
@@ -119,7 +182,10 @@ impl Studio {
                 backend,
                 train: &data.rows,
                 eval: &data.eval,
-                budget_bytes: GRADIENT_BUDGET_BYTES,
+                store: GradientStore {
+                    memory_bytes: GRADIENT_BUDGET_BYTES,
+                    spill_dir: Some(&run_dir),
+                },
             },
             progress,
         )?;
@@ -127,11 +193,13 @@ impl Studio {
             .ids
             .iter()
             .zip(&data.contributors)
+            .zip(&data.previews)
             .zip(&scores.scores)
-            .map(|((id, contributor), &score)| RowScore {
+            .map(|(((id, contributor), preview), &score)| RowScore {
                 contribution_id: id.clone(),
                 contributor: contributor.clone(),
                 score,
+                preview: preview.clone(),
             })
             .collect();
         let mut totals: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
@@ -240,12 +308,13 @@ impl Studio {
         let file = Path::new(&run.dataset)
             .file_name()
             .map_or_else(|| run.dataset.clone(), |n| n.to_string_lossy().into_owned());
-        let by_row: BTreeMap<&str, &str> = dataset
+        let by_row: BTreeMap<&str, &trainer::data::Example> = dataset
             .examples
             .iter()
-            .filter_map(|e| Some((e.id.as_str(), e.contributor.as_deref()?)))
+            .map(|e| (e.id.as_str(), e))
             .collect();
-        let (mut ids, mut contributors, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ids, mut contributors, mut previews, mut rows) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (sequence, segments) in prepared.train.iter().zip(&prepared.train_sources) {
             for s in segments {
                 let (Some(tokens), Some(trained)) = (
@@ -254,11 +323,13 @@ impl Studio {
                 ) else {
                     continue;
                 };
+                let example = by_row.get(s.id.as_str());
                 contributors.push(
-                    by_row
-                        .get(s.id.as_str())
-                        .map_or_else(|| format!("file:{file}"), |c| c.to_string()),
+                    example
+                        .and_then(|e| e.contributor.clone())
+                        .unwrap_or_else(|| format!("file:{file}")),
                 );
+                previews.push(example.map(|e| preview(&e.messages)).unwrap_or_default());
                 ids.push(s.id.clone());
                 rows.push(Sequence {
                     tokens: tokens.to_vec(),
@@ -280,6 +351,7 @@ impl Studio {
             model,
             ids,
             contributors,
+            previews,
             rows,
             eval: prepared.eval,
             detail,
@@ -289,26 +361,101 @@ impl Studio {
     /// The run's last attribution report.
     pub fn attribution(&self, run_id: &str) -> Result<AttributionReport> {
         let run = self.get_run(run_id)?.run;
-        let path = self.run_dir(&run.id).join(ATTRIBUTION_FILE);
-        let bytes = std::fs::read(&path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                Error::InvalidInput {
-                    field: "run".into(),
-                    message: format!(
-                        "run {} has no attribution yet: `modelfactory attribution compute {}`",
-                        run.name, run.id
-                    ),
-                }
-            } else {
-                Error::Io {
-                    what: format!("reading {}", path.display()),
-                    source,
-                }
+        read_report(&self.run_dir(&run.id).join(ATTRIBUTION_FILE))?.ok_or_else(|| {
+            Error::InvalidInput {
+                field: "run".into(),
+                message: format!(
+                    "run {} has no attribution yet: `modelfactory attribution compute {}`",
+                    run.name, run.id
+                ),
             }
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::InvalidInput {
+        })
+    }
+
+    /// The run's last attribution report and accuracy measurement, each `None` until computed.
+    pub fn run_attribution(&self, run_id: &str) -> Result<RunAttribution> {
+        let run = self.get_run(run_id)?.run;
+        let dir = self.run_dir(&run.id);
+        Ok(RunAttribution {
+            report: read_report(&dir.join(ATTRIBUTION_FILE))?,
+            accuracy: read_report(&dir.join(ACCURACY_FILE))?,
+            run_id: run.id,
+        })
+    }
+
+    /// Starts computing the run's attribution in the background (`kind: "attribution"`).
+    pub fn start_attribution(&self, run_id: &str, request: &AttributionRequest) -> Result<JobInfo> {
+        // Refuse at once what would fail in the job: an unknown run, no adapter.
+        let run = self.get_run(run_id)?.run;
+        self.run_adapter(&run.id)?;
+        let studio = self.clone();
+        let backend = request.backend;
+        self.jobs().spawn(
+            "attribution",
+            &format!("Attribution of {}", run.name),
+            move |ctx| {
+                studio
+                    .compute_attribution(&run.id, backend, &mut |done, total| {
+                        report_progress(ctx, "gradients", done, total)
+                    })
+                    .map(|_| ())
+            },
+        )
+    }
+
+    /// Starts measuring attribution's accuracy by retraining (`kind: "attribution-accuracy"`).
+    pub fn start_attribution_accuracy(
+        &self,
+        run_id: &str,
+        request: &AccuracyRequest,
+    ) -> Result<JobInfo> {
+        let run = self.get_run(run_id)?.run;
+        let studio = self.clone();
+        let request = request.clone();
+        self.jobs().spawn(
+            "attribution-accuracy",
+            &format!("Attribution accuracy of {}", run.name),
+            move |ctx| {
+                studio
+                    .measure_attribution_accuracy(
+                        &run.id,
+                        request.backend,
+                        request.subsets,
+                        request.steps,
+                        &mut |done, total| report_progress(ctx, "trainings", done, total),
+                    )
+                    .map(|_| ())
+            },
+        )
+    }
+}
+
+/// A job's progress through `total` units of `what`; `false` once it is cancelled.
+fn report_progress(ctx: &JobContext, what: &str, done: usize, total: usize) -> bool {
+    ctx.progress(
+        done as f64 / total.max(1) as f64,
+        &format!("{what} {done}/{total}"),
+        &[("done", done as f64), ("total", total as f64)],
+    );
+    !ctx.is_cancelled()
+}
+
+/// A report written by [`write_report`], or `None` when there is none yet.
+fn read_report<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(Error::Io {
+                what: format!("reading {}", path.display()),
+                source,
+            });
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::InvalidInput {
             field: "attribution".into(),
             message: format!("{} is not a readable report: {e}", path.display()),
         })
-    }
 }

@@ -14,7 +14,8 @@ use std::sync::{Mutex, OnceLock};
 
 use ::wallet::chain::{NewRegistration, Registry};
 use ::wallet::manifest::{
-    self, Attribution, BaseModel, Contribution, DatanetUse, FileHash, Manifest, Run, Training,
+    self, Attribution, AttributionMethod, BaseModel, Contribution, DatanetUse, FileHash, Influence,
+    InfluenceAccuracy, InfluenceScore, Manifest, Run, Training,
 };
 use ::wallet::{Address, B256, SecretString};
 use datanet_sync::hub::server::HubServer;
@@ -57,6 +58,11 @@ pub struct PublishRequest {
     /// The hub's address; `MODELFACTORY_PUBLISH_HUB`, else the workspace hub, by default.
     #[serde(default)]
     pub hub: Option<String>,
+    /// How the rewards are shared: `datainf` (by the run's attribution report) or `row-share`
+    /// (by rows written). By default `datainf` when the run has a report that credits someone,
+    /// else `row-share`.
+    #[serde(default)]
+    pub attribution: Option<AttributionMethod>,
 }
 
 /// One file that will be uploaded.
@@ -83,8 +89,12 @@ pub struct PublishPreview {
     pub chain_id: u64,
     pub chain_url: String,
     pub registry: String,
+    /// How the shares were computed: `row-share` or `datainf`.
+    pub attribution_method: AttributionMethod,
     /// Each contributor's share in basis points.
     pub shares: Vec<(String, u16)>,
+    /// Contributors whose rows raised the evaluation loss (`datainf` only): no share.
+    pub harmful: Vec<String>,
     /// Rows that came from local files rather than a Datanet: trained on, credited to nobody.
     pub uncredited_rows: u64,
     pub gas_estimate: Option<u64>,
@@ -201,12 +211,22 @@ impl Studio {
             chain_id: chain.client.chain_id(),
             chain_url: chain.client.url().to_string(),
             registry: chain.contracts.registry.to_checksum(None),
+            attribution_method: built.manifest.attribution.method,
             shares: built
                 .manifest
                 .attribution
                 .shares
                 .iter()
                 .map(|s| (s.contributor.to_checksum(None), s.bps))
+                .collect(),
+            harmful: built
+                .manifest
+                .attribution
+                .influence
+                .iter()
+                .flat_map(|i| &i.scores)
+                .filter(|s| s.score < 0.0)
+                .map(|s| s.contributor.to_checksum(None))
                 .collect(),
             uncredited_rows: built.uncredited_rows,
             gas_estimate,
@@ -456,6 +476,78 @@ impl Studio {
         Ok((revision, url))
     }
 
+    /// The manifest's attribution: the shares of the run's DataInf report (with its measured
+    /// accuracy, when measured) or its row shares.
+    fn manifest_attribution(
+        &self,
+        run_id: &str,
+        asked: Option<AttributionMethod>,
+        contributions: &[Contribution],
+    ) -> Result<Attribution> {
+        let report = match asked {
+            Some(AttributionMethod::RowShare) => None,
+            Some(AttributionMethod::DataInf) => Some(self.attribution(run_id)?),
+            None => self.run_attribution(run_id)?.report,
+        };
+        let Some(report) = report else {
+            return Ok(Attribution::row_share(contributions)?);
+        };
+        let stale = |why: String| Error::InvalidInput {
+            field: "attribution".into(),
+            message: format!(
+                "the attribution of run {run_id} does not match its training rows ({why}): \
+                 compute it again (`modelfactory attribution compute {run_id}`)"
+            ),
+        };
+        let trained: BTreeSet<Address> = contributions
+            .iter()
+            .filter(|c| c.rows_used > 0)
+            .map(|c| c.contributor)
+            .collect();
+        let mut scores = Vec::new();
+        let mut uncredited_score = 0.0;
+        for c in &report.contributors {
+            match parse_address(&c.contributor) {
+                Ok(address) if trained.contains(&address) => scores.push(InfluenceScore {
+                    contributor: address,
+                    score: c.score,
+                }),
+                Ok(address) => return Err(stale(format!("{address} trained no rows"))),
+                // Rows of a local file without contributors: scored, credited to nobody.
+                Err(_) => uncredited_score += c.score,
+            }
+        }
+        if let Some(missing) = trained
+            .iter()
+            .find(|a| !scores.iter().any(|s| s.contributor == **a))
+        {
+            return Err(stale(format!("{missing} has no score")));
+        }
+        let accuracy = self.run_attribution(run_id)?.accuracy.and_then(|a| {
+            let m = a.methods.iter().find(|m| m.method == report.method)?;
+            (m.lds.is_finite() && m.loco_sign_agreement.is_finite()).then_some(InfluenceAccuracy {
+                lds: m.lds,
+                subsets: a.subsets as u64,
+                loco_sign_agreement: m.loco_sign_agreement,
+            })
+        });
+        let by_influence = Attribution::datainf(Influence {
+            scores,
+            uncredited_score,
+            train_rows: report.train_rows as u64,
+            eval_rows: report.eval_rows as u64,
+            damping: trainer::attribution::DAMPING,
+            accuracy,
+        });
+        match (by_influence, asked) {
+            (Ok(a), _) => Ok(a),
+            // Unasked, an attribution that credits no one (every contributor's rows raised
+            // the loss) leaves the rows to decide.
+            (Err(_), None) => Ok(Attribution::row_share(contributions)?),
+            (Err(e), Some(_)) => Err(e.into()),
+        }
+    }
+
     /// The lineage manifest of a run, unsigned.
     fn build_manifest(&self, request: &PublishRequest, publisher: Address) -> Result<Built> {
         let detail = self.get_run(&request.run_id)?;
@@ -550,7 +642,8 @@ impl Studio {
                 ),
             });
         }
-        let attribution = Attribution::row_share(&contributions)?;
+        let attribution =
+            self.manifest_attribution(&run.id, request.attribution, &contributions)?;
 
         let mut adapter_files = Vec::new();
         for file in read_dir_files(&adapter_dir)? {

@@ -20,6 +20,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::{BroadcastStream, UnboundedReceiverStream};
 
+use crate::attribution::{AccuracyRequest, AttributionRequest, RunAttribution};
 use crate::chain::{
     ChainSettings, ChainStatus, PayRequest, Payment, RewardBalance, WithdrawResult,
 };
@@ -39,6 +40,7 @@ use ::wallet::SecretString;
 use datanet_sync::catalog::{DatasetSummary, LabelUpdate};
 use datanet_sync::format::Content;
 use datanet_sync::view::{CuratedRow, RowPage, RowQuery};
+use subtle::ConstantTimeEq;
 
 #[derive(Clone)]
 struct AppState {
@@ -517,6 +519,29 @@ async fn put_chain_settings(
     blocking(move || s.studio.save_chain_settings(&body)).await
 }
 
+async fn run_attribution(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<RunAttribution> {
+    blocking(move || s.studio.run_attribution(&id)).await
+}
+
+async fn start_attribution(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    Json(body): Json<AttributionRequest>,
+) -> ApiResult<JobInfo> {
+    blocking(move || s.studio.start_attribution(&id, &body)).await
+}
+
+async fn start_attribution_accuracy(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    Json(body): Json<AccuracyRequest>,
+) -> ApiResult<JobInfo> {
+    blocking(move || s.studio.start_attribution_accuracy(&id, &body)).await
+}
+
 async fn publish_preview(
     State(s): State<AppState>,
     UrlPath(id): UrlPath<String>,
@@ -577,11 +602,6 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-/// Compares without stopping at the first difference, so timing does not leak the token.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn require_token(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -592,7 +612,7 @@ async fn require_token(
         return next.run(req).await;
     };
     let given = presented_token(&headers, &req);
-    if given.is_some_and(|g| same_secret(g.as_bytes(), expected.as_bytes())) {
+    if given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(expected.as_bytes()))) {
         next.run(req).await
     } else {
         let body = ApiError {
@@ -614,7 +634,7 @@ async fn require_signing_token(
     next: Next,
 ) -> Response {
     if presented_token(&headers, &req)
-        .is_some_and(|g| same_secret(g.as_bytes(), s.signing_token.as_bytes()))
+        .is_some_and(|g| bool::from(g.as_bytes().ct_eq(s.signing_token.as_bytes())))
     {
         return next.run(req).await;
     }
@@ -688,6 +708,14 @@ pub fn router_with_signing_token(
             get(get_chain_settings).put(put_chain_settings),
         )
         .route("/runs/{id}/publish/preview", post(publish_preview))
+        .route(
+            "/runs/{id}/attribution",
+            get(run_attribution).post(start_attribution),
+        )
+        .route(
+            "/runs/{id}/attribution/accuracy",
+            post(start_attribution_accuracy),
+        )
         .route("/runs/{id}/publication", get(run_publication))
         .route("/verify", post(verify))
         .route("/rewards/balance/{address}", get(rewards_balance))

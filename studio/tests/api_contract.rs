@@ -13,6 +13,10 @@ use datanet_sync::format::{ContributorEntry, Manifest, Message, RowSchema, Shard
 use datanet_sync::hub::client::DatanetListing;
 use datanet_sync::view::{Flag, SortKey, StatusFilter};
 use serde::Serialize;
+use studio::attribution::{
+    AccuracyRequest, AttributionReport, AttributionRequest, ContributorScore, RowScore,
+    RunAttribution,
+};
 use studio::chain::{ChainSettings, ChainStatus, Payment, RewardBalance, WithdrawResult};
 use studio::datanets::{
     Content, CuratedRow, DatanetStats, Dataset, DatasetPage, DatasetRow, DatasetSource,
@@ -30,6 +34,7 @@ use studio::{
     RunState, RunSummary, SamplingParams, SendMessage, SendResult, Settings, StopReason,
     StopResult, StoredMessage,
 };
+use trainer::attribution::accuracy::{AccuracyReport, MethodAccuracy};
 use trainer::data::{
     DatasetFormat, ExamplePreview, FileFormat, LoadReport, PreviewSegment, RowFormat, RowProblem,
     RowUnit, SegmentKind, SkipReason,
@@ -37,6 +42,7 @@ use trainer::data::{
 use trainer::lora::{LoraConfig, Target};
 use trainer::train::{EvalRecord, Method, Precision, Schedule, StepRecord, TrainConfig};
 use trainer::{BackendKind, ModelFormat};
+use wallet::manifest::AttributionMethod;
 
 fn model(status: ModelStatus) -> ModelSummary {
     ModelSummary {
@@ -398,6 +404,7 @@ fn datanet_entries(out: &mut String) {
 }
 
 const BOB: &str = "0x1cd2E5ecbF5C1aB7E6EAb4B3b7e0b8C0cCf6B7a1";
+const CAROL: &str = "0x90f79bf6eb2c4f870365e785982e1f101e93b906";
 const MANIFEST_HASH: &str = "0x6a1f0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0ffee0c0f";
 
 fn publication(state: PublicationState) -> Publication {
@@ -484,6 +491,7 @@ fn publishing_entries(out: &mut String) {
             repo: None,
             license: None,
             hub: None,
+            attribution: None,
         },
         PublishRequest {
             run_id: String::new(),
@@ -491,6 +499,7 @@ fn publishing_entries(out: &mut String) {
             repo: Some("me/modelfactory-help".into()),
             license: Some("Apache-2.0".into()),
             hub: Some("https://huggingface.co".into()),
+            attribution: Some(AttributionMethod::DataInf),
         },
     ];
     entry(out, "publishRequests", "PublishRequest[]", &requests);
@@ -515,7 +524,9 @@ fn publishing_entries(out: &mut String) {
             chain_id: 31337,
             chain_url: "http://127.0.0.1:8545".into(),
             registry: BOB.into(),
+            attribution_method: AttributionMethod::DataInf,
             shares: vec![(ALICE.into(), 7500), (BOB.into(), 2500)],
+            harmful: vec![CAROL.into()],
             uncredited_rows: 3,
             gas_estimate: Some(210_000),
             max_cost_wei: Some("420000000000000".into()),
@@ -533,7 +544,9 @@ fn publishing_entries(out: &mut String) {
             chain_id: 84532,
             chain_url: "https://rpc.example".into(),
             registry: BOB.into(),
+            attribution_method: AttributionMethod::RowShare,
             shares: Vec::new(),
+            harmful: Vec::new(),
             uncredited_rows: 0,
             gas_estimate: None,
             max_cost_wei: None,
@@ -542,6 +555,42 @@ fn publishing_entries(out: &mut String) {
         },
     ];
     entry(out, "publishPreviews", "PublishPreview[]", &previews);
+    entry(
+        out,
+        "runAttributions",
+        "RunAttribution[]",
+        &run_attributions(),
+    );
+    let attribution_requests = [
+        AttributionRequest::default(),
+        AttributionRequest {
+            backend: Some(BackendKind::Cpu),
+        },
+    ];
+    entry(
+        out,
+        "attributionRequests",
+        "AttributionRequest[]",
+        &attribution_requests,
+    );
+    let accuracy_requests = [
+        AccuracyRequest {
+            backend: None,
+            subsets: 20,
+            steps: None,
+        },
+        AccuracyRequest {
+            backend: Some(BackendKind::Wgpu),
+            subsets: 24,
+            steps: Some(60),
+        },
+    ];
+    entry(
+        out,
+        "accuracyRequests",
+        "AccuracyRequest[]",
+        &accuracy_requests,
+    );
     let publications: Vec<_> = [
         PublicationState::Signed,
         PublicationState::Uploaded,
@@ -615,6 +664,89 @@ fn publishing_entries(out: &mut String) {
     entry(out, "withdrawResult", "WithdrawResult", &withdrawn);
 }
 
+/// A run with a report and its accuracy, and one not yet computed.
+fn run_attributions() -> Vec<RunAttribution> {
+    let contributor = |who: &str, score: f64, bps: u16, rows: usize| ContributorScore {
+        contributor: who.into(),
+        score,
+        bps,
+        harmful: score < 0.0,
+        rows,
+    };
+    let row = |id: &str, who: &str, score: f64, preview: &str| RowScore {
+        contribution_id: id.into(),
+        contributor: who.into(),
+        score,
+        preview: preview.into(),
+    };
+    let report = AttributionReport {
+        run_id: "5eed".into(),
+        method: "datainf".into(),
+        lambda: vec![0.0125, 0.0098],
+        train_rows: 3,
+        eval_rows: 2,
+        backend: BackendKind::Cpu,
+        contributors: vec![
+            contributor(ALICE, 1.5, 7500, 1),
+            contributor("file:notes.jsonl", 0.5, 2500, 1),
+            contributor(CAROL, -0.25, 0, 1),
+        ],
+        rows: vec![
+            row(
+                &"ab".repeat(32),
+                ALICE,
+                1.5,
+                "user: What is the dose? assistant: 5 mg.",
+            ),
+            row(
+                "notes.jsonl:1",
+                "file:notes.jsonl",
+                0.5,
+                "user: Hi assistant: Hello.",
+            ),
+            row(
+                &"cd".repeat(32),
+                CAROL,
+                -0.25,
+                "user: What is the dose? assistant: 50 mg.",
+            ),
+        ],
+        computed_at: "2026-01-01T00:10:00.000Z".into(),
+    };
+    let method = |name: &str, lds: f64, spearman: Option<f64>, agreement: f64| MethodAccuracy {
+        method: name.into(),
+        lds,
+        loco_spearman: spearman,
+        loco_sign_agreement: agreement,
+        scores: vec![1.5, 0.5, -0.25],
+    };
+    let accuracy = AccuracyReport {
+        methods: vec![
+            method("datainf", 0.377, Some(1.0), 1.0),
+            method("tracin", 0.285, Some(0.5), 0.667),
+            method("similarity", -0.056, None, 0.333),
+        ],
+        full_eval_loss: 1.25,
+        subset_eval_losses: vec![1.3, 1.4],
+        loco: vec![(ALICE.into(), 1.98), (CAROL.into(), -0.65)],
+        subsets: 20,
+        steps: 60,
+        seed: 42,
+    };
+    vec![
+        RunAttribution {
+            run_id: "5eed".into(),
+            report: Some(report),
+            accuracy: Some(accuracy),
+        },
+        RunAttribution {
+            run_id: "5eed".into(),
+            report: None,
+            accuracy: None,
+        },
+    ]
+}
+
 fn entry<T: Serialize>(out: &mut String, name: &str, ty: &str, value: &T) {
     let json = serde_json::to_string_pretty(value).expect("serialise");
     out.push_str(&format!("export const {name}: {ty} = {json};\n\n"));
@@ -624,7 +756,7 @@ fn render() -> String {
     let mut out = String::from(
         "// Generated by studio/tests/api_contract.rs from the Rust API types; do not edit.\n\
          // The type annotations make svelte-check compare both sides.\n\
-         import type {\n  AddModelResult, ApiError, ChatToken, Conversation, ConversationSummary, ConversationUpdate, DoctorReport,\n  JobEvent, JobInfo, MessageStats, ModelSummary, NewConversation, SamplingParams, SendMessage, SendResult,\n  Settings, StopResult, TrainConfig, NewRun, RunSummary, RunDetail, StepRecord, EvalRecord, DataSummary,\n  PreviewRequest, DatasetPreview, DemoDataset, Preset,\n  DatanetListing, DatanetCard, LocalDatanet, RowPage, RowQuery, LabelUpdate, DatanetStats, DuplicateScan,\n  NewDataset, DatasetSummary, DatasetPage,\n  WalletAccount, ChainSettings, ChainStatus, PublishRequest, PublishPreview, Publication, VerifyRequest,\n  VerifyReport, Payment, RewardBalance, WithdrawResult,\n} from './types';\n\n",
+         import type {\n  AddModelResult, ApiError, ChatToken, Conversation, ConversationSummary, ConversationUpdate, DoctorReport,\n  JobEvent, JobInfo, MessageStats, ModelSummary, NewConversation, SamplingParams, SendMessage, SendResult,\n  Settings, StopResult, TrainConfig, NewRun, RunSummary, RunDetail, StepRecord, EvalRecord, DataSummary,\n  PreviewRequest, DatasetPreview, DemoDataset, Preset,\n  DatanetListing, DatanetCard, LocalDatanet, RowPage, RowQuery, LabelUpdate, DatanetStats, DuplicateScan,\n  NewDataset, DatasetSummary, DatasetPage,\n  WalletAccount, ChainSettings, ChainStatus, PublishRequest, PublishPreview, Publication, VerifyRequest,\n  VerifyReport, Payment, RewardBalance, WithdrawResult, RunAttribution, AttributionRequest, AccuracyRequest,\n} from './types';\n\n",
     );
     let statuses = [
         ModelStatus::Ready,

@@ -88,10 +88,22 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// `publish RUN` by `publisher` to the test's repository, with `extra` flags.
+/// Publishes with row shares, whose split the payment checks below know in advance; shares by
+/// influence are checked on the preview.
 fn publish(home: &Path, run_id: &str, publisher: &str, extra: &[&str]) -> Output {
     run(modelfactory(home)
         .args(["publish", run_id, "--address", publisher, "--repo", REPO])
+        .args(["--attribution", "row-share"])
         .args(extra))
+}
+
+/// A method's LDS in an accuracy report.
+fn accuracy_of(report: &Value, method: &str) -> Value {
+    report["methods"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["method"] == method))
+        .map(|m| m["lds"].clone())
+        .unwrap_or(Value::Null)
 }
 
 fn verify_fails(home: &Path, folder: &Path, naming: &str) {
@@ -196,7 +208,8 @@ fn a_run_is_published_verified_tampered_with_and_paid() {
     let measured =
         run(modelfactory(&home).args(["attribution", "eval", &run_id, "--steps", "10", "--json"]));
     assert!(measured.status.success(), "{}", text(&measured));
-    let accuracy = json(&measured);
+    let accuracy_report = json(&measured);
+    let accuracy = &accuracy_report;
     let methods: Vec<&str> = accuracy["methods"]
         .as_array()
         .expect("methods")
@@ -217,6 +230,74 @@ fn a_run_is_published_verified_tampered_with_and_paid() {
         .as_str()
         .expect("the new account")
         .to_owned();
+
+    // By default the shares are the attribution's: the same basis points (up to rounding) for
+    // the contributors it credits, nothing for harmful ones, and the scores in the manifest.
+    let by_influence = run(modelfactory(&home).args([
+        "publish",
+        &run_id,
+        "--address",
+        &publisher,
+        "--dry-run",
+        "--json",
+    ]));
+    assert!(by_influence.status.success(), "{}", text(&by_influence));
+    let by_influence = json(&by_influence);
+    let attribution = &by_influence["manifest"]["attribution"];
+    if helped {
+        assert_eq!(by_influence["attribution_method"], "datainf");
+        assert_eq!(attribution["method"], "datainf");
+        assert_eq!(by_influence["manifest"]["version"], 2);
+        for c in contributors {
+            let who = c["contributor"].as_str().unwrap_or_default();
+            let share = by_influence["shares"]
+                .as_array()
+                .expect("shares")
+                .iter()
+                .find(|s| s[0].as_str().is_some_and(|a| a.eq_ignore_ascii_case(who)))
+                .and_then(|s| s[1].as_i64())
+                .unwrap_or(0);
+            let reported = c["bps"].as_i64().unwrap_or(-1);
+            assert!(
+                (share - reported).abs() <= 1,
+                "{who}: {share} vs {reported}"
+            );
+            let scored = attribution["influence"]["scores"]
+                .as_array()
+                .expect("scores")
+                .iter()
+                .find(|s| {
+                    s["contributor"]
+                        .as_str()
+                        .is_some_and(|a| a.eq_ignore_ascii_case(who))
+                })
+                .expect("every trained contributor is scored");
+            assert_eq!(scored["score"], c["score"]);
+            let harmful = by_influence["harmful"]
+                .as_array()
+                .expect("harmful")
+                .iter()
+                .any(|h| h.as_str().is_some_and(|a| a.eq_ignore_ascii_case(who)));
+            assert_eq!(harmful, c["harmful"] == true, "{by_influence}");
+        }
+        let accuracy = &attribution["influence"]["accuracy"];
+        assert_eq!(accuracy["subsets"], 20, "{attribution}");
+        assert_eq!(accuracy["lds"], accuracy_of(&accuracy_report, "datainf"));
+    } else {
+        // No one's rows lowered the loss: nothing to share by influence, so rows decide.
+        assert_eq!(by_influence["attribution_method"], "row-share");
+        assert!(attribution["influence"].is_null(), "{attribution}");
+    }
+    let asked = run(modelfactory(&home).args([
+        "publish",
+        &run_id,
+        "--address",
+        &publisher,
+        "--attribution",
+        "by-vibes",
+        "--dry-run",
+    ]));
+    assert_eq!(asked.status.code(), Some(2), "{}", text(&asked));
 
     // The preview: what is signed, what is sent, the gas.
     let preview = json(&publish(

@@ -247,3 +247,110 @@ async fn without_a_built_ui_the_page_says_how_to_build_it() {
     let page = text_of(format!("{}/", s.base)).await;
     assert!(page.contains("not built"), "{page}");
 }
+
+/// Polls a job until it ends, failing after `limit`.
+async fn wait_for_job(client: &reqwest::Client, base: &str, job: &str, limit: Duration) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let info = json_of(client.get(format!("{base}/api/jobs/{job}"))).await;
+        if matches!(
+            info["state"].as_str(),
+            Some("succeeded" | "failed" | "cancelled" | "interrupted")
+        ) {
+            return info;
+        }
+        assert!(started.elapsed() < limit, "job {job} still running: {info}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A tiny run trained through the API; the attribution routes start jobs, report nothing
+/// before they finish, and then the rows of a file without contributors credited to the file.
+#[tokio::test]
+async fn attribution_is_computed_as_a_job_and_served_per_run() {
+    let s = start(None, None).await;
+    let client = reqwest::Client::new();
+    let gguf = common::tiny_chat_gguf(s._dir.path());
+    let data = s._dir.path().join("answers.jsonl");
+    let rows: String = (0..8)
+        .map(|i| format!("{{\"instruction\": \"question {i}\", \"output\": \"answer {i}\"}}\n"))
+        .collect();
+    std::fs::write(&data, rows).expect("write the dataset");
+    let added = json_of(
+        client
+            .post(format!("{}/api/models", s.base))
+            .json(&json!({ "source": gguf })),
+    )
+    .await;
+    let model = added["model"]["id"]
+        .as_str()
+        .expect("a model id")
+        .to_owned();
+    let mut config = serde_json::to_value(trainer::train::TrainConfig {
+        max_steps: Some(2),
+        max_length: 64,
+        eval_fraction: 0.25,
+        ..trainer::train::TrainConfig::default()
+    })
+    .expect("config");
+    config["backend"] = "cpu".into();
+    let created = json_of(client.post(format!("{}/api/runs", s.base)).json(&json!({
+        "model_id": model,
+        "dataset": data,
+        "config": config,
+    })))
+    .await;
+    let run = created["id"].as_str().expect("a run id").to_owned();
+    let job = created["job_id"].as_str().expect("a train job").to_owned();
+    let trained = wait_for_job(&client, &s.base, &job, Duration::from_secs(300)).await;
+    assert_eq!(trained["state"], "succeeded", "{trained}");
+
+    let url = format!("{}/api/runs/{run}/attribution", s.base);
+    let before = json_of(client.get(&url)).await;
+    assert_eq!(before["run_id"], run.as_str());
+    assert!(
+        before["report"].is_null() && before["accuracy"].is_null(),
+        "{before}"
+    );
+
+    let started = json_of(client.post(&url).json(&json!({}))).await;
+    assert_eq!(started["kind"], "attribution", "{started}");
+    let job = started["id"].as_str().expect("a job id").to_owned();
+    let done = wait_for_job(&client, &s.base, &job, Duration::from_secs(300)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let after = json_of(client.get(&url)).await;
+    let report = &after["report"];
+    assert_eq!(report["method"], "datainf", "{after}");
+    let rows = report["rows"].as_array().expect("rows");
+    assert_eq!(report["train_rows"].as_u64(), Some(rows.len() as u64));
+    assert!(rows.iter().all(|r| {
+        r["contributor"] == "file:answers.jsonl"
+            && r["preview"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("user: question"))
+    }));
+    assert_eq!(
+        report["contributors"][0]["contributor"], "file:answers.jsonl",
+        "{report}"
+    );
+
+    // Unknown runs and malformed requests are refused before any job starts.
+    let missing = client
+        .post(format!("{}/api/runs/nope/attribution", s.base))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
+    let malformed = client
+        .post(format!("{url}/accuracy"))
+        .json(&json!({ "subsets": "many" }))
+        .send()
+        .await
+        .expect("sent");
+    assert!(
+        malformed.status().is_client_error(),
+        "{}",
+        malformed.status()
+    );
+}

@@ -1,11 +1,13 @@
 // Browser end-to-end test of publishing: Chromium (through playwright-core, the system's
 // /usr/bin/chromium) against `modelfactory serve`, on the local chain (anvil, from
 // wallet/contracts/install) and the workspace's own hub. Pulls the demo Datanet, builds a dataset
-// from it and trains a tiny QLoRA run through the API; then, in the studio, creates an account in
+// from it and trains a tiny QLoRA run through the API; then, in the studio, computes the run's
+// attribution in its Fine-tune view (checked against the API's report), creates an account in
 // Settings → Wallet, starts the local chain, previews the run's publication on the Publish screen
-// (checked against the API's preview), signs and publishes it after the confirmation, follows the
-// job to the registered publication, and verifies the published repository in the Verify view,
-// with a contribution proved against its Datanet's root. Also checks the signing-token rule.
+// (shares by influence, checked against the API's preview), signs and publishes it after the
+// confirmation, follows the job to the registered publication, and verifies the published
+// repository in the Verify view, with a contribution proved against its Datanet's root. Also checks
+// the signing-token rule.
 // Run: node tests/browser/publish.test.mjs
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -26,6 +28,14 @@ const TRAIN_TIMEOUT = 300_000;
 const CHAIN_TIMEOUT = 120_000;
 /** Hashing the base model, uploading to the workspace hub, registering on the local chain. */
 const PUBLISH_TIMEOUT = 180_000;
+/**
+ * Computing the attribution: loading the model and the run's data, then a per-example gradient of
+ * every training row. Those gradients of the default model take about 3 s a row on 2 CPU cores
+ * (`modelfactory bench attribution`: 0.37 rows a second at 128 tokens), so the wait grows with
+ * the run's training rows beyond this floor.
+ */
+const ATTRIBUTION_TIMEOUT = 300_000;
+const ATTRIBUTION_MS_PER_ROW = 3_000;
 const DATANET = "modelfactory/python-faq";
 const DATASET = "faq-publish";
 const PASSPHRASE = "correct horse battery staple";
@@ -66,9 +76,10 @@ async function main() {
   const resp = await page.goto(server.url);
   assert.equal(resp?.status(), 200, `GET ${server.url}`);
 
+  const report = await computeAttribution(page, api, run);
   const account = await createAccount(page, api);
   await startChain(page, api);
-  const publication = await publish(page, api, run, account);
+  const publication = await publish(page, api, run, account, report);
   await verify(page, api, publication);
 
   assert.deepEqual(pageErrors, [], `the page reported errors:\n${pageErrors.join("\n")}`);
@@ -141,6 +152,68 @@ async function trainTinyRun(api, model) {
   return run;
 }
 
+/**
+ * Fine-tune → the run: compute its attribution from the panel, follow the job, and check that the
+ * contributors and shares shown are the API's report. Returns the report.
+ */
+async function computeAttribution(page, api, run) {
+  log("Fine-tune: compute the run's attribution");
+  await page.locator('[data-nav="finetune"]').click();
+  await page.locator('[data-finetune-tab="runs"]').click();
+  await page.locator(`[data-run-open="${run.id}"]`).click();
+  const panel = page.locator(`[data-run-view="${run.id}"] [data-attribution]`);
+  await panel.waitFor();
+  await waitForAttr(panel, "data-computed", "false", "a new run has no attribution yet");
+  const before = await api(`/api/runs/${run.id}/attribution`);
+  assert.deepEqual(before, { run_id: run.id, report: null, accuracy: null }, "nothing is computed before it is asked for");
+
+  const { data } = await api(`/api/runs/${run.id}`);
+  const trainRows = data?.train_examples ?? 0;
+  const timeout = ATTRIBUTION_TIMEOUT + trainRows * ATTRIBUTION_MS_PER_ROW;
+  log(`  ${trainRows} training rows; waiting up to ${Math.round(timeout / 1000)} s`);
+  const t0 = performance.now();
+  await panel.locator("[data-compute-attribution]").click();
+  const messages = new Set();
+  await waitFor(async () => {
+    const message = await panel.locator("[data-attribution-message]").innerText().catch(() => "");
+    if (message) messages.add(message);
+    const failed = panel.locator('[data-testid="attribution-job-error"], [data-testid="attribution-start-error"], [data-attribution-stopped]');
+    if (await failed.count()) throw new Error(`the attribution did not complete: ${await failed.first().innerText()}`);
+    return (await panel.locator("[data-contributor]").count()) > 0;
+  }, "the attribution panel shows the contributors", timeout);
+  const shownMessages = [...messages];
+  log(`  computed in ${((performance.now() - t0) / 1000).toFixed(1)}s; messages: ${shownMessages.slice(0, 2).join(" | ")}${shownMessages.length > 2 ? ` … ${shownMessages.at(-1)}` : ""}`);
+
+  const { report } = await api(`/api/runs/${run.id}/attribution`);
+  assert.ok(report, `GET /api/runs/${run.id}/attribution has the report`);
+  assert.equal(report.train_rows, trainRows, "every training row is scored");
+  for (let i = 1; i < report.contributors.length; i++) {
+    assert.ok(report.contributors[i - 1].score >= report.contributors[i].score, `the contributors are ranked most helpful first: ${JSON.stringify(report.contributors)}`);
+  }
+  await waitForAttr(panel, "data-computed", "true", "the panel shows the report");
+  const shown = await panel.locator("[data-contributor]").evaluateAll((items) =>
+    items.map((li) => ({ contributor: li.getAttribute("data-contributor"), bps: Number(li.getAttribute("data-share")), harmful: li.hasAttribute("data-harmful") })),
+  );
+  assert.deepEqual(
+    shown,
+    report.contributors.map((c) => ({ contributor: c.contributor, bps: c.bps, harmful: c.harmful })),
+    "the panel shows the API's contributors, shares and harmful flags, in its order",
+  );
+  const credited = shown.filter((c) => !c.harmful);
+  assert.ok(shown.filter((c) => c.harmful).every((c) => c.bps === 0), `harmful contributors get no share: ${JSON.stringify(shown)}`);
+  if (credited.length > 0) {
+    assert.equal(credited.reduce((n, c) => n + c.bps, 0), 10_000, `the shares of the helpful contributors sum to 10 000 basis points: ${JSON.stringify(shown)}`);
+  } else {
+    log("  every contributor's rows raised the evaluation loss: no shares");
+  }
+  const harmfulRows = report.rows.filter((r) => r.score < 0).length;
+  assert.equal(await panel.locator("[data-harmful-row]").count(), Math.min(20, harmfulRows), `the rows that raised the loss are listed (${harmfulRows})`);
+  assert.equal(Number(await panel.locator("[data-train-rows]").getAttribute("data-train-rows")), report.train_rows, "the panel says how many rows were scored");
+  log(`  ${shown.length} contributors, ${credited.length} credited, ${harmfulRows} rows raised the loss`);
+  await screenshot(page, "publish-attribution.png");
+  return report;
+}
+
 /** Settings → Wallet: a new account; the passphrase fields are empty afterwards. */
 async function createAccount(page, api) {
   log("Settings: create an account");
@@ -190,8 +263,11 @@ async function startChain(page, api) {
   await screenshot(page, "publish-settings.png");
 }
 
-/** Publish: preview (against the API's), confirm, follow the job, see the publication. */
-async function publish(page, api, run, account) {
+/**
+ * Publish: preview (against the API's; shares by the attribution `report` when it credits
+ * someone), confirm, follow the job, see the publication.
+ */
+async function publish(page, api, run, account, report) {
   log("Publish: preview");
   await page.locator('[data-nav="publish"]').click();
   const screen = page.locator('[data-screen="publish"]');
@@ -214,12 +290,26 @@ async function publish(page, api, run, account) {
   );
   assert.deepEqual(shares, preview.shares, "the shares are the API's");
   assert.equal(shares.reduce((n, [, bps]) => n + bps, 0), 10_000, "the shares sum to 10 000 basis points");
+  // Unasked, the studio shares by influence when the run's attribution credits a contributor.
+  const helped = report.contributors.some((c) => !c.harmful && c.score > 0 && c.contributor.startsWith("0x"));
+  assert.equal(preview.attribution_method, helped ? "datainf" : "row-share", `how the API's preview shares: ${JSON.stringify(report.contributors)}`);
+  assert.equal(await panel.locator("[data-attribution-method]").getAttribute("data-attribution-method"), preview.attribution_method, "the preview says how the shares were computed");
+  if (preview.attribution_method === "datainf") {
+    const lower = (addresses) => addresses.map((a) => a.toLowerCase()).sort();
+    const harmful = lower(report.contributors.filter((c) => c.harmful && c.contributor.startsWith("0x")).map((c) => c.contributor));
+    assert.deepEqual(lower(preview.harmful), harmful, "the contributors who get nothing are the report's harmful ones");
+    for (const [contributor, bps] of shares) {
+      if (harmful.includes(contributor.toLowerCase())) assert.equal(bps, 0, `${contributor}'s rows raised the loss: no share`);
+    }
+  }
+  const harmfulShown = await panel.locator('[data-testid="publish-harmful"] [data-harmful]').evaluateAll((items) => items.map((li) => li.getAttribute("data-harmful")));
+  assert.deepEqual(harmfulShown, preview.harmful, "the preview lists the API's harmful contributors");
   assert.match(await panel.locator('[data-testid="publish-destination"]').innerText(), new RegExp(preview.repo.replace("/", "\\/")), "the destination names the repository");
   assert.match(await panel.locator('[data-testid="publish-chain"]').innerText(), new RegExp(`chain id ${preview.chain_id}`), "the chain is named");
   await panel.locator('[data-testid="publish-manifest"] summary').click();
   const manifest = JSON.parse(await panel.locator('[data-testid="publish-manifest"] pre').innerText());
   assert.deepEqual(manifest, preview.manifest, "the manifest shown is the one that will be signed");
-  log(`  manifest ${preview.manifest_hash}, ${files.length} files, ${shares.length} contributors, to ${preview.repo}`);
+  log(`  manifest ${preview.manifest_hash}, ${files.length} files, ${shares.length} contributors (${preview.attribution_method}), to ${preview.repo}`);
   await screenshot(page, "publish-preview.png");
 
   log("Publish: sign after the confirmation");

@@ -33,6 +33,35 @@ pub enum BackendKind {
     Cuda,
 }
 
+/// Evaluates `$body` with the type `$B` naming the burn backend of `$kind`; a backend this
+/// build leaves out is an [`Error::BackendUnavailable`](crate::Error) instead.
+macro_rules! on_backend {
+    ($kind:expr, $B:ident => $body:expr) => {
+        match $kind {
+            $crate::backends::BackendKind::Cpu => {
+                type $B = burn::backend::flex::Flex;
+                $body
+            }
+            #[cfg(feature = "wgpu")]
+            $crate::backends::BackendKind::Wgpu => {
+                type $B = burn::backend::wgpu::Wgpu;
+                $body
+            }
+            #[cfg(feature = "cuda")]
+            $crate::backends::BackendKind::Cuda => {
+                type $B = burn::backend::cuda::Cuda;
+                $body
+            }
+            #[allow(unreachable_patterns)]
+            other => Err($crate::error::Error::BackendUnavailable {
+                backend: other,
+                detail: format!("this build does not include it (rebuild with --features {other})"),
+            }),
+        }
+    };
+}
+pub(crate) use on_backend;
+
 /// What a probe found about one backend.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendStatus {

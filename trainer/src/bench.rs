@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backends::BackendKind;
+use crate::backends::{BackendKind, on_backend};
 use crate::error::{Error, Result};
 use crate::generate::argmax;
 use crate::runtime::{ChatModel, LoadOptions};
@@ -234,23 +234,8 @@ pub fn bench_train(model: &Path, settings: &TrainBenchSettings) -> Result<TrainB
             backend: settings.backend,
             detail: format!("cannot start {} threads: {e}", settings.threads),
         })?;
-    pool.install(|| match settings.backend {
-        BackendKind::Cpu => {
-            train_steps::<burn::backend::flex::Flex>(model, settings, &Default::default())
-        }
-        #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => {
-            train_steps::<burn::backend::wgpu::Wgpu>(model, settings, &Default::default())
-        }
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => {
-            train_steps::<burn::backend::cuda::Cuda>(model, settings, &Default::default())
-        }
-        #[allow(unreachable_patterns)]
-        other => Err(Error::BackendUnavailable {
-            backend: other,
-            detail: format!("this build does not include it (rebuild with --features {other})"),
-        }),
+    pool.install(|| {
+        on_backend!(settings.backend, B => train_steps::<B>(model, settings, &Default::default()))
     })
 }
 
@@ -371,24 +356,9 @@ pub fn bench_gradients(
             backend,
             detail: format!("cannot start {threads} threads: {e}"),
         })?;
-    pool.install(|| match backend {
-        BackendKind::Cpu => {
-            gradients_on::<burn::backend::flex::Flex>(model, backend, seq_len, rank, rows)
-        }
-        #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => {
-            gradients_on::<burn::backend::wgpu::Wgpu>(model, backend, seq_len, rank, rows)
-        }
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => {
-            gradients_on::<burn::backend::cuda::Cuda>(model, backend, seq_len, rank, rows)
-        }
-        #[allow(unreachable_patterns)]
-        other => Err(Error::BackendUnavailable {
-            backend: other,
-            detail: format!("this build does not include it (rebuild with --features {other})"),
-        }),
-    })
+    pool.install(
+        || on_backend!(backend, B => gradients_on::<B>(model, backend, seq_len, rank, rows)),
+    )
 }
 
 fn gradients_on<B: burn::tensor::backend::Backend>(

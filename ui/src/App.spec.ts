@@ -1,6 +1,7 @@
 import { flushSync, mount, unmount } from 'svelte';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import App from './App.svelte';
+import { attributionManager } from './lib/managers/attribution.svelte';
 import { chatManager } from './lib/managers/chat.svelte';
 import { compareManager } from './lib/managers/compare.svelte';
 import { curationManager } from './lib/managers/curation.svelte';
@@ -30,6 +31,7 @@ async function start(hash: string, setup: (api: FakeTransport) => void = () => {
   compareManager.connect(api);
   runsManager.connect(api);
   finetuneForm.connect(api);
+  attributionManager.connect(api);
   datanetsManager.connect(api);
   curationManager.connect(api);
   datasetsManager.connect(api);
@@ -67,6 +69,7 @@ afterEach(() => {
   runsManager.disconnect();
   finetuneForm.disconnect();
   finetuneForm.reset();
+  attributionManager.disconnect();
   datanetsManager.disconnect();
   datanetsManager.reset();
   curationManager.disconnect();

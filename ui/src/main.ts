@@ -2,6 +2,7 @@ import { mount } from 'svelte';
 import App from './App.svelte';
 import './app.css';
 import { createClient } from './lib/api/select';
+import { attributionManager } from './lib/managers/attribution.svelte';
 import { chatManager } from './lib/managers/chat.svelte';
 import { compareManager } from './lib/managers/compare.svelte';
 import { curationManager } from './lib/managers/curation.svelte';
@@ -37,6 +38,7 @@ compareManager.connect(client);
 // before the jobs manager, so that no job event passes the runs by
 runsManager.connect(client);
 finetuneForm.connect(client);
+attributionManager.connect(client);
 datanetsManager.connect(client);
 curationManager.connect(client);
 datasetsManager.connect(client);

@@ -22,6 +22,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
 type Aes128Ctr = ctr::Ctr128BE<aes::Aes128>;
@@ -473,7 +474,7 @@ pub fn decrypt_key(
 
     let derived = derive_key(crypto, passphrase, origin)?;
     let actual_mac = mac(&derived[16..32], &ciphertext);
-    if !constant_time_eq(actual_mac.as_slice(), &expected_mac) {
+    if !bool::from(actual_mac.as_slice().ct_eq(expected_mac.as_slice())) {
         let account = match stated {
             Some(address) => format!("{address} ({})", origin.display()),
             None => origin.display().to_string(),
@@ -591,11 +592,6 @@ fn mac(mac_key: &[u8], ciphertext: &[u8]) -> B256 {
     body.extend_from_slice(mac_key);
     body.extend_from_slice(ciphertext);
     keccak256(body.as_slice())
-}
-
-/// Compares without an early exit, so timing does not tell how many MAC bytes matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn decode_hex(text: &str, field: &str, origin: &Path) -> Result<Vec<u8>> {
@@ -744,12 +740,5 @@ mod tests {
         let checksum = "test test test test test test test test test test test test";
         assert!(signer_from_mnemonic(&SecretString::from(checksum), 0).is_err());
         assert!(signer_from_mnemonic(&SecretString::from("test test"), 0).is_err());
-    }
-
-    #[test]
-    fn mac_comparison() {
-        assert!(constant_time_eq(&[1, 2, 3], &[1, 2, 3]));
-        assert!(!constant_time_eq(&[1, 2, 3], &[1, 2, 4]));
-        assert!(!constant_time_eq(&[1, 2], &[1, 2, 3]));
     }
 }

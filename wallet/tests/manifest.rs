@@ -4,12 +4,16 @@
 use alloy_primitives::{Address, B256, keccak256};
 use serde_json::{Value, json};
 use wallet::manifest::{
-    self, Adapter, Attribution, BaseModel, Contribution, DatanetUse, FileHash, Manifest,
-    ManifestError, Run, Training,
+    self, Adapter, Attribution, BaseModel, Contribution, DatanetUse, FileHash, Influence,
+    InfluenceAccuracy, InfluenceScore, Manifest, ManifestError, Run, Training,
 };
 use wallet::{PrivateKeySigner, jcs};
 
 const SCHEMA_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/schema/lineage-manifest-v2.schema.json"
+);
+const SCHEMA_V1_PATH: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/schema/lineage-manifest-v1.schema.json"
 );
@@ -144,9 +148,12 @@ fn signed() -> Manifest {
 }
 
 fn schema_validator() -> jsonschema::Validator {
-    let schema: Value =
-        serde_json::from_str(&std::fs::read_to_string(SCHEMA_PATH).expect("schema file"))
-            .expect("schema JSON");
+    validator_of(SCHEMA_PATH)
+}
+
+fn validator_of(path: &str) -> jsonschema::Validator {
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("schema file"))
+        .expect("schema JSON");
     jsonschema::draft202012::meta::validate(&schema).expect("a valid 2020-12 schema");
     jsonschema::draft202012::options()
         .should_validate_formats(true)
@@ -193,7 +200,7 @@ fn the_schema_refuses_what_it_can_see() {
             "missing base_model",
             Box::new(|v| drop(v.as_object_mut().expect("obj").remove("base_model"))),
         ),
-        ("version 2", Box::new(|v| v["version"] = 2.into())),
+        ("version 3", Box::new(|v| v["version"] = 3.into())),
         ("unknown member", Box::new(|v| v["extra"] = true.into())),
         (
             "upper-case address",
@@ -286,15 +293,15 @@ fn reader_refuses_missing_members_unknown_versions_and_other_documents() {
         "{err}"
     );
 
-    let mut v2 = good.clone();
-    v2["version"] = 2.into();
-    let err = manifest::read(&v2.to_string()).expect_err("v2");
+    let mut v3 = good.clone();
+    v3["version"] = 3.into();
+    let err = manifest::read(&v3.to_string()).expect_err("v3");
     assert!(
         matches!(err, ManifestError::UnknownVersion { .. }),
         "{err:?}"
     );
     assert!(
-        err.to_string().contains("version 2 is not supported"),
+        err.to_string().contains("version 3 is not supported"),
         "{err}"
     );
 
@@ -476,10 +483,10 @@ fn model_card() {
     assert!(card.contains("# a \\| b \\# c\n"), "{card}");
 }
 
-/// A version-1 manifest as this version of the studio wrote and signed it, kept byte for byte.
-/// Later versions of the reader must still read it, hash it to the same `manifestHash` the
-/// registry holds, and recover the same publisher: published adapters outlive the code that
-/// published them. `UPDATE_MANIFEST_FIXTURE=1` writes it, once, when a version is introduced.
+/// A version-1 manifest as an earlier studio wrote and signed it, kept byte for byte. Later
+/// versions of the reader must still read it, hash it to the same `manifestHash` the registry
+/// holds, and recover the same publisher: published adapters outlive the code that published
+/// them.
 const V1_FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/lineage-manifest-v1.json"
@@ -487,19 +494,8 @@ const V1_FIXTURE: &str = concat!(
 
 #[test]
 fn a_version_1_manifest_written_earlier_is_still_read() {
-    if std::env::var_os("UPDATE_MANIFEST_FIXTURE").is_some() {
-        let m = signed();
-        std::fs::write(V1_FIXTURE, m.to_json_pretty().expect("JSON")).expect("write the fixture");
-        let hash = json!({ "manifest_hash": m.hash().expect("hash").to_string() });
-        std::fs::write(
-            V1_FIXTURE.replace(".json", ".hash.json"),
-            format!("{hash:#}\n"),
-        )
-        .expect("write the recorded hash");
-    }
-    let text = std::fs::read_to_string(V1_FIXTURE).unwrap_or_else(|e| {
-        panic!("{V1_FIXTURE}: {e} (it is committed; UPDATE_MANIFEST_FIXTURE=1 writes it)")
-    });
+    let text = std::fs::read_to_string(V1_FIXTURE)
+        .unwrap_or_else(|e| panic!("{V1_FIXTURE}: {e} (it is committed and never rewritten)"));
     let m = manifest::read(&text).expect("a version-1 manifest reads");
     assert_eq!(m.version, 1);
     assert_eq!(
@@ -517,9 +513,93 @@ fn a_version_1_manifest_written_earlier_is_still_read() {
     );
     assert_eq!(
         schema_errors(
-            &schema_validator(),
+            &validator_of(SCHEMA_V1_PATH),
             &serde_json::from_str(&text).expect("JSON")
         ),
         Vec::<String>::new()
     );
+}
+
+/// The sample with shares by influence: carol helped most, dave a little, bob's rows hurt.
+fn datainf_sample() -> Manifest {
+    let mut m = sample();
+    let mut scores: Vec<InfluenceScore> = m
+        .contributions
+        .iter()
+        .filter(|c| c.rows_used > 0)
+        .map(|c| c.contributor)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .zip([1.5, -0.25, 0.5])
+        .map(|(contributor, score)| InfluenceScore { contributor, score })
+        .collect();
+    scores.reverse();
+    m.attribution = Attribution::datainf(Influence {
+        scores,
+        uncredited_score: 0.125,
+        train_rows: 5,
+        eval_rows: 2,
+        damping: 0.1,
+        accuracy: Some(InfluenceAccuracy {
+            lds: 0.38,
+            subsets: 20,
+            loco_sign_agreement: 1.0,
+        }),
+    })
+    .expect("influence shares");
+    m
+}
+
+#[test]
+fn datainf_shares_are_signed_checked_and_match_the_schema() {
+    let mut m = datainf_sample();
+    // Ascending addresses: carol 1.5, bob -0.25 (harmful, nothing), dave 0.5 -> 7500 / 2500.
+    let bps: Vec<u16> = m.attribution.shares.iter().map(|s| s.bps).collect();
+    assert_eq!(bps, [7500, 2500]);
+    m.sign(&publisher()).expect("signs");
+    let text = m.to_json_pretty().expect("JSON");
+    let read = manifest::read(&text).expect("reads");
+    assert_eq!(read.version, 2);
+    assert_eq!(read.verify().expect("verifies"), publisher().address());
+    assert_eq!(read.hash().expect("hash"), m.hash().expect("hash"));
+    let value: Value = serde_json::from_str(&text).expect("JSON");
+    let validator = schema_validator();
+    assert_eq!(schema_errors(&validator, &value), Vec::<String>::new());
+
+    // The schema wants the scores with the method, and only with it.
+    let mut bare = value.clone();
+    bare["attribution"]
+        .as_object_mut()
+        .expect("obj")
+        .remove("influence");
+    assert!(!validator.is_valid(&bare));
+    let mut mixed = value.clone();
+    mixed["attribution"]["method"] = "row-share".into();
+    assert!(!validator.is_valid(&mixed));
+
+    // A changed score no longer gives the signed shares.
+    let mut tampered = read.clone();
+    if let Some(i) = tampered.attribution.influence.as_mut() {
+        i.scores[2].score = 3.0;
+    }
+    let err = tampered.verify().expect_err("tampered");
+    assert!(err.to_string().contains("influence scores"), "{err}");
+
+    // The model card says how the shares were measured and who was marked harmful.
+    let card = manifest::card::model_card(&read).expect("card");
+    assert!(card.contains("Method: `datainf`"), "{card}");
+    assert!(card.contains("LDS 0.380 over 20 adapters"), "{card}");
+    assert!(
+        card.contains(
+            "| `0x70997970C51812dc3A010C7d01b50e0d17dc79C8` | 1 | -2.5000e-1 | none (harmful) |"
+        ),
+        "{card}"
+    );
+    assert!(card.contains("| 75.00 % |"), "{card}");
+
+    // A version-1 manifest cannot carry it.
+    let mut old = read;
+    old.version = 1;
+    let err = old.validate().expect_err("v1");
+    assert!(err.to_string().contains("version 2"), "{err}");
 }

@@ -172,6 +172,10 @@ pub struct PublishArgs {
     /// The hub's address (HF_TOKEN writes to it); the workspace's own hub by default
     #[arg(long, env = "MODELFACTORY_PUBLISH_HUB")]
     pub hub: Option<String>,
+    /// How rewards are shared: datainf (the run's attribution) or row-share (rows written);
+    /// datainf when the run has an attribution, else row-share
+    #[arg(long, value_parser = parse_share_method)]
+    pub attribution: Option<wallet::manifest::AttributionMethod>,
     /// Print what would be signed and sent, and the gas, then stop
     #[arg(long)]
     pub dry_run: bool,
@@ -1004,4 +1008,12 @@ pub struct ServeArgs {
     /// Open the studio in the default browser once listening
     #[arg(long)]
     pub open: bool,
+}
+
+fn parse_share_method(text: &str) -> Result<wallet::manifest::AttributionMethod, String> {
+    use wallet::manifest::AttributionMethod;
+    [AttributionMethod::DataInf, AttributionMethod::RowShare]
+        .into_iter()
+        .find(|m| m.as_str() == text)
+        .ok_or_else(|| format!("{text:?} is not datainf or row-share"))
 }

@@ -8,6 +8,7 @@ use studio::chain::{ChainSettings, ChainStatus, parse_wei};
 use studio::publish::{Publication, PublishRequest};
 use studio::verify::VerifyRequest;
 use studio::wallet::parse_address;
+use wallet::manifest::AttributionMethod;
 
 use super::args::{ChainCommand, PublishArgs, RewardsCommand, VerifyArgs};
 use super::print_json;
@@ -104,6 +105,7 @@ pub fn publish(home: &Path, args: PublishArgs) -> anyhow::Result<ExitCode> {
         repo: args.repo,
         license: args.license,
         hub: args.hub,
+        attribution: args.attribution,
     };
     if args.dry_run {
         let preview = studio.publish_preview(&request)?;
@@ -136,8 +138,18 @@ pub fn publish(home: &Path, args: PublishArgs) -> anyhow::Result<ExitCode> {
             (_, _, Some(problem)) => println!("gas            no estimate: {problem}"),
             _ => println!("gas            no estimate"),
         }
+        println!(
+            "shares by      {}",
+            match preview.attribution_method {
+                AttributionMethod::DataInf => "datainf (measured influence on the evaluation loss)",
+                AttributionMethod::RowShare => "row-share (rows written)",
+            }
+        );
         for (who, bps) in &preview.shares {
             println!("share          {who}  {:>6.2}%", f64::from(*bps) / 100.0);
+        }
+        for who in &preview.harmful {
+            println!("harmful        {who}  (its rows raised the evaluation loss: no share)");
         }
         if preview.uncredited_rows > 0 {
             println!(

@@ -25,8 +25,8 @@ use burn::tensor::ElementConversion;
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use super::{LayerGradients, datainf, example_gradient, mean_gradient};
-use crate::backends::BackendKind;
+use super::{GradientStore, LayerGradients, datainf, example_gradient, mean_gradient};
+use crate::backends::{BackendKind, on_backend};
 use crate::error::{Error, Result};
 use crate::generate::Rng;
 use crate::lora::Adapter;
@@ -121,18 +121,7 @@ pub fn measure_accuracy(
         });
     }
     let opened = OpenedModel::open(job.model)?;
-    match job.backend {
-        BackendKind::Cpu => measure_on::<burn::backend::flex::Flex>(job, &opened, progress),
-        #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => measure_on::<burn::backend::wgpu::Wgpu>(job, &opened, progress),
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => measure_on::<burn::backend::cuda::Cuda>(job, &opened, progress),
-        #[allow(unreachable_patterns)]
-        other => Err(Error::BackendUnavailable {
-            backend: other,
-            detail: format!("this build does not include it (rebuild with --features {other})"),
-        }),
-    }
+    on_backend!(job.backend, B => measure_on::<B>(job, &opened, progress))
 }
 
 type Ad<B> = Autodiff<B, NoCheckpointing>;
@@ -280,7 +269,10 @@ fn measure_on<B: Backend>(
             Ok(t.gradient(&full, &job.train[i])?
                 .unwrap_or_else(|| zeros.clone()))
         },
-        1 << 30,
+        GradientStore {
+            memory_bytes: 1 << 30,
+            spill_dir: None,
+        },
         &mut |_, _| true,
     )?
     .scores;

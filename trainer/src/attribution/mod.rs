@@ -21,9 +21,11 @@
 //! I(k) = −Σ_l (v_l·g_kl − w_l·g_kl) / λ_l,   w_l = (1/n) Σ_i (v_l·g_il / (λ_l + ‖g_il‖²)) g_il
 //! ```
 //!
-//! Three passes over the training rows compute it without keeping their gradients: norms and
-//! `v·g` (for `λ` and the weights of `w`), then `w`, then the scores. When every gradient fits
-//! in the memory budget they are kept after the first pass instead of computed again.
+//! Three passes over the training rows compute it: norms and `v·g` (for `λ` and the weights of
+//! `w`), then `w`, then the scores. The gradients are computed once, in the first pass, and
+//! kept for the other two: in memory when they fit the budget, else as bf16 in a scratch file
+//! (half the bytes; the norms and `v·g` come from the exact f32 values). Without a scratch
+//! folder, or when the disk fills, each pass computes them again.
 
 pub mod accuracy;
 
@@ -35,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use std::path::Path;
 
-use crate::backends::BackendKind;
+use crate::backends::{BackendKind, on_backend};
 use crate::error::{Error, Result};
 use crate::lora::Adapter;
 use crate::model::Decoder;
@@ -47,6 +49,9 @@ use crate::train::{
 /// One example's gradient, flattened per decoder layer (each pair's `Aᵀ` then `Bᵀ`, in
 /// [`Params`] order).
 pub type LayerGradients = Vec<Vec<f32>>;
+
+/// Each layer's damping as a fraction of its mean squared gradient norm (DataInf's choice).
+pub const DAMPING: f64 = 0.1;
 
 /// The gradient of `sequence`'s mean loss per trained token in the adapter's parameters, and
 /// that loss; `None` when the sequence trains no token.
@@ -119,20 +124,117 @@ pub struct DataInf {
     pub scores: Vec<f64>,
     /// The damping of each layer, `mean ‖g‖² / 10`.
     pub lambda: Vec<f64>,
-    /// Passes over the training rows' gradients: 1 when they fitted in the budget, else 3.
+    /// Times each training row's gradient was computed: 1 when they were kept (in memory or
+    /// on disk), else 3.
     pub passes: usize,
 }
 
+/// Where [`datainf`] keeps the training rows' gradients between its passes.
+#[derive(Debug, Clone, Copy)]
+pub struct GradientStore<'a> {
+    /// Bytes of f32 gradients kept in memory.
+    pub memory_bytes: usize,
+    /// A folder for a bf16 scratch file when they do not fit in memory; `None`: compute them
+    /// again in each pass.
+    pub spill_dir: Option<&'a Path>,
+}
+
+impl GradientStore<'_> {
+    /// Everything in memory.
+    pub const MEMORY: GradientStore<'static> = GradientStore {
+        memory_bytes: usize::MAX,
+        spill_dir: None,
+    };
+    /// Nothing kept: every pass computes the gradients again.
+    pub const RECOMPUTE: GradientStore<'static> = GradientStore {
+        memory_bytes: 0,
+        spill_dir: None,
+    };
+}
+
+/// Gradients kept after the first pass.
+enum Kept {
+    Memory(Vec<LayerGradients>),
+    /// Row after row of bf16 values, each row `row_values` long.
+    Disk {
+        file: std::io::BufWriter<std::fs::File>,
+        row_values: usize,
+    },
+    /// None: compute again.
+    Nothing,
+}
+
+impl Kept {
+    fn push(&mut self, g: &LayerGradients) {
+        match self {
+            Kept::Memory(rows) => rows.push(g.clone()),
+            Kept::Disk { file, .. } => {
+                let bytes: Vec<u8> = g
+                    .iter()
+                    .flatten()
+                    .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+                    .collect();
+                if let Err(e) = std::io::Write::write_all(file, &bytes) {
+                    // A full disk costs time, not the result: compute again instead.
+                    tracing::warn!("gradients no longer fit on disk ({e}); computing them again");
+                    *self = Kept::Nothing;
+                }
+            }
+            Kept::Nothing => {}
+        }
+    }
+
+    /// Row `i`, shaped like `like`, or `None` when it must be computed again.
+    fn get(&mut self, i: usize, like: &LayerGradients) -> Result<Option<LayerGradients>> {
+        use std::io::{Read, Seek, SeekFrom};
+        match self {
+            Kept::Memory(rows) => Ok(rows.get(i).cloned()),
+            Kept::Disk { file, row_values } => {
+                let io = |e: std::io::Error| Error::Training {
+                    what: format!("reading gradients back from the scratch file: {e}"),
+                };
+                let bytes = *row_values * 2;
+                let f = file.get_mut();
+                f.seek(SeekFrom::Start((i * bytes) as u64)).map_err(io)?;
+                let mut raw = vec![0u8; bytes];
+                f.read_exact(&mut raw).map_err(io)?;
+                let mut values = raw
+                    .chunks_exact(2)
+                    .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32());
+                Ok(Some(
+                    like.iter()
+                        .map(|l| values.by_ref().take(l.len()).collect())
+                        .collect(),
+                ))
+            }
+            Kept::Nothing => Ok(None),
+        }
+    }
+
+    /// Makes everything written readable.
+    fn finish_writing(&mut self) {
+        if let Kept::Disk { file, .. } = self
+            && let Err(e) = std::io::Write::flush(file)
+        {
+            tracing::warn!("gradients no longer fit on disk ({e}); computing them again");
+            *self = Kept::Nothing;
+        }
+    }
+
+    fn computes_again(&self) -> bool {
+        matches!(self, Kept::Nothing)
+    }
+}
+
 /// DataInf scores of `n` training rows whose gradients `gradient(i)` computes, against the
-/// evaluation rows' mean gradient `eval_mean`. Gradients are kept between passes while
-/// `n × parameters × 4` bytes fit in `budget_bytes`; otherwise each pass computes them again.
-/// `progress(done, total)` follows the gradient computations; a `false` from `keep_going`
-/// stops with [`Error::Cancelled`].
+/// evaluation rows' mean gradient `eval_mean`, keeping the gradients between passes as `store`
+/// allows. `progress(done, total)` follows the gradient computations; a `false` from it stops
+/// with [`Error::Cancelled`].
 pub fn datainf(
     n: usize,
     eval_mean: &LayerGradients,
     gradient: &mut dyn FnMut(usize) -> Result<LayerGradients>,
-    budget_bytes: usize,
+    store: GradientStore<'_>,
     progress: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<DataInf> {
     if n == 0 {
@@ -142,31 +244,48 @@ pub fn datainf(
     }
     let layers = eval_mean.len();
     let parameters: usize = eval_mean.iter().map(Vec::len).sum();
-    let keep = n.saturating_mul(parameters).saturating_mul(4) <= budget_bytes;
-    let passes = if keep { 1 } else { 3 };
-    let total = n * passes;
+    // The scratch file has no name: it is deleted however this call ends.
+    let mut kept = if n.saturating_mul(parameters).saturating_mul(4) <= store.memory_bytes {
+        Kept::Memory(Vec::with_capacity(n))
+    } else if let Some(dir) = store.spill_dir {
+        match tempfile::tempfile_in(dir) {
+            Ok(f) => Kept::Disk {
+                file: std::io::BufWriter::with_capacity(1 << 20, f),
+                row_values: parameters,
+            },
+            Err(e) => {
+                tracing::warn!(
+                    "no scratch file in {} ({e}); computing gradients again in each pass",
+                    dir.display()
+                );
+                Kept::Nothing
+            }
+        }
+    } else {
+        Kept::Nothing
+    };
+    let mut total = if kept.computes_again() { 3 * n } else { n };
     let mut done = 0;
-    let mut kept: Vec<LayerGradients> = Vec::new();
-    let mut next = |i: usize, kept: &mut Vec<LayerGradients>| -> Result<LayerGradients> {
+    let mut next = |i: usize, first: bool, kept: &mut Kept| -> Result<LayerGradients> {
         if !progress(done, total) {
             return Err(Error::Cancelled);
         }
-        let g = match kept.get(i) {
-            Some(g) => g.clone(),
-            None => {
-                let g = gradient(i)?;
-                done += 1;
-                if g.len() != layers || g.iter().zip(eval_mean).any(|(a, b)| a.len() != b.len()) {
-                    return Err(Error::Training {
-                        what: format!("row {i}'s gradient has another shape than the evaluation's"),
-                    });
-                }
-                if keep {
-                    kept.push(g.clone());
-                }
-                g
+        if !first && let Some(g) = kept.get(i, eval_mean)? {
+            return Ok(g);
+        }
+        let g = gradient(i)?;
+        done += 1;
+        if g.len() != layers || g.iter().zip(eval_mean).any(|(a, b)| a.len() != b.len()) {
+            return Err(Error::Training {
+                what: format!("row {i}'s gradient has another shape than the evaluation's"),
+            });
+        }
+        if first {
+            kept.push(&g);
+            if kept.computes_again() {
+                total = 3 * n;
             }
-        };
+        }
         Ok(g)
     };
 
@@ -174,20 +293,25 @@ pub fn datainf(
     let mut norms = vec![vec![0.0f64; layers]; n];
     let mut along = vec![vec![0.0f64; layers]; n];
     for i in 0..n {
-        let g = next(i, &mut kept)?;
+        let g = next(i, true, &mut kept)?;
         for l in 0..layers {
             norms[i][l] = dot(&g[l], &g[l]);
             along[i][l] = dot(&eval_mean[l], &g[l]);
         }
     }
     let lambda: Vec<f64> = (0..layers)
-        .map(|l| (norms.iter().map(|r| r[l]).sum::<f64>() / n as f64 / 10.0).max(f64::MIN_POSITIVE))
+        .map(|l| {
+            (DAMPING * norms.iter().map(|r| r[l]).sum::<f64>() / n as f64).max(f64::MIN_POSITIVE)
+        })
         .collect();
+
+    kept.finish_writing();
+    let passes = if kept.computes_again() { 3 } else { 1 };
 
     // Pass 2: w_l = (1/n) Σ_i (v_l·g_il / (λ_l + ‖g_il‖²)) g_il.
     let mut w: Vec<Vec<f64>> = eval_mean.iter().map(|l| vec![0.0; l.len()]).collect();
     for i in 0..n {
-        let g = next(i, &mut kept)?;
+        let g = next(i, false, &mut kept)?;
         for l in 0..layers {
             let c = along[i][l] / (lambda[l] + norms[i][l]) / n as f64;
             for (a, &b) in w[l].iter_mut().zip(&g[l]) {
@@ -199,7 +323,7 @@ pub fn datainf(
     // Pass 3: −I(k) = Σ_l (v_l·g_kl − w_l·g_kl) / λ_l.
     let mut scores = Vec::with_capacity(n);
     for (k, along_k) in along.iter().enumerate() {
-        let g = next(k, &mut kept)?;
+        let g = next(k, false, &mut kept)?;
         let score: f64 = (0..layers)
             .map(|l| {
                 let wg: f64 = w[l]
@@ -235,8 +359,8 @@ pub struct AttributionJob<'a> {
     pub train: &'a [Sequence],
     /// The evaluation rows.
     pub eval: &'a [Sequence],
-    /// Bytes of gradients kept between passes (else they are computed again).
-    pub budget_bytes: usize,
+    /// Where gradients wait between DataInf's passes.
+    pub store: GradientStore<'a>,
 }
 
 /// DataInf scores of `job.train` against `job.eval` on `job.backend`. `progress(done, total)`
@@ -253,18 +377,7 @@ pub fn attribute(
         });
     }
     let opened = OpenedModel::open(job.model)?;
-    match job.backend {
-        BackendKind::Cpu => attribute_on::<burn::backend::flex::Flex>(job, &opened, progress),
-        #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => attribute_on::<burn::backend::wgpu::Wgpu>(job, &opened, progress),
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => attribute_on::<burn::backend::cuda::Cuda>(job, &opened, progress),
-        #[allow(unreachable_patterns)]
-        other => Err(Error::BackendUnavailable {
-            backend: other,
-            detail: format!("this build does not include it (rebuild with --features {other})"),
-        }),
-    }
+    on_backend!(job.backend, B => attribute_on::<B>(job, &opened, progress))
 }
 
 fn attribute_on<B: Backend>(
@@ -300,7 +413,7 @@ fn attribute_on<B: Backend>(
         &v,
         // A row with no trained token has no loss and no gradient: it gets a zero score.
         &mut |i| Ok(gradient(&job.train[i])?.map_or_else(|| zeros.clone(), |(_, g)| g)),
-        job.budget_bytes,
+        job.store,
         progress,
     )
 }

@@ -33,7 +33,7 @@ pub use checkpoint::{CheckpointState, latest_checkpoint};
 pub use data::{PreparedData, prepare_data};
 pub use nf4_op::nf4_matmul_autodiff;
 
-use crate::backends::{BackendKind, probe_backends};
+use crate::backends::{BackendKind, on_backend, probe_backends};
 use crate::bench::peak_rss_bytes;
 use crate::error::{Error, Result};
 use crate::generate::Rng;
@@ -372,42 +372,15 @@ pub fn train(
         None => BackendKind::best_available(&probe_backends()),
     };
     let checkpointing = job.config.gradient_checkpointing;
-    match backend {
-        BackendKind::Cpu => run_with::<burn::backend::flex::Flex>(
-            job,
-            &opened,
-            backend,
-            checkpointing,
-            &Default::default(),
-            cancel,
-            on_event,
-        ),
-        #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => run_with::<burn::backend::wgpu::Wgpu>(
-            job,
-            &opened,
-            backend,
-            checkpointing,
-            &Default::default(),
-            cancel,
-            on_event,
-        ),
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => run_with::<burn::backend::cuda::Cuda>(
-            job,
-            &opened,
-            backend,
-            checkpointing,
-            &Default::default(),
-            cancel,
-            on_event,
-        ),
-        #[allow(unreachable_patterns)]
-        other => Err(Error::BackendUnavailable {
-            backend: other,
-            detail: format!("this build does not include it (rebuild with --features {other})"),
-        }),
-    }
+    on_backend!(backend, B => run_with::<B>(
+        job,
+        &opened,
+        backend,
+        checkpointing,
+        &Default::default(),
+        cancel,
+        on_event,
+    ))
 }
 
 fn run_with<B: Backend>(

@@ -18,7 +18,7 @@ use trainer::test_support::{StTensor, TinyFamily, TinyLlama, write_safetensors};
 use trainer::train::{BasePlacement, Method, Params, Sequence, load_frozen_base, sequence_loss};
 use trainer::{BackendKind, ChatModel, Error, LoadOptions};
 
-use crate::temp_dir;
+use crate::{fill_b, temp_dir};
 
 type Ad = Autodiff<Flex, NoCheckpointing>;
 
@@ -70,15 +70,7 @@ fn random_adapter(model: &Path, seed: u64) -> Adapter {
         seed,
     )
     .expect("init");
-    let mut x = seed as f32;
-    for layer in &mut adapter.layers {
-        for pair in layer.iter_mut().flatten() {
-            for b in &mut pair.b {
-                x = (x * 1.7 + 0.3) % 1.0;
-                *b = (x - 0.5) * 0.2;
-            }
-        }
-    }
+    fill_b(&mut adapter, seed as f32, 0.2);
     adapter
 }
 

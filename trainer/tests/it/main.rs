@@ -39,3 +39,16 @@ pub fn assert_names_path(err: &trainer::Error, path: &Path) {
     );
     assert_eq!(err.path(), Some(path));
 }
+
+/// Gives every LoRA B of `adapter` deterministic values in ±`scale`/2 from the seed `x`, so
+/// its A matrices get gradients and it changes the logits.
+pub fn fill_b(adapter: &mut trainer::lora::Adapter, mut x: f32, scale: f32) {
+    for layer in &mut adapter.layers {
+        for pair in layer.iter_mut().flatten() {
+            for b in &mut pair.b {
+                x = (x * 1.7 + 0.3) % 1.0;
+                *b = (x - 0.5) * scale;
+            }
+        }
+    }
+}

@@ -223,20 +223,23 @@ def random_model(args):
     print(json.dumps({"shape": args.shape, "parameters": parameters, "out": args.out}))
 
 
+def add_model_arguments(p):
+    p.add_argument("--model", required=True, help="Hugging Face folder or GGUF file")
+    p.add_argument("--gguf-file", help="the GGUF file's name inside the --model folder")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("logits", help="logits of token ids with and without a PEFT adapter")
-    p.add_argument("--model", required=True, help="Hugging Face folder or GGUF file")
-    p.add_argument("--gguf-file", help="the GGUF file's name inside the --model folder")
+    add_model_arguments(p)
     p.add_argument("--adapter", required=True, help="folder with the PEFT adapter")
     p.add_argument("--tokens", required=True, help="comma-separated token ids")
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--save", help="folder where PEFT saves the adapter it loaded")
     p.set_defaults(run=logits)
     p = sub.add_parser("bench-train", help="PEFT LoRA training tokens/s and peak memory")
-    p.add_argument("--model", required=True, help="Hugging Face folder or GGUF file")
-    p.add_argument("--gguf-file", help="the GGUF file's name inside the --model folder")
+    add_model_arguments(p)
     p.add_argument("--seq", type=int, default=256)
     p.add_argument("--rank", type=int, default=16)
     p.add_argument("--steps", type=int, default=5)

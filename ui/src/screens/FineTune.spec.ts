@@ -2,6 +2,7 @@ import { flushSync, mount, unmount } from 'svelte';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ApiException } from '../lib/api/errors';
 import { presetConfig } from '../lib/api/types';
+import { attributionManager } from '../lib/managers/attribution.svelte';
 import { chatManager } from '../lib/managers/chat.svelte';
 import { compareManager } from '../lib/managers/compare.svelte';
 import { finetuneForm } from '../lib/managers/finetune.svelte';
@@ -9,7 +10,20 @@ import { jobsManager } from '../lib/managers/jobs.svelte';
 import { modelsManager } from '../lib/managers/models.svelte';
 import { runsManager } from '../lib/managers/runs.svelte';
 import { router } from '../lib/router.svelte';
-import { FakeTransport, evalRecord, flush, jobEvent, model, runDetail, runSummary, stepRecord } from '../lib/testing/fake-transport';
+import {
+  ALICE,
+  CAROL,
+  FakeTransport,
+  accuracyReport,
+  attributionReport,
+  evalRecord,
+  flush,
+  jobEvent,
+  model,
+  runDetail,
+  runSummary,
+  stepRecord,
+} from '../lib/testing/fake-transport';
 import FineTune from './FineTune.svelte';
 
 let mounted: ReturnType<typeof mount> | null = null;
@@ -25,6 +39,7 @@ async function render(hash: string, setup: (api: FakeTransport) => void = () => 
   modelsManager.connect(api);
   runsManager.connect(api);
   finetuneForm.connect(api);
+  attributionManager.connect(api);
   chatManager.connect(api);
   compareManager.connect(api);
   await jobsManager.connect(api);
@@ -75,6 +90,7 @@ afterEach(() => {
   runsManager.disconnect();
   finetuneForm.disconnect();
   finetuneForm.reset();
+  attributionManager.disconnect();
   chatManager.disconnect();
   compareManager.disconnect();
   target.remove();
@@ -277,6 +293,147 @@ describe('Fine-tune screen: a run', () => {
     $('[data-run-publish]').click();
     await settle();
     expect(window.location.hash).toBe('#/publish?run=r');
+  });
+});
+
+describe('Fine-tune screen: a run’s attribution', () => {
+  const finished = () => runSummary({ id: 'r', name: 'dose-faq', state: 'finished', adapter: '/ws/runs/r/adapter', job_id: 'job-0' });
+
+  it('is offered only for a run with an adapter', async () => {
+    await render('#/finetune/runs/r', (api) => {
+      api.runs = [runSummary({ id: 'r', job_id: 'j', state: 'running' })];
+    });
+    expect(target.querySelector('[data-attribution]')).toBeNull();
+    expect(api.callsOf('runAttribution')).toEqual([]);
+  });
+
+  it('explains attribution before it is computed, starts it, follows its job and shows the report', async () => {
+    await render('#/finetune/runs/r', (api) => {
+      api.runs = [finished()];
+    });
+    const panel = $('[data-attribution="r"]');
+    expect(panel.dataset.computed).toBe('false');
+    const text = panel.textContent?.replace(/\s+/g, ' ');
+    expect(text).toContain('Which contributors’ rows made this adapter better?');
+    expect(text).toContain('influence on the held-out evaluation rows');
+    expect($$('[data-contributor]')).toEqual([]);
+    // nothing to check the accuracy of yet
+    expect(target.querySelector('[data-measure-accuracy]')).toBeNull();
+
+    $('[data-compute-attribution]').click();
+    await settle();
+    expect(api.callsOf('startAttribution')).toEqual([['r', {}]]);
+    const jobId = api.jobs[0]!.id;
+    expect($('[data-attribution-job="attribution"]').dataset.state).toBe('queued');
+    expect(($('[data-compute-attribution]') as HTMLButtonElement).disabled).toBe(true);
+
+    api.push(jobEvent({ job_id: jobId, seq: 1, state: 'running', fraction: 0.5, message: 'gradients 12/24' }));
+    await settle();
+    expect($('[data-attribution-message]').textContent).toBe('gradients 12/24');
+    expect($('[data-attribution-job="attribution"] [role="progressbar"]').getAttribute('aria-valuenow')).toBe('50');
+
+    api.attributions.r = { run_id: 'r', report: attributionReport({ run_id: 'r' }), accuracy: null };
+    api.push(jobEvent({ job_id: jobId, seq: 2, state: 'succeeded', fraction: 1, message: 'gradients 24/24', at: '2025-01-01T00:01:00Z' }));
+    await settle();
+    expect(target.querySelector('[data-attribution-job]')).toBeNull();
+    expect($('[data-attribution="r"]').dataset.computed).toBe('true');
+    expect($$('[data-contributor]').map((c) => c.dataset.contributor)).toEqual([ALICE, 'file:notes.jsonl', CAROL]);
+    expect($('[data-compute-attribution]').textContent).toContain('Compute again');
+  });
+
+  it('cancels the running job', async () => {
+    await render('#/finetune/runs/r', (api) => {
+      api.runs = [finished()];
+    });
+    $('[data-compute-attribution]').click();
+    await settle();
+    $('[data-attribution-cancel="attribution"]').click();
+    await settle();
+    expect(api.callsOf('cancelJob')).toEqual([[api.jobs[0]!.id]]);
+    expect($('[data-attribution-stopped="attribution"]').textContent).toContain('cancelled');
+  });
+
+  it('shows why the studio refused to compute it', async () => {
+    await render('#/finetune/runs/r', (api) => {
+      api.runs = [finished()];
+      api.failures.startAttribution = new ApiException('run dose-faq held out no evaluation rows', 'train it with an eval fraction above 0', 400);
+    });
+    $('[data-compute-attribution]').click();
+    await settle();
+    expect($('[data-testid="attribution-start-error"]').textContent).toContain('held out no evaluation rows');
+    expect($('[data-testid="attribution-start-error"] [data-hint]').textContent).toContain('eval fraction');
+  });
+
+  it('ranks the contributors with their shares, flags the harmful ones and their rows, and explains the accuracy', async () => {
+    await render('#/finetune/runs/r', (api) => {
+      api.runs = [finished()];
+      api.attributions.r = { run_id: 'r', report: attributionReport({ run_id: 'r' }), accuracy: accuracyReport() };
+    });
+    expect(cli()).toContain('modelfactory attribution show r');
+    expect($('[data-attribution-summary] [data-train-rows]').textContent).toBe('3');
+    expect($('[data-attribution-summary] [data-eval-rows]').textContent).toBe('2');
+    const contributors = $$('[data-contributor]');
+    expect(contributors.map((c) => [c.dataset.contributor, c.dataset.share, c.hasAttribute('data-harmful')])).toEqual([
+      [ALICE, '7500', false],
+      ['file:notes.jsonl', '2500', false],
+      [CAROL, '0', true],
+    ]);
+    expect(contributors[0]!.textContent).toContain('75%');
+    expect(contributors[0]!.querySelector<HTMLElement>('.share-bar span')?.style.width).toBe('75%');
+    // what retraining without its rows cost
+    expect(contributors[0]!.textContent).toContain('the evaluation loss rose by 1.98');
+    expect(contributors[1]!.textContent).toContain('Local file notes.jsonl');
+    expect(contributors[1]!.textContent).toContain('credited to no one on chain');
+    expect(contributors[2]!.textContent).toContain('no share');
+    expect(contributors[2]!.textContent).toContain('Harmful: its rows raised the evaluation loss, no share.');
+    expect(contributors[2]!.textContent).toContain('the evaluation loss fell by 0.65');
+
+    const rows = $$('[data-harmful-row]');
+    expect(rows.map((r) => r.dataset.harmfulRow)).toEqual(['cd'.repeat(32)]);
+    expect(rows[0]!.textContent).toContain('user: What is the dose? assistant: 50 mg.');
+    expect(rows[0]!.textContent).toContain(CAROL);
+
+    const methods = $$('[data-accuracy-method]');
+    expect(methods.map((m) => [m.dataset.accuracyMethod, m.querySelector<HTMLElement>('[data-lds]')?.dataset.lds, m.dataset.used])).toEqual([
+      ['datainf', '0.377', 'true'],
+      ['tracin', '0.285', 'false'],
+      ['similarity', '-0.056', 'false'],
+    ]);
+    expect(methods[0]!.textContent).toContain('DataInf');
+    expect(methods[0]!.textContent).toContain('the shares use it');
+    expect(methods[0]!.textContent).toContain('100%');
+    expect(methods[1]!.textContent).toContain('66.7%');
+    expect(methods[2]!.textContent).toContain('Representation similarity');
+    const panel = ($('[data-attribution="r"]').textContent ?? '').replace(/\s+/g, ' ');
+    expect(panel).toContain('retrained on 20 random halves of the rows (60 steps each)');
+    expect(panel).toContain('1 is perfect, 0 no better than chance');
+    expect($('[data-measure-accuracy]').textContent).toContain('Measure again');
+  });
+
+  it('caps the list of harmful rows and counts the rest', async () => {
+    const rows = Array.from({ length: 23 }, (_, i) => ({ contribution_id: `row-${i}`, contributor: CAROL, score: -(i + 1), preview: `user: q${i}` }));
+    await render('#/finetune/runs/r', (api) => {
+      api.runs = [finished()];
+      api.attributions.r = { run_id: 'r', report: attributionReport({ run_id: 'r', rows }), accuracy: null };
+    });
+    const shown = $$('[data-harmful-row]');
+    expect(shown).toHaveLength(20);
+    expect(shown[0]!.dataset.harmfulRow).toBe('row-22');
+    expect($('[data-harmful-rest]').textContent).toContain('and 3 more');
+  });
+
+  it('offers to measure the accuracy, saying it is slow, and starts it on 20 halves', async () => {
+    await render('#/finetune/runs/r', (api) => {
+      api.runs = [finished()];
+      api.attributions.r = { run_id: 'r', report: attributionReport({ run_id: 'r' }), accuracy: null };
+    });
+    expect($$('[data-accuracy-method]')).toEqual([]);
+    expect($('[data-attribution="r"]').textContent?.replace(/\s+/g, ' ')).toContain('retrains the adapter about 20 times');
+    $('[data-measure-accuracy]').click();
+    await settle();
+    expect(api.callsOf('startAttributionAccuracy')).toEqual([['r', { subsets: 20 }]]);
+    expect($('[data-attribution-job="accuracy"]').dataset.state).toBe('queued');
+    expect(($('[data-measure-accuracy]') as HTMLButtonElement).disabled).toBe(true);
   });
 });
 

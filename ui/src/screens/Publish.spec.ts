@@ -132,6 +132,42 @@ describe('Publish screen', () => {
     expect(($('[data-testid="publish-sign"]') as HTMLButtonElement).disabled).toBe(true);
   });
 
+  it('says how the shares were computed and who gets none, and sends the chosen way of sharing', async () => {
+    await render('#/publish', (api) => {
+      api.previewTemplate = publishPreview({ harmful: [address(2)] });
+    });
+    expect(($('[data-testid="publish-attribution"]') as HTMLSelectElement).value).toBe('');
+    await click('[data-testid="publish-preview"]');
+    expect(api.callsOf('publishPreview')).toEqual([[{ run_id: 'run-1', publisher: PUBLISHER, repo: null, license: null }]]);
+    const method = $('[data-attribution-method]');
+    expect(method.dataset.attributionMethod).toBe('datainf');
+    expect(method.textContent).toContain('by measured influence (DataInf)');
+    expect(method.querySelector('a')?.getAttribute('href')).toBe('#/finetune/runs/run-1');
+    const harmful = $('[data-testid="publish-harmful"]');
+    expect([...harmful.querySelectorAll<HTMLElement>('[data-harmful]')].map((h) => h.dataset.harmful)).toEqual([address(2)]);
+    expect(harmful.textContent).toContain('their rows raised the evaluation loss');
+    // a harmful contributor is not among those credited
+    expect(target.querySelector(`[data-testid="publish-shares"] tr[data-contributor="${address(2)}"]`)).toBeNull();
+
+    const select = $('[data-testid="publish-attribution"]') as HTMLSelectElement;
+    select.value = 'row-share';
+    select.dispatchEvent(new Event('change', { bubbles: true }));
+    flushSync();
+    expect($('[data-testid="publish-preview-stale"]')).toBeTruthy();
+    expect($('[data-testid="cli"]').textContent).toContain('--attribution row-share --dry-run');
+    await click('[data-testid="publish-preview"]');
+    expect(api.callsOf('publishPreview')[1]).toEqual([{ run_id: 'run-1', publisher: PUBLISHER, repo: null, license: null, attribution: 'row-share' }]);
+    expect($('[data-attribution-method]').dataset.attributionMethod).toBe('row-share');
+    expect($('[data-attribution-method]').textContent).toContain('by rows written');
+    expect(target.querySelector('[data-testid="publish-harmful"]')).toBeNull();
+
+    type('[data-testid="publish-passphrase"]', 'correct horse');
+    await click('[data-testid="publish-sign"]');
+    expect($('[data-testid="publish-confirm-dialog"]').textContent).toContain('by rows written');
+    await click('[data-testid="publish-confirm"]');
+    expect(api.callsOf('publish')).toEqual([[{ run_id: 'run-1', publisher: PUBLISHER, repo: null, license: null, attribution: 'row-share' }, 'correct horse']]);
+  });
+
   it('asks before signing, then follows the job to the publication', async () => {
     await render('#/publish');
     await click('[data-testid="publish-preview"]');

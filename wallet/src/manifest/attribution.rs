@@ -1,10 +1,16 @@
 //! Who gets what share of an adapter's rewards.
 //!
-//! Version 1 knows one method, `row-share`: each contributor's share of the training rows.
-//! It measures how much of the data someone wrote, not how much it moved the model; an
-//! influence estimate would be a separate, named method.
+//! Two methods:
+//! - `row-share` (versions 1 and 2): each contributor's share of the training rows. It
+//!   measures how much of the data someone wrote, not how much it moved the model.
+//! - `datainf` (version 2): each contributor's measured influence on the adapter's evaluation
+//!   loss (DataInf over the LoRA gradients). The manifest carries every contributor's score,
+//!   so anyone can recompute the shares from it; negative scores (rows that made the adapter
+//!   worse) get nothing and are flagged harmful.
+//!
+//! Both round by the largest-remainder method, so the shares sum to exactly 10 000.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use alloy_primitives::Address;
 use serde::{Deserialize, Serialize};
@@ -14,17 +20,25 @@ use super::{Contribution, ManifestError, invalid};
 /// Basis points in a whole: the registry contract requires shares summing to exactly this.
 pub const TOTAL_BPS: u16 = 10_000;
 
+/// Influence scores are split in units of 10^-12: fine enough for any loss change a float
+/// resolves, and integers, so every reader rounds the same way.
+const SCORE_UNITS: f64 = 1e12;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AttributionMethod {
     /// Shares proportional to the rows each contributor had in the training set.
     #[serde(rename = "row-share")]
     RowShare,
+    /// Shares proportional to each contributor's positive DataInf influence.
+    #[serde(rename = "datainf")]
+    DataInf,
 }
 
 impl AttributionMethod {
     pub fn as_str(self) -> &'static str {
         match self {
             AttributionMethod::RowShare => "row-share",
+            AttributionMethod::DataInf => "datainf",
         }
     }
 }
@@ -38,21 +52,64 @@ pub struct Share {
     pub bps: u16,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Attribution {
     pub method: AttributionMethod,
     /// In strictly ascending address order, every share above zero, summing to 10 000: the
     /// shape the registry contract accepts as it is.
     pub shares: Vec<Share>,
+    /// What `datainf` shares were computed from; absent for `row-share`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub influence: Option<Influence>,
+}
+
+/// The measured influence behind `datainf` shares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Influence {
+    /// Every contributor with rows in the training set, in strictly ascending address order.
+    pub scores: Vec<InfluenceScore>,
+    /// The summed score of trained rows that name no contributor (local files): credited to
+    /// nobody.
+    pub uncredited_score: f64,
+    /// Training rows scored.
+    pub train_rows: u64,
+    /// Held-out rows whose loss the scores are about.
+    pub eval_rows: u64,
+    /// Each layer's damping as a fraction of its mean squared gradient norm (DataInf's 0.1).
+    pub damping: f64,
+    /// How well the method predicted retrained adapters' losses on this run, when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<InfluenceAccuracy>,
+}
+
+/// A contributor's summed row scores: how much up-weighting their rows lowers the evaluation
+/// loss. Negative: their rows raised it (harmful, shared nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InfluenceScore {
+    #[serde(with = "super::lower_address")]
+    pub contributor: Address,
+    pub score: f64,
+}
+
+/// The method's accuracy, measured by retraining.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InfluenceAccuracy {
+    /// Linear Datamodeling Score: Spearman correlation between predicted and actual
+    /// evaluation losses of adapters retrained on random halves.
+    pub lds: f64,
+    /// The halves retrained.
+    pub subsets: u64,
+    /// Share of contributors whose credit has the sign of what leaving them out costs.
+    pub loco_sign_agreement: f64,
 }
 
 impl Attribution {
     /// Row-share attribution: each contributor's rows over all rows used, in basis points.
     ///
-    /// The rounding is the largest-remainder method, so the shares sum to exactly 10 000:
-    /// everyone gets the floor of their exact share, and the basis points left over go one
-    /// each to the largest remainders, ties broken by more rows, then by the lower address.
     /// Contributors whose share rounds to zero are left out (the contract refuses zero
     /// shares); their contributions stay listed in the manifest.
     pub fn row_share(contributions: &[Contribution]) -> Result<Attribution, ManifestError> {
@@ -60,41 +117,27 @@ impl Attribution {
         for c in contributions {
             *rows.entry(c.contributor).or_default() += u128::from(c.rows_used);
         }
-        let total: u128 = rows.values().sum();
-        if total == 0 {
-            return Err(invalid(
-                "contributions",
-                "no rows were used, so there is nothing to attribute",
-            ));
-        }
-        let whole = u128::from(TOTAL_BPS);
-        // (address, rows, floor, remainder), in address order.
-        let mut parts: Vec<(Address, u128, u128, u128)> = rows
-            .iter()
-            .map(|(&address, &r)| (address, r, r * whole / total, r * whole % total))
-            .collect();
-        let assigned: u128 = parts.iter().map(|p| p.2).sum();
-        let leftover = (whole - assigned) as usize;
-        let mut order: Vec<usize> = (0..parts.len()).collect();
-        order.sort_by(|&a, &b| {
-            let (pa, pb) = (&parts[a], &parts[b]);
-            pb.3.cmp(&pa.3).then(pb.1.cmp(&pa.1)).then(pa.0.cmp(&pb.0))
-        });
-        for &i in order.iter().take(leftover) {
-            parts[i].2 += 1;
-        }
-        let shares = parts
-            .into_iter()
-            .filter(|p| p.2 > 0)
-            .map(|(contributor, _, bps, _)| Share {
-                contributor,
-                // At most 10 000, so it fits.
-                bps: bps as u16,
-            })
-            .collect();
         Ok(Attribution {
             method: AttributionMethod::RowShare,
+            shares: largest_remainder(&rows).ok_or_else(|| {
+                invalid(
+                    "contributions",
+                    "no rows were used, so there is nothing to attribute",
+                )
+            })?,
+            influence: None,
+        })
+    }
+
+    /// DataInf attribution: shares proportional to each contributor's positive score.
+    /// Contributors whose rows raised the evaluation loss get none.
+    pub fn datainf(mut influence: Influence) -> Result<Attribution, ManifestError> {
+        influence.scores.sort_by_key(|s| s.contributor);
+        let shares = influence_shares(&influence.scores)?;
+        Ok(Attribution {
+            method: AttributionMethod::DataInf,
             shares,
+            influence: Some(influence),
         })
     }
 
@@ -104,17 +147,10 @@ impl Attribution {
         if self.shares.is_empty() {
             return Err(invalid("attribution.shares", "no shares"));
         }
-        for (i, pair) in self.shares.windows(2).enumerate() {
-            if pair[0].contributor >= pair[1].contributor {
-                return Err(invalid(
-                    format!("attribution.shares[{}]", i + 1),
-                    format!(
-                        "{} is not after {} (contributors must be in strictly ascending order)",
-                        pair[1].contributor, pair[0].contributor
-                    ),
-                ));
-            }
-        }
+        ascending(
+            "attribution.shares",
+            self.shares.iter().map(|s| s.contributor),
+        )?;
         if let Some(i) = self.shares.iter().position(|s| s.bps == 0) {
             return Err(invalid(format!("attribution.shares[{i}]"), "a zero share"));
         }
@@ -125,8 +161,8 @@ impl Attribution {
                 format!("the shares sum to {sum} basis points, not {TOTAL_BPS}"),
             ));
         }
-        match self.method {
-            AttributionMethod::RowShare => {
+        match (self.method, &self.influence) {
+            (AttributionMethod::RowShare, None) => {
                 let expected = Attribution::row_share(contributions)?;
                 if expected.shares != self.shares {
                     return Err(invalid(
@@ -135,9 +171,167 @@ impl Attribution {
                     ));
                 }
             }
+            (AttributionMethod::RowShare, Some(_)) => {
+                return Err(invalid(
+                    "attribution.influence",
+                    "row-share attribution carries no influence scores",
+                ));
+            }
+            (AttributionMethod::DataInf, None) => {
+                return Err(invalid(
+                    "attribution.influence",
+                    "datainf attribution needs the scores its shares come from",
+                ));
+            }
+            (AttributionMethod::DataInf, Some(influence)) => {
+                influence.validate(contributions)?;
+                if influence_shares(&influence.scores)? != self.shares {
+                    return Err(invalid(
+                        "attribution.shares",
+                        "they are not the shares of the influence scores listed",
+                    ));
+                }
+            }
         }
         Ok(())
     }
+}
+
+impl Influence {
+    fn validate(&self, contributions: &[Contribution]) -> Result<(), ManifestError> {
+        const FIELD: &str = "attribution.influence";
+        ascending(
+            &format!("{FIELD}.scores"),
+            self.scores.iter().map(|s| s.contributor),
+        )?;
+        if let Some(i) = self.scores.iter().position(|s| !s.score.is_finite()) {
+            return Err(invalid(
+                format!("{FIELD}.scores[{i}].score"),
+                "not a finite number",
+            ));
+        }
+        let scored: BTreeSet<Address> = self.scores.iter().map(|s| s.contributor).collect();
+        let trained: BTreeSet<Address> = contributions
+            .iter()
+            .filter(|c| c.rows_used > 0)
+            .map(|c| c.contributor)
+            .collect();
+        if let Some(missing) = trained.difference(&scored).next() {
+            return Err(invalid(
+                format!("{FIELD}.scores"),
+                format!("{missing} has rows in the training set but no score"),
+            ));
+        }
+        if let Some(extra) = scored.difference(&trained).next() {
+            return Err(invalid(
+                format!("{FIELD}.scores"),
+                format!("{extra} is scored but has no rows in the training set"),
+            ));
+        }
+        if !self.uncredited_score.is_finite() {
+            return Err(invalid(
+                format!("{FIELD}.uncredited_score"),
+                "not a finite number",
+            ));
+        }
+        if self.train_rows == 0 || self.eval_rows == 0 {
+            return Err(invalid(
+                FIELD,
+                "influence needs training rows and evaluation rows",
+            ));
+        }
+        if !(self.damping.is_finite() && self.damping > 0.0) {
+            return Err(invalid(format!("{FIELD}.damping"), "not a positive number"));
+        }
+        if let Some(a) = &self.accuracy {
+            let in_range = |v: f64, lo: f64| v.is_finite() && (lo..=1.0).contains(&v);
+            if !in_range(a.lds, -1.0) || !in_range(a.loco_sign_agreement, 0.0) || a.subsets < 2 {
+                return Err(invalid(
+                    format!("{FIELD}.accuracy"),
+                    "lds must lie in [-1, 1], loco_sign_agreement in [0, 1], with two subsets or more",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Shares of the positive scores, each quantised to [`SCORE_UNITS`].
+fn influence_shares(scores: &[InfluenceScore]) -> Result<Vec<Share>, ManifestError> {
+    let mut weights = BTreeMap::new();
+    for s in scores {
+        if !s.score.is_finite() {
+            return Err(invalid(
+                "attribution.influence.scores",
+                format!("{}: {} is not a finite number", s.contributor, s.score),
+            ));
+        }
+        // Negative scores clip to zero; the cap (far beyond any loss change) keeps the
+        // products below in range.
+        let units = (s.score.clamp(0.0, 1e18) * SCORE_UNITS).floor() as u128;
+        weights.insert(s.contributor, units);
+    }
+    largest_remainder(&weights).ok_or_else(|| {
+        invalid(
+            "attribution.influence.scores",
+            "no contributor lowered the evaluation loss, so there is nothing to share by influence \
+             (publish with row-share instead)",
+        )
+    })
+}
+
+/// Splits 10 000 basis points in proportion to `weights`: everyone gets the floor of their
+/// exact share, and the points left over go one each to the largest remainders, ties broken
+/// by the larger weight, then by the lower address. Zero shares are left out. `None` when
+/// every weight is zero.
+fn largest_remainder(weights: &BTreeMap<Address, u128>) -> Option<Vec<Share>> {
+    let total: u128 = weights.values().sum();
+    if total == 0 {
+        return None;
+    }
+    let whole = u128::from(TOTAL_BPS);
+    // (address, weight, floor, remainder), in address order.
+    let mut parts: Vec<(Address, u128, u128, u128)> = weights
+        .iter()
+        .map(|(&address, &w)| (address, w, w * whole / total, w * whole % total))
+        .collect();
+    let assigned: u128 = parts.iter().map(|p| p.2).sum();
+    let leftover = (whole - assigned) as usize;
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (pa, pb) = (&parts[a], &parts[b]);
+        pb.3.cmp(&pa.3).then(pb.1.cmp(&pa.1)).then(pa.0.cmp(&pb.0))
+    });
+    for &i in order.iter().take(leftover) {
+        parts[i].2 += 1;
+    }
+    Some(
+        parts
+            .into_iter()
+            .filter(|p| p.2 > 0)
+            .map(|(contributor, _, bps, _)| Share {
+                contributor,
+                // At most 10 000, so it fits.
+                bps: bps as u16,
+            })
+            .collect(),
+    )
+}
+
+fn ascending(field: &str, addresses: impl Iterator<Item = Address>) -> Result<(), ManifestError> {
+    let list: Vec<Address> = addresses.collect();
+    for (i, pair) in list.windows(2).enumerate() {
+        if pair[0] >= pair[1] {
+            return Err(invalid(
+                format!("{field}[{}]", i + 1),
+                format!(
+                    "{} is not after {} (contributors must be in strictly ascending order)",
+                    pair[1], pair[0]
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -232,5 +426,94 @@ mod tests {
         other.shares[1].bps = 4000;
         let err = other.validate(&list).expect_err("not row shares");
         assert!(err.to_string().contains("row shares"), "{err}");
+    }
+
+    fn influence(scores: &[(u8, f64)]) -> Influence {
+        Influence {
+            scores: scores
+                .iter()
+                .map(|&(byte, score)| InfluenceScore {
+                    contributor: Address::repeat_byte(byte),
+                    score,
+                })
+                .collect(),
+            uncredited_score: 0.0,
+            train_rows: 4,
+            eval_rows: 2,
+            damping: 0.1,
+            accuracy: None,
+        }
+    }
+
+    #[test]
+    fn influence_shares_clip_harm_and_sum_to_ten_thousand() {
+        // 3 : 1 : 2 of the positive total 6, and nothing for the harmful -2.
+        let a = Attribution::datainf(influence(&[(1, 3.0), (2, 1.0), (3, -2.0), (4, 2.0)]))
+            .expect("shares");
+        assert_eq!(bps(&a), [5000, 1667, 3333]);
+        assert!(
+            !a.shares
+                .iter()
+                .any(|s| s.contributor == Address::repeat_byte(3))
+        );
+        let list: Vec<Contribution> = (1..=4).map(|b| contribution(b, 1)).collect();
+        assert!(a.validate(&list).is_ok());
+        // Scores given out of order are sorted by address.
+        let b = Attribution::datainf(influence(&[(4, 2.0), (1, 3.0), (3, -2.0), (2, 1.0)]))
+            .expect("shares");
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn influence_with_no_positive_score_is_an_error() {
+        let err = Attribution::datainf(influence(&[(1, -1.0), (2, 0.0)])).expect_err("none");
+        assert!(err.to_string().contains("row-share"), "{err}");
+        assert!(Attribution::datainf(influence(&[(1, f64::NAN)])).is_err());
+    }
+
+    #[test]
+    fn validate_refuses_influence_that_does_not_match() {
+        let list: Vec<Contribution> = (1..=3).map(|b| contribution(b, 1)).collect();
+        let good =
+            Attribution::datainf(influence(&[(1, 2.0), (2, 1.0), (3, -1.0)])).expect("shares");
+        assert!(good.validate(&list).is_ok());
+
+        // Shares that are not the scores' shares.
+        let mut skewed = good.clone();
+        skewed.shares[0].bps -= 1;
+        skewed.shares[1].bps += 1;
+        let err = skewed.validate(&list).expect_err("skewed");
+        assert!(err.to_string().contains("influence scores"), "{err}");
+
+        // A contributor with trained rows but no score, and one scored without rows.
+        let mut missing = good.clone();
+        if let Some(i) = missing.influence.as_mut() {
+            i.scores.pop();
+        }
+        let err = missing.validate(&list).expect_err("missing");
+        assert!(err.to_string().contains("no score"), "{err}");
+        let mut held_out = list.clone();
+        held_out[2].rows_used = 0;
+        let err = good.validate(&held_out).expect_err("extra");
+        assert!(err.to_string().contains("no rows"), "{err}");
+
+        // The method and its evidence must go together.
+        let mut bare = good.clone();
+        bare.influence = None;
+        assert!(bare.validate(&list).is_err());
+        let mut row = Attribution::row_share(&list).expect("rows");
+        row.influence = good.influence.clone();
+        assert!(row.validate(&list).is_err());
+
+        // Accuracy outside its range.
+        let mut wild = good;
+        if let Some(i) = wild.influence.as_mut() {
+            i.accuracy = Some(InfluenceAccuracy {
+                lds: 1.5,
+                subsets: 20,
+                loco_sign_agreement: 1.0,
+            });
+        }
+        assert!(wild.validate(&list).is_err());
     }
 }

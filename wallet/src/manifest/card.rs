@@ -62,16 +62,50 @@ fn write_body(out: &mut String, m: &Manifest, hash: &str) -> std::fmt::Result {
 
     writeln!(out, "## Contributors and shares")?;
     writeln!(out)?;
-    writeln!(
-        out,
-        "Method: `{}`. Each contributor's share is their part of the training rows, in basis \
-         points (10 000 in all), rounded by the largest-remainder method. It measures how much \
-         of the data each person wrote, not how much each row changed the model.",
-        m.attribution.method.as_str()
-    )?;
+    let influence = m.attribution.influence.as_ref();
+    match influence {
+        None => writeln!(
+            out,
+            "Method: `{}`. Each contributor's share is their part of the training rows, in \
+             basis points (10 000 in all), rounded by the largest-remainder method. It measures \
+             how much of the data each person wrote, not how much each row changed the model.",
+            m.attribution.method.as_str()
+        )?,
+        Some(i) => {
+            writeln!(
+                out,
+                "Method: `{}`. Each contributor's share is their part of the measured influence \
+                 of their rows on the evaluation loss ({} training rows against {} held-out \
+                 rows, DataInf over the LoRA gradients), in basis points (10 000 in all), \
+                 rounded by the largest-remainder method. Contributors whose rows raised the \
+                 loss are marked harmful and get no share.",
+                m.attribution.method.as_str(),
+                i.train_rows,
+                i.eval_rows
+            )?;
+            if let Some(a) = &i.accuracy {
+                writeln!(out)?;
+                writeln!(
+                    out,
+                    "Measured accuracy on this run: LDS {:.3} over {} adapters retrained on \
+                     random halves (1 would rank their losses perfectly, 0 no better than \
+                     chance); the credit of {:.0} % of contributors has the sign of what \
+                     leaving them out costs.",
+                    a.lds,
+                    a.subsets,
+                    100.0 * a.loco_sign_agreement
+                )?;
+            }
+        }
+    }
     writeln!(out)?;
-    writeln!(out, "| Contributor | Rows | Share |")?;
-    writeln!(out, "|---|---:|---:|")?;
+    if influence.is_some() {
+        writeln!(out, "| Contributor | Rows | Influence | Share |")?;
+        writeln!(out, "|---|---:|---:|---:|")?;
+    } else {
+        writeln!(out, "| Contributor | Rows | Share |")?;
+        writeln!(out, "|---|---:|---:|")?;
+    }
     let mut rows: BTreeMap<Address, u64> = BTreeMap::new();
     for c in &m.contributions {
         *rows.entry(c.contributor).or_default() += c.rows_used;
@@ -83,20 +117,28 @@ fn write_body(out: &mut String, m: &Manifest, hash: &str) -> std::fmt::Result {
             .iter()
             .find(|s| s.contributor == *address)
             .map_or(0, |s| s.bps);
-        let share = if bps == 0 {
-            "below one basis point".to_string()
-        } else {
-            format!("{}.{:02} %", bps / 100, bps % 100)
+        let score = influence
+            .and_then(|i| i.scores.iter().find(|s| s.contributor == *address))
+            .map(|s| s.score);
+        let share = match score {
+            Some(s) if s < 0.0 => "none (harmful)".to_string(),
+            _ if bps == 0 => "below one basis point".to_string(),
+            _ => format!("{}.{:02} %", bps / 100, bps % 100),
         };
-        writeln!(out, "| `{address}` | {used} | {share} |")?;
+        match (influence, score) {
+            (Some(_), Some(s)) => writeln!(out, "| `{address}` | {used} | {s:.4e} | {share} |")?,
+            (Some(_), None) => writeln!(out, "| `{address}` | {used} | - | {share} |")?,
+            (None, _) => writeln!(out, "| `{address}` | {used} | {share} |")?,
+        }
     }
     let shared: u32 = m.attribution.shares.iter().map(|s| u32::from(s.bps)).sum();
     writeln!(
         out,
-        "| **{} contributor{}** | {} | {}.{:02} % |",
+        "| **{} contributor{}** | {} |{} {}.{:02} % |",
         rows.len(),
         plural(rows.len()),
         rows.values().sum::<u64>(),
+        if influence.is_some() { " |" } else { "" },
         shared / 100,
         shared % 100
     )?;

@@ -1,8 +1,9 @@
 //! The lineage manifest: what an adapter was trained from and by whom, who gets credited, and
 //! the publisher's signature over all of it.
 //!
-//! A manifest is a JSON document, `"schema": "modelfactory/lineage-manifest"`, `"version": 1`
-//! (the JSON Schema is `wallet/schema/lineage-manifest-v1.schema.json`). Its **hash** is
+//! A manifest is a JSON document, `"schema": "modelfactory/lineage-manifest"`, `"version": 2`
+//! (the JSON Schema is `wallet/schema/lineage-manifest-v2.schema.json`; version 2 adds
+//! `datainf` attribution to version 1, which is still read). Its **hash** is
 //! keccak256 of its RFC 8785 canonical bytes with the `signature` member left out; that is the
 //! `manifestHash` the registry contract records. The publisher signs the hash as EIP-712 typed
 //! data ([`LineageManifest`] in [`signing_domain`]), so a wallet shows what is being signed.
@@ -22,15 +23,19 @@ use alloy_sol_types::{Eip712Domain, eip712_domain};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use attribution::{Attribution, AttributionMethod, Share, TOTAL_BPS};
+pub use attribution::{
+    Attribution, AttributionMethod, Influence, InfluenceAccuracy, InfluenceScore, Share, TOTAL_BPS,
+};
 
 use crate::jcs::{self, CanonicalError};
 use crate::signing::{self, SigningError};
 
 /// The `schema` member of every lineage manifest.
 pub const SCHEMA: &str = "modelfactory/lineage-manifest";
-/// The version this build writes; [`read`] reads it and refuses others by name.
-pub const VERSION: u32 = 1;
+/// The version this build writes; [`read`] reads it and [`READS`], and refuses others by name.
+pub const VERSION: u32 = 2;
+/// Every version this build reads. Version 1 knows only `row-share` attribution.
+pub const READS: [u32; 2] = [1, 2];
 /// The largest integer a JSON number (an IEEE 754 double) holds exactly, 2^53 - 1.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
@@ -58,8 +63,8 @@ pub enum ManifestError {
     #[error("not a lineage manifest: `schema` is {found}, expected \"{SCHEMA}\"")]
     NotAManifest { found: String },
     #[error(
-        "lineage manifest version {found} is not supported: this build reads version {VERSION}; \
-         a newer ModelFactory may read it"
+        "lineage manifest version {found} is not supported: this build reads versions 1 and \
+         {VERSION}; a newer ModelFactory may read it"
     )]
     UnknownVersion { found: String },
     #[error("invalid lineage manifest: {field}: {reason}")]
@@ -83,13 +88,13 @@ pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Ma
 
 type Result<T, E = ManifestError> = std::result::Result<T, E>;
 
-/// A lineage manifest, version 1.
+/// A lineage manifest, version 1 or 2.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Always [`SCHEMA`].
     pub schema: String,
-    /// Always [`VERSION`] for this type.
+    /// [`VERSION`] when written by this build; any of [`READS`] when read.
     pub version: u32,
     /// The adapter's name (its repository name when published to a hub).
     pub name: String,
@@ -221,7 +226,7 @@ pub fn read(text: &str) -> Result<Manifest> {
         None => return Err(invalid("schema", "missing")),
     }
     match object.get("version") {
-        Some(v) if v.as_u64() == Some(u64::from(VERSION)) => {
+        Some(v) if READS.iter().any(|&r| v.as_u64() == Some(u64::from(r))) => {
             Ok(serde_json::from_value::<Manifest>(value)?)
         }
         Some(other) => Err(ManifestError::UnknownVersion {
@@ -299,10 +304,19 @@ impl Manifest {
                 found: format!("{:?}", self.schema),
             });
         }
-        if self.version != VERSION {
+        if !READS.contains(&self.version) {
             return Err(ManifestError::UnknownVersion {
                 found: self.version.to_string(),
             });
+        }
+        if self.version == 1 && self.attribution.method != AttributionMethod::RowShare {
+            return Err(invalid(
+                "attribution.method",
+                format!(
+                    "{} needs manifest version 2 (version 1 knows only row-share)",
+                    self.attribution.method.as_str()
+                ),
+            ));
         }
         required("name", &self.name)?;
         required("license", &self.license)?;

@@ -1,5 +1,7 @@
 import type {
+  AccuracyRequest,
   AddModelResult,
+  AttributionRequest,
   Conversation,
   ConversationSummary,
   ConversationUpdate,
@@ -41,6 +43,7 @@ import type {
   PublishPreview,
   PublishRequest,
   RewardBalance,
+  RunAttribution,
   VerifyReport,
   VerifyRequest,
   WalletAccount,
@@ -149,6 +152,21 @@ export interface ApiClient {
   getChainSettings(): Promise<ChainSettings>;
   /** Saves the chain settings after checking a remote chain's id and contracts; nothing is saved otherwise. */
   putChainSettings(settings: ChainSettings): Promise<ChainSettings>;
+  /** A run's last attribution report and accuracy measurement, each null until computed. */
+  runAttribution(runId: string): Promise<RunAttribution>;
+  /**
+   * Scores every training row of a run by its influence on the evaluation rows, as a background
+   * job (`kind: "attribution"`; its events say `gradients done/total`). Cancelling it keeps the
+   * previous report.
+   */
+  startAttribution(runId: string, request: AttributionRequest): Promise<JobInfo>;
+  /**
+   * Measures how far each attribution method can be trusted by retraining the adapter on
+   * `request.subsets` random halves of the rows and without each contributor, as a background
+   * job (`kind: "attribution-accuracy"`; its events say `trainings done/total`). Slow: minutes on
+   * a tiny model, much longer on the default one.
+   */
+  startAttributionAccuracy(runId: string, request: AccuracyRequest): Promise<JobInfo>;
   /** What publishing `request.run_id` would sign, send and cost. Nothing is signed. */
   publishPreview(request: PublishRequest & { run_id: string }): Promise<PublishPreview>;
   /**

@@ -8,7 +8,7 @@ import type {
   DatanetListing, DatanetCard, LocalDatanet, RowPage, RowQuery, LabelUpdate, DatanetStats, DuplicateScan,
   NewDataset, DatasetSummary, DatasetPage,
   WalletAccount, ChainSettings, ChainStatus, PublishRequest, PublishPreview, Publication, VerifyRequest,
-  VerifyReport, Payment, RewardBalance, WithdrawResult,
+  VerifyReport, Payment, RewardBalance, WithdrawResult, RunAttribution, AttributionRequest, AccuracyRequest,
 } from './types';
 
 export const models: ModelSummary[] = [
@@ -1886,14 +1886,16 @@ export const publishRequests: PublishRequest[] = [
     "publisher": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
     "repo": null,
     "license": null,
-    "hub": null
+    "hub": null,
+    "attribution": null
   },
   {
     "run_id": "",
     "publisher": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
     "repo": "me/modelfactory-help",
     "license": "Apache-2.0",
-    "hub": "https://huggingface.co"
+    "hub": "https://huggingface.co",
+    "attribution": "datainf"
   }
 ];
 
@@ -1930,6 +1932,7 @@ export const publishPreviews: PublishPreview[] = [
     "chain_id": 31337,
     "chain_url": "http://127.0.0.1:8545",
     "registry": "0x1cd2E5ecbF5C1aB7E6EAb4B3b7e0b8C0cCf6B7a1",
+    "attribution_method": "datainf",
     "shares": [
       [
         "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
@@ -1939,6 +1942,9 @@ export const publishPreviews: PublishPreview[] = [
         "0x1cd2E5ecbF5C1aB7E6EAb4B3b7e0b8C0cCf6B7a1",
         2500
       ]
+    ],
+    "harmful": [
+      "0x90f79bf6eb2c4f870365e785982e1f101e93b906"
     ],
     "uncredited_rows": 3,
     "gas_estimate": 210000,
@@ -1976,12 +1982,157 @@ export const publishPreviews: PublishPreview[] = [
     "chain_id": 84532,
     "chain_url": "https://rpc.example",
     "registry": "0x1cd2E5ecbF5C1aB7E6EAb4B3b7e0b8C0cCf6B7a1",
+    "attribution_method": "row-share",
     "shares": [],
+    "harmful": [],
     "uncredited_rows": 0,
     "gas_estimate": null,
     "max_cost_wei": null,
     "gas_problem": "the account holds 0 ETH",
     "publication": null
+  }
+];
+
+export const runAttributions: RunAttribution[] = [
+  {
+    "run_id": "5eed",
+    "report": {
+      "run_id": "5eed",
+      "method": "datainf",
+      "lambda": [
+        0.0125,
+        0.0098
+      ],
+      "train_rows": 3,
+      "eval_rows": 2,
+      "backend": "cpu",
+      "contributors": [
+        {
+          "contributor": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+          "score": 1.5,
+          "bps": 7500,
+          "harmful": false,
+          "rows": 1
+        },
+        {
+          "contributor": "file:notes.jsonl",
+          "score": 0.5,
+          "bps": 2500,
+          "harmful": false,
+          "rows": 1
+        },
+        {
+          "contributor": "0x90f79bf6eb2c4f870365e785982e1f101e93b906",
+          "score": -0.25,
+          "bps": 0,
+          "harmful": true,
+          "rows": 1
+        }
+      ],
+      "rows": [
+        {
+          "contribution_id": "abababababababababababababababababababababababababababababababab",
+          "contributor": "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+          "score": 1.5,
+          "preview": "user: What is the dose? assistant: 5 mg."
+        },
+        {
+          "contribution_id": "notes.jsonl:1",
+          "contributor": "file:notes.jsonl",
+          "score": 0.5,
+          "preview": "user: Hi assistant: Hello."
+        },
+        {
+          "contribution_id": "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd",
+          "contributor": "0x90f79bf6eb2c4f870365e785982e1f101e93b906",
+          "score": -0.25,
+          "preview": "user: What is the dose? assistant: 50 mg."
+        }
+      ],
+      "computed_at": "2026-01-01T00:10:00.000Z"
+    },
+    "accuracy": {
+      "methods": [
+        {
+          "method": "datainf",
+          "lds": 0.377,
+          "loco_spearman": 1.0,
+          "loco_sign_agreement": 1.0,
+          "scores": [
+            1.5,
+            0.5,
+            -0.25
+          ]
+        },
+        {
+          "method": "tracin",
+          "lds": 0.285,
+          "loco_spearman": 0.5,
+          "loco_sign_agreement": 0.667,
+          "scores": [
+            1.5,
+            0.5,
+            -0.25
+          ]
+        },
+        {
+          "method": "similarity",
+          "lds": -0.056,
+          "loco_spearman": null,
+          "loco_sign_agreement": 0.333,
+          "scores": [
+            1.5,
+            0.5,
+            -0.25
+          ]
+        }
+      ],
+      "full_eval_loss": 1.25,
+      "subset_eval_losses": [
+        1.3,
+        1.4
+      ],
+      "loco": [
+        [
+          "0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82",
+          1.98
+        ],
+        [
+          "0x90f79bf6eb2c4f870365e785982e1f101e93b906",
+          -0.65
+        ]
+      ],
+      "subsets": 20,
+      "steps": 60,
+      "seed": 42
+    }
+  },
+  {
+    "run_id": "5eed",
+    "report": null,
+    "accuracy": null
+  }
+];
+
+export const attributionRequests: AttributionRequest[] = [
+  {
+    "backend": null
+  },
+  {
+    "backend": "cpu"
+  }
+];
+
+export const accuracyRequests: AccuracyRequest[] = [
+  {
+    "backend": null,
+    "subsets": 20,
+    "steps": null
+  },
+  {
+    "backend": "wgpu",
+    "subsets": 24,
+    "steps": 60
   }
 ];
 

@@ -73,7 +73,7 @@ describe('HttpSseTransport requests', () => {
   it('presents the token on the signing routes and calls the wallet, chain, publish and verify paths', async () => {
     const fetch = vi.fn(async () => jsonResponse(200, {}));
     const api = new HttpSseTransport({ token: 'signing-token', fetch });
-    const request = { run_id: 'run/1', publisher: '0xabc', repo: 'me/adapter', license: null };
+    const request = { run_id: 'run/1', publisher: '0xabc', repo: 'me/adapter', license: null, attribution: 'row-share' as const };
     await api.walletAccounts();
     await api.createAccount({ name: 'me', passphrase: 'pass phrase' });
     await api.importAccount({ mnemonic: 'a b c', index: 2, passphrase: 'pp' });
@@ -310,6 +310,28 @@ describe('HttpSseTransport runs', () => {
     ]);
     expect(JSON.parse(String(calls[1]![1].body))).toEqual(run);
     expect(JSON.parse(String(calls[6]![1].body))).toEqual({ model_id: 'm', dataset: '/d.jsonl', max_length: 128, count: 3 });
+  });
+});
+
+describe('HttpSseTransport attribution', () => {
+  it('reads a run’s attribution and starts its jobs with JSON bodies', async () => {
+    const fetch = vi.fn(async (_url: RequestInfo | URL, init?: RequestInit) =>
+      jsonResponse(200, init?.method === 'GET' ? { run_id: 'r/1', report: null, accuracy: null } : { id: 'job-1', kind: 'attribution' }),
+    );
+    const api = new HttpSseTransport({ token: 't', fetch });
+    await expect(api.runAttribution('r/1')).resolves.toEqual({ run_id: 'r/1', report: null, accuracy: null });
+    await api.startAttribution('r/1', { backend: 'cpu' });
+    await api.startAttributionAccuracy('r1', { subsets: 20, steps: null });
+    const calls = (fetch.mock.calls as unknown as [string, RequestInit][]).map(([url, init]) => [
+      init.method,
+      url,
+      init.body === undefined ? undefined : JSON.parse(String(init.body)),
+    ]);
+    expect(calls).toEqual([
+      ['GET', '/api/runs/r%2F1/attribution', undefined],
+      ['POST', '/api/runs/r%2F1/attribution', { backend: 'cpu' }],
+      ['POST', '/api/runs/r1/attribution/accuracy', { subsets: 20, steps: null }],
+    ]);
   });
 });
 

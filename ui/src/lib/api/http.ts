@@ -2,7 +2,9 @@ import type { ApiClient, SubscribeOptions, Unsubscribe } from './client';
 import { ApiException, isApiErrorShape } from './errors';
 import { SseParser } from './sse';
 import type {
+  AccuracyRequest,
   AddModelResult,
+  AttributionRequest,
   Conversation,
   ConversationSummary,
   ConversationUpdate,
@@ -44,6 +46,7 @@ import type {
   PublishPreview,
   PublishRequest,
   RewardBalance,
+  RunAttribution,
   VerifyReport,
   VerifyRequest,
   WalletAccount,
@@ -310,6 +313,15 @@ export class HttpSseTransport implements ApiClient {
   }
   putChainSettings(settings: ChainSettings): Promise<ChainSettings> {
     return this.#request('PUT', '/api/chain/settings', settings);
+  }
+  runAttribution(runId: string): Promise<RunAttribution> {
+    return this.#request('GET', `/api/runs/${encodeURIComponent(runId)}/attribution`);
+  }
+  startAttribution(runId: string, request: AttributionRequest): Promise<JobInfo> {
+    return this.#request('POST', `/api/runs/${encodeURIComponent(runId)}/attribution`, request);
+  }
+  startAttributionAccuracy(runId: string, request: AccuracyRequest): Promise<JobInfo> {
+    return this.#request('POST', `/api/runs/${encodeURIComponent(runId)}/attribution/accuracy`, request);
   }
   publishPreview(request: PublishRequest & { run_id: string }): Promise<PublishPreview> {
     return this.#request('POST', `/api/runs/${encodeURIComponent(request.run_id)}/publish/preview`, request);

@@ -121,6 +121,19 @@ describe('TauriTransport', () => {
     ]);
   });
 
+  it('invokes the attribution commands with the run id as `id`', async () => {
+    const invoke = vi.fn(async () => null);
+    const api = new TauriTransport(invoke as unknown as InvokeFn, vi.fn() as unknown as ListenFn);
+    await api.runAttribution('r');
+    await api.startAttribution('r', { backend: null });
+    await api.startAttributionAccuracy('r', { backend: 'wgpu', subsets: 24, steps: 60 });
+    expect(invoke.mock.calls).toEqual([
+      ['run_attribution', { id: 'r' }],
+      ['start_attribution', { id: 'r', request: { backend: null } }],
+      ['start_attribution_accuracy', { id: 'r', request: { backend: 'wgpu', subsets: 24, steps: 60 } }],
+    ]);
+  });
+
   it('streams chat-token events of its own conversation while send_message runs', async () => {
     let handler: ((e: { payload: ChatToken }) => void) | null = null;
     const unlisten = vi.fn();

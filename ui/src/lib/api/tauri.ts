@@ -3,7 +3,9 @@ import { listen as tauriListen } from '@tauri-apps/api/event';
 import type { ApiClient, SubscribeOptions, Unsubscribe } from './client';
 import { toApiException } from './errors';
 import type {
+  AccuracyRequest,
   AddModelResult,
+  AttributionRequest,
   ChatToken,
   Conversation,
   ConversationSummary,
@@ -46,6 +48,7 @@ import type {
   PublishPreview,
   PublishRequest,
   RewardBalance,
+  RunAttribution,
   VerifyReport,
   VerifyRequest,
   WalletAccount,
@@ -223,6 +226,15 @@ export class TauriTransport implements ApiClient {
   }
   putChainSettings(settings: ChainSettings): Promise<ChainSettings> {
     return this.#call('put_chain_settings', { settings });
+  }
+  runAttribution(runId: string): Promise<RunAttribution> {
+    return this.#call('run_attribution', { id: runId });
+  }
+  startAttribution(runId: string, request: AttributionRequest): Promise<JobInfo> {
+    return this.#call('start_attribution', { id: runId, request });
+  }
+  startAttributionAccuracy(runId: string, request: AccuracyRequest): Promise<JobInfo> {
+    return this.#call('start_attribution_accuracy', { id: runId, request });
   }
   publishPreview(request: PublishRequest & { run_id: string }): Promise<PublishPreview> {
     return this.#call('publish_preview', { request });

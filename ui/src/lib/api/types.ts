@@ -425,6 +425,11 @@ export function canChatWith(run: Pick<RunSummary, 'state' | 'adapter'>): boolean
   return run.adapter !== null && (run.state === 'finished' || run.state === 'cancelled');
 }
 
+/** Runs whose adapter attribution can score: finished, or cancelled with an adapter. */
+export function canAttribute(run: Pick<RunSummary, 'state' | 'adapter'>): boolean {
+  return run.adapter !== null && (run.state === 'finished' || run.state === 'cancelled');
+}
+
 /** trainer's `TrainConfig::default()`. */
 export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   method: 'qlora',
@@ -646,6 +651,101 @@ export function isMessages(content: Content): content is { messages: Message[] }
   return 'messages' in content;
 }
 
+// Attribution: which training rows and contributors shaped an adapter (docs/attribution.md)
+
+/**
+ * How a publication shares its rewards: `datainf` by the run's attribution report (measured
+ * influence on the evaluation loss), `row-share` by the rows each contributor wrote.
+ */
+export type AttributionMethod = 'row-share' | 'datainf';
+
+/** `POST /api/runs/{id}/attribution`. */
+export type AttributionRequest = {
+  /** null: the run's backend, else the one in Settings */
+  backend?: BackendName | null;
+};
+
+/** `POST /api/runs/{id}/attribution/accuracy`. */
+export type AccuracyRequest = {
+  backend?: BackendName | null;
+  /** random halves of the rows to retrain on (20 by default) */
+  subsets: number;
+  /** rows each retraining steps through; null: the run's rows × epochs, at least 20 */
+  steps?: number | null;
+};
+
+/** What one contributor's rows did to the evaluation loss, summed. */
+export type ContributorScore = {
+  /** a 0x address, or `file:<name>` for rows of a local file without contributors */
+  contributor: string;
+  /** the sum of its rows' DataInf scores: how much they lowered the evaluation loss */
+  score: number;
+  /** its share of 10 000 basis points; 0 when harmful */
+  bps: number;
+  /** its rows raised the evaluation loss on the whole */
+  harmful: boolean;
+  rows: number;
+};
+
+/** One training row's influence. */
+export type RowScore = {
+  contribution_id: string;
+  contributor: string;
+  /** negative: the row raised the evaluation loss */
+  score: number;
+  /** the start of the conversation, "user: … assistant: …" */
+  preview: string;
+};
+
+/** A run's attribution: every training row scored by its influence on the evaluation rows. */
+export type AttributionReport = {
+  run_id: string;
+  /** "datainf" */
+  method: string;
+  /** the damping of each layer, mean ‖g‖² / 10 over the training rows */
+  lambda: number[];
+  train_rows: number;
+  eval_rows: number;
+  backend: BackendName;
+  /** most helpful first */
+  contributors: ContributorScore[];
+  /** every training row, as trained */
+  rows: RowScore[];
+  computed_at: string;
+};
+
+/** How well one method's scores predicted what retraining measured. */
+export type MethodAccuracy = {
+  /** "datainf", "tracin" or "similarity" */
+  method: string;
+  /** linear datamodeling score: Spearman correlation over the random halves, in [-1, 1]; 0 is chance */
+  lds: number;
+  /** Spearman correlation with the leave-one-contributor-out losses; null with fewer than three contributors */
+  loco_spearman: number | null;
+  /** share of contributors whose credit has the sign of what leaving them out costs, 0..1 */
+  loco_sign_agreement: number;
+  /** the method's score of each training row, at the full run's adapter */
+  scores: number[];
+};
+
+/** What retraining the adapter measured about the attribution methods. */
+export type AccuracyReport = {
+  methods: MethodAccuracy[];
+  /** the evaluation loss trained on every row */
+  full_eval_loss: number;
+  /** the evaluation loss reached by each random half */
+  subset_eval_losses: number[];
+  /** [contributor, evaluation loss without its rows minus the full run's] */
+  loco: [string, number][];
+  subsets: number;
+  /** optimiser steps of every retraining (one row a step) */
+  steps: number;
+  seed: number;
+};
+
+/** `GET /api/runs/{id}/attribution`: the last report and accuracy measurement, each null until computed. */
+export type RunAttribution = { run_id: string; report: AttributionReport | null; accuracy: AccuracyReport | null };
+
 // Wallet, chain, publishing, verifying and rewards
 
 /** An account in the workspace's keystore; never its key. */
@@ -705,6 +805,8 @@ export type PublishRequest = {
   license?: string | null;
   /** the hub's address; MODELFACTORY_PUBLISH_HUB, else the workspace hub, when absent */
   hub?: string | null;
+  /** how rewards are shared; when absent, by influence when the run's attribution credits someone, else by rows */
+  attribution?: AttributionMethod | null;
 };
 
 export type PublishFile = { path: string; bytes: number; sha256: string };
@@ -747,8 +849,12 @@ export type PublishPreview = {
   chain_id: number;
   chain_url: string;
   registry: string;
+  /** how the shares were computed */
+  attribution_method: AttributionMethod;
   /** [contributor address, share in basis points (of 10 000)] */
   shares: [string, number][];
+  /** checksummed addresses of contributors whose rows raised the evaluation loss (`datainf` only): no share */
+  harmful: string[];
   /** rows from local files rather than a Datanet: trained on, credited to nobody */
   uncredited_rows: number;
   gas_estimate: number | null;

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { BaseEventManager, type Events } from '../events';
 import { FakeTransport, flush, jobEvent, publication, runSummary, walletAccount } from '../testing/fake-transport';
 import { JobsManager } from './jobs.svelte';
-import { PublishManager, formatBps, formatWei, publishCommand } from './publish.svelte';
+import { PublishManager, attributionMethodText, formatBps, formatWei, publishCommand } from './publish.svelte';
 
 const ADAPTER = '/ws/runs/run-1/adapter';
 
@@ -44,6 +44,14 @@ describe('publish formatting', () => {
       'modelfactory publish run-1 --address 0xabc --repo me/help --license Apache-2.0',
     );
     expect(publishCommand({ run_id: 'run-1', publisher: '0xabc' }, true)).toBe('modelfactory publish run-1 --address 0xabc --dry-run');
+    expect(publishCommand({ run_id: 'run-1', publisher: '0xabc', attribution: 'row-share' }, true)).toBe(
+      'modelfactory publish run-1 --address 0xabc --attribution row-share --dry-run',
+    );
+  });
+
+  it('says how the shares were computed', () => {
+    expect(attributionMethodText('datainf')).toBe('by measured influence (DataInf)');
+    expect(attributionMethodText('row-share')).toBe('by rows written');
   });
 });
 
@@ -74,6 +82,22 @@ describe('PublishManager', () => {
     expect(publish.publishProblem).toMatch(/out of date/);
     await publish.runPreview();
     expect(publish.previewStale).toBe(false);
+  });
+
+  it('asks for the chosen way of sharing, and leaves it out when the studio is to decide', async () => {
+    const { api, publish } = await setup();
+    expect(publish.request).not.toHaveProperty('attribution');
+    publish.setAttribution('row-share');
+    await publish.runPreview();
+    expect(api.callsOf('publishPreview')).toEqual([[{ run_id: 'run-1', publisher: walletAccount(1).address, repo: null, license: null, attribution: 'row-share' }]]);
+    expect(publish.preview?.attribution_method).toBe('row-share');
+    publish.setAttribution('datainf');
+    expect(publish.previewStale).toBe(true);
+    publish.setAttribution(null);
+    expect(publish.request).not.toHaveProperty('attribution');
+    publish.setAttribution('datainf');
+    publish.reset();
+    expect(publish.attribution).toBeNull();
   });
 
   it('refuses to sign without a fresh preview or a passphrase, and keeps a wrong passphrase’s refusal', async () => {

@@ -3,6 +3,7 @@ import { ApiException, toApiException } from '../api/errors';
 import {
   canPublish,
   isActiveState,
+  type AttributionMethod,
   type JobInfo,
   type JobState,
   type Publication,
@@ -32,6 +33,11 @@ export function formatWei(wei: string | null | undefined, digits = 6): string {
   return `${whole}${frac ? `.${frac}` : ''} ETH`;
 }
 
+/** How a preview's shares were computed, in words. */
+export function attributionMethodText(method: AttributionMethod): string {
+  return method === 'datainf' ? 'by measured influence (DataInf)' : 'by rows written';
+}
+
 /** Basis points (of 10 000) as a percentage: 2500 → "25%", 3333 → "33.33%". */
 export function formatBps(bps: number): string {
   return `${Number((bps / 100).toFixed(2))}%`;
@@ -43,6 +49,7 @@ export function publishCommand(request: PublishRequest & { run_id: string }, dry
   if (request.repo) parts.push('--repo', request.repo);
   if (request.license) parts.push('--license', request.license);
   if (request.hub) parts.push('--hub', request.hub);
+  if (request.attribution) parts.push('--attribution', request.attribution);
   if (dryRun) parts.push('--dry-run');
   return parts.map((p) => (/^[\w./:@=-]+$/.test(p) ? p : `'${p.replace(/'/g, `'\\''`)}'`)).join(' ');
 }
@@ -57,6 +64,8 @@ export class PublishManager {
   #publisher = $state<string | null>(null);
   #repo = $state('');
   #license = $state('');
+  /** How the rewards are shared; null leaves it to the studio (influence when the run's attribution credits someone). */
+  #attribution = $state<AttributionMethod | null>(null);
 
   #preview = $state<PublishPreview | null>(null);
   /** What the preview was made for; another key means it is stale. */
@@ -96,6 +105,9 @@ export class PublishManager {
   get license(): string {
     return this.#license;
   }
+  get attribution(): AttributionMethod | null {
+    return this.#attribution;
+  }
   /** The request the form makes now; null until a run and an account are chosen. */
   get request(): (PublishRequest & { run_id: string }) | null {
     if (!this.#runId || !this.#publisher) return null;
@@ -104,12 +116,14 @@ export class PublishManager {
       publisher: this.#publisher,
       repo: this.#repo.trim() || null,
       license: this.#license.trim() || null,
+      // absent: the studio's default
+      ...(this.#attribution ? { attribution: this.#attribution } : {}),
     };
   }
   get preview(): PublishPreview | null {
     return this.#preview;
   }
-  /** The preview was made for another run, account, repository or licence than the form's now. */
+  /** The preview was made for another run, account, repository, licence or way of sharing than the form's now. */
   get previewStale(): boolean {
     return this.#preview !== null && this.#previewKey !== this.#key();
   }
@@ -185,6 +199,7 @@ export class PublishManager {
     this.#publisher = null;
     this.#repo = '';
     this.#license = '';
+    this.#attribution = null;
   }
 
   #need(): ApiClient {
@@ -232,6 +247,10 @@ export class PublishManager {
   }
   setLicense(license: string): void {
     this.#license = license;
+  }
+  /** How the rewards are shared; null: as the studio decides. */
+  setAttribution(method: AttributionMethod | null): void {
+    this.#attribution = method;
   }
 
   /** Loads the chosen run's latest publication, and follows its job while it runs. */

@@ -3,7 +3,11 @@ import { ApiException } from '../api/errors';
 import { contentLength, contentText } from '../rows';
 import {
   DEFAULT_SAMPLING,
+  type AccuracyReport,
+  type AccuracyRequest,
   type AddModelResult,
+  type AttributionReport,
+  type AttributionRequest,
   type Content,
   type CuratedRow,
   type DatanetCard,
@@ -47,6 +51,7 @@ import {
   type Publication,
   type PublishPreview,
   type PublishRequest,
+  type RunAttribution,
   type VerifyReport,
   type VerifyRequest,
   type WalletAccount,
@@ -399,15 +404,72 @@ export function publishPreview(overrides: Partial<PublishPreview> = {}): Publish
     chain_id: 31337,
     chain_url: 'http://127.0.0.1:8545',
     registry: address(0xa1),
+    attribution_method: 'datainf',
     shares: [
       [address(0), 7500],
       [address(1), 2500],
     ],
+    harmful: [],
     uncredited_rows: 3,
     gas_estimate: 210_000,
     max_cost_wei: '420000000000000',
     gas_problem: null,
     publication: null,
+    ...overrides,
+  };
+}
+
+/** Contributors of the attribution examples (studio/tests/api_contract.rs). */
+export const ALICE = '0x45c087ebfe09ba5bd55bd01a3bc19ffef7d6ce82';
+export const CAROL = '0x90f79bf6eb2c4f870365e785982e1f101e93b906';
+
+/**
+ * The contract's attribution report: ALICE's row lowered the evaluation loss most, a local
+ * file's row less, and CAROL's (a wrong dose) raised it.
+ */
+export function attributionReport(overrides: Partial<AttributionReport> = {}): AttributionReport {
+  return {
+    run_id: 'run-1',
+    method: 'datainf',
+    lambda: [0.0125, 0.0098],
+    train_rows: 3,
+    eval_rows: 2,
+    backend: 'cpu',
+    contributors: [
+      { contributor: ALICE, score: 1.5, bps: 7500, harmful: false, rows: 1 },
+      { contributor: 'file:notes.jsonl', score: 0.5, bps: 2500, harmful: false, rows: 1 },
+      { contributor: CAROL, score: -0.25, bps: 0, harmful: true, rows: 1 },
+    ],
+    rows: [
+      { contribution_id: 'ab'.repeat(32), contributor: ALICE, score: 1.5, preview: 'user: What is the dose? assistant: 5 mg.' },
+      { contribution_id: 'notes.jsonl:1', contributor: 'file:notes.jsonl', score: 0.5, preview: 'user: Hi assistant: Hello.' },
+      { contribution_id: 'cd'.repeat(32), contributor: CAROL, score: -0.25, preview: 'user: What is the dose? assistant: 50 mg.' },
+    ],
+    computed_at: '2026-01-01T00:10:00.000Z',
+    ...overrides,
+  };
+}
+
+/** The contract's accuracy measurement: DataInf, TracIn and representation similarity. */
+export function accuracyReport(overrides: Partial<AccuracyReport> = {}): AccuracyReport {
+  const method = (name: string, lds: number, loco_spearman: number | null, loco_sign_agreement: number) => ({
+    method: name,
+    lds,
+    loco_spearman,
+    loco_sign_agreement,
+    scores: [1.5, 0.5, -0.25],
+  });
+  return {
+    methods: [method('datainf', 0.377, 1.0, 1.0), method('tracin', 0.285, 0.5, 0.667), method('similarity', -0.056, null, 0.333)],
+    full_eval_loss: 1.25,
+    subset_eval_losses: [1.3, 1.4],
+    loco: [
+      [ALICE, 1.98],
+      [CAROL, -0.65],
+    ],
+    subsets: 20,
+    steps: 60,
+    seed: 42,
     ...overrides,
   };
 }
@@ -428,6 +490,9 @@ export function verifyReport(overrides: Partial<VerifyReport> = {}): VerifyRepor
 }
 
 type Call = { method: string; args: unknown[] };
+
+/** Numbers the attribution jobs of every fake, so that a job id is not reused in the jobs manager that outlives each test. */
+let attributionJobs = 0;
 
 /**
  * An in-memory ApiClient: returns what the test put in it, records every call, and lets the
@@ -490,6 +555,8 @@ export class FakeTransport implements ApiClient {
   previewTemplate: PublishPreview = publishPreview();
   /** Each run's latest publication. */
   publications: Record<string, Publication> = {};
+  /** Each run's attribution; a run without one has neither report nor accuracy. */
+  attributions: Record<string, RunAttribution> = {};
   /** What verify answers; a function gets the request. */
   verifyResult: VerifyReport | ((request: VerifyRequest) => VerifyReport) = verifyReport();
 
@@ -928,15 +995,48 @@ export class FakeTransport implements ApiClient {
       return this.chainSettings;
     });
   }
+  runAttribution(runId: string) {
+    return this.#record('runAttribution', [runId], (): RunAttribution => {
+      const run = this.#run(runId);
+      return this.attributions[run.id] ?? { run_id: run.id, report: null, accuracy: null };
+    });
+  }
+  startAttribution(runId: string, request: AttributionRequest) {
+    return this.#record('startAttribution', [runId, request], () => {
+      const run = this.#run(runId);
+      if (!run.adapter) throw new ApiException(`run ${run.name} has no adapter yet`, null, 400);
+      const started = job({ id: `job-attribution-${++attributionJobs}`, kind: 'attribution', title: `Attribution of ${run.name}`, state: 'queued', message: 'queued' });
+      this.jobs = [started, ...this.jobs];
+      return started;
+    });
+  }
+  startAttributionAccuracy(runId: string, request: AccuracyRequest) {
+    return this.#record('startAttributionAccuracy', [runId, request], () => {
+      const run = this.#run(runId);
+      const started = job({
+        id: `job-attribution-${++attributionJobs}`,
+        kind: 'attribution-accuracy',
+        title: `Attribution accuracy of ${run.name}`,
+        state: 'queued',
+        message: 'queued',
+      });
+      this.jobs = [started, ...this.jobs];
+      return started;
+    });
+  }
+  /** The template, for the run and the request; shares by rows name no harmful contributors. */
   publishPreview(request: PublishRequest & { run_id: string }) {
     return this.#record('publishPreview', [request], (): PublishPreview => {
       const run = this.#run(request.run_id);
+      const method = request.attribution ?? this.previewTemplate.attribution_method;
       return {
         ...this.previewTemplate,
         run_id: run.id,
         run_name: run.name,
         repo: request.repo ?? this.previewTemplate.repo,
         manifest: { ...this.previewTemplate.manifest, publisher: request.publisher },
+        attribution_method: method,
+        harmful: method === 'row-share' ? [] : this.previewTemplate.harmful,
         publication: this.publications[run.id] ?? null,
       };
     });

@@ -484,13 +484,16 @@ impl Studio {
         asked: Option<AttributionMethod>,
         contributions: &[Contribution],
     ) -> Result<Attribution> {
-        let report = match asked {
-            Some(AttributionMethod::RowShare) => None,
-            Some(AttributionMethod::DataInf) => Some(self.attribution(run_id)?),
-            None => self.run_attribution(run_id)?.report,
-        };
-        let Some(report) = report else {
+        if asked == Some(AttributionMethod::RowShare) {
             return Ok(Attribution::row_share(contributions)?);
+        }
+        // The report and its accuracy, read once.
+        let stored = self.run_attribution(run_id)?;
+        let report = match (stored.report, asked) {
+            (Some(report), _) => report,
+            (None, None) => return Ok(Attribution::row_share(contributions)?),
+            // Asked for by name: the error says how to compute it.
+            (None, Some(_)) => self.attribution(run_id)?,
         };
         let stale = |why: String| Error::InvalidInput {
             field: "attribution".into(),
@@ -523,7 +526,7 @@ impl Studio {
         {
             return Err(stale(format!("{missing} has no score")));
         }
-        let accuracy = self.run_attribution(run_id)?.accuracy.and_then(|a| {
+        let accuracy = stored.accuracy.and_then(|a| {
             let m = a.methods.iter().find(|m| m.method == report.method)?;
             (m.lds.is_finite() && m.loco_sign_agreement.is_finite()).then_some(InfluenceAccuracy {
                 lds: m.lds,

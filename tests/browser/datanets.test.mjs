@@ -8,11 +8,10 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { inspect } from "node:util";
 import { chromium } from "playwright-core";
 import {
-  OUT_DIR, REPO_ROOT, checkPrerequisites, log, registerDefaultModel, removeTempDirs,
-  startServe, stop, stopAll, tempDir,
+  OUT_DIR, REPO_ROOT, checkPrerequisites, log, registerDefaultModel, runTest,
+  startServe, stop, tempDir,
 } from "../lib/common.mjs";
 
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
@@ -425,32 +424,4 @@ async function getJson(url, status) {
   }
 }
 
-const started = performance.now();
-let code = 0;
-try {
-  await main();
-} catch (e) {
-  code = 1;
-  console.error(`\nFAIL: ${e.message}`);
-  if (e instanceof assert.AssertionError) {
-    if (!e.generatedMessage) console.error(`  actual:   ${inspect(e.actual, { depth: 4 })}\n  expected: ${inspect(e.expected, { depth: 4 })}`);
-  } else if (e.stack) {
-    console.error(e.stack.split("\n").slice(1, 6).join("\n"));
-  }
-  try {
-    const page = browser?.pages()[0];
-    if (page) await page.screenshot({ path: path.join(OUT_DIR, "datanets-failure.png"), fullPage: true });
-  } catch {
-    /* best effort */
-  }
-}
-try {
-  await browser?.close();
-} catch {
-  /* best effort */
-}
-await stopAll();
-removeTempDirs();
-const secs = ((performance.now() - started) / 1000).toFixed(1);
-console.log(code === 0 ? `\ndatanets browser test passed in ${secs}s` : `\ndatanets browser test FAILED after ${secs}s`);
-process.exit(code);
+await runTest("datanets browser test", main, { browser: () => browser, failureScreenshot: "datanets-failure.png" });

@@ -7,12 +7,11 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { inspect } from "node:util";
 import { chromium } from "playwright-core";
 import {
   CLI, DEFAULT_GGUF, DEFAULT_MODEL_NAME, OUT_DIR, REPO_ROOT, SCREENS,
-  checkPrerequisites, log, registerDefaultModel, removeTempDirs, runToExit,
-  startServe, stop, stopAll, tempDir,
+  checkPrerequisites, log, registerDefaultModel, runTest, runToExit,
+  startServe, stop, tempDir,
 } from "../lib/common.mjs";
 import { ggufFacts } from "../lib/gguf.mjs";
 
@@ -25,7 +24,6 @@ const TRAIN_TIMEOUT = 300_000;
 const QUESTION = "What is the capital of France?";
 
 let browser; // a persistent context
-const failures = [];
 
 async function main() {
   checkPrerequisites();
@@ -588,27 +586,4 @@ async function getJson(url, status, headers = {}) {
   }
 }
 
-const started = performance.now();
-let code = 0;
-try {
-  await main();
-} catch (e) {
-  code = 1;
-  failures.push(e);
-  console.error(`\nFAIL: ${e.message}`);
-  if (e instanceof assert.AssertionError) {
-    if (!e.generatedMessage) console.error(`  actual:   ${inspect(e.actual, { depth: 4 })}\n  expected: ${inspect(e.expected, { depth: 4 })}`);
-  } else if (e.stack) {
-    console.error(e.stack.split("\n").slice(1, 6).join("\n"));
-  }
-}
-try {
-  await browser?.close();
-} catch {
-  /* best effort */
-}
-await stopAll();
-removeTempDirs();
-const secs = ((performance.now() - started) / 1000).toFixed(1);
-console.log(code === 0 ? `\nbrowser test passed in ${secs}s` : `\nbrowser test FAILED after ${secs}s`);
-process.exit(code);
+await runTest("browser test", main, { browser: () => browser });

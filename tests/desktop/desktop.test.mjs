@@ -4,9 +4,8 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { inspect } from "node:util";
 import {
-  DEFAULT_GGUF, DESKTOP, OUT_DIR, SCREENS, checkPrerequisites, log, registerDefaultModel, requireFile,
+  DEFAULT_GGUF, DESKTOP, OUT_DIR, SCREENS, checkPrerequisites, log, registerDefaultModel, requireFile, runTest,
 } from "../lib/common.mjs";
 import { ggufFacts } from "../lib/gguf.mjs";
 
@@ -326,19 +325,6 @@ async function checkFineTune(s, model) {
   log("  both sides answered");
 }
 
-const started = performance.now();
-let code = 0;
-try {
-  await main();
-} catch (e) {
-  code = 1;
-  console.error(`\nFAIL: ${e.message}`);
-  if (e instanceof assert.AssertionError) {
-    if (!e.generatedMessage) console.error(`  actual:   ${inspect(e.actual, { depth: 4 })}\n  expected: ${inspect(e.expected, { depth: 4 })}`);
-  } else if (e.stack) {
-    console.error(e.stack.split("\n").slice(1, 6).join("\n"));
-  }
-}
-const secs = ((performance.now() - started) / 1000).toFixed(1);
-console.log(code === 0 ? `\ndesktop test passed in ${secs}s` : `\ndesktop test FAILED after ${secs}s`);
-process.exit(code);
+// No stopAll/removeTempDirs: this test starts no tracked children and makes no temp folders;
+// main() ends its WebDriver session and tests/desktop/run cleans up the rest.
+await runTest("desktop test", main, { cleanup: false });

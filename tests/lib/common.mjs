@@ -1,10 +1,13 @@
 // Shared by the end-to-end tests: where the binaries and the default model are, running the
-// `modelfactory` CLI, temp workspaces, and the list of screens the studio must have.
+// `modelfactory` CLI, temp workspaces, the list of screens the studio must have, and the runner
+// that ends every test the same way.
+import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { inspect } from "node:util";
 
 export const TESTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const REPO_ROOT = path.resolve(TESTS_DIR, "..");
@@ -179,4 +182,49 @@ export async function stop(child, ms = 5000) {
   const t = setTimeout(() => child.kill("SIGKILL"), ms);
   await gone;
   clearTimeout(t);
+}
+
+/**
+ * Runs a test's `main()` and ends the process: on failure prints `FAIL: message` and either the
+ * assertion's actual/expected (when it has its own message) or the first stack lines, and
+ * screenshots the browser's first page into OUT_DIR/`failureScreenshot`;
+ * then, however it went, closes the browser, stops the tracked children and removes the temp
+ * folders (unless `cleanup` is false), prints "<name> passed in Xs" or "<name> FAILED after Xs"
+ * and exits 0 or 1. `browser` is a function returning the browser (context), since tests assign
+ * theirs inside main(). Never returns.
+ */
+export async function runTest(name, main, { browser = () => undefined, failureScreenshot, cleanup = true } = {}) {
+  const started = performance.now();
+  let code = 0;
+  try {
+    await main();
+  } catch (e) {
+    code = 1;
+    console.error(`\nFAIL: ${e?.message}`);
+    if (e instanceof assert.AssertionError) {
+      if (!e.generatedMessage) console.error(`  actual:   ${inspect(e.actual, { depth: 4 })}\n  expected: ${inspect(e.expected, { depth: 4 })}`);
+    } else if (e?.stack) {
+      console.error(e.stack.split("\n").slice(1, 6).join("\n"));
+    }
+    if (failureScreenshot) {
+      try {
+        const page = browser()?.pages()[0];
+        if (page) await page.screenshot({ path: path.join(OUT_DIR, failureScreenshot), fullPage: true });
+      } catch {
+        /* best effort */
+      }
+    }
+  }
+  try {
+    await browser()?.close();
+  } catch {
+    /* best effort */
+  }
+  if (cleanup) {
+    await stopAll();
+    removeTempDirs();
+  }
+  const secs = ((performance.now() - started) / 1000).toFixed(1);
+  console.log(code === 0 ? `\n${name} passed in ${secs}s` : `\n${name} FAILED after ${secs}s`);
+  process.exit(code);
 }

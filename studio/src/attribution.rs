@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use trainer::BackendKind;
 use trainer::attribution::accuracy::{AccuracyJob, AccuracyReport, measure_accuracy};
-use trainer::attribution::{AttributionJob, GradientStore, attribute, basis_points};
+use trainer::attribution::{AttributionJob, GradientStore, attribute};
 use trainer::data::load_dataset;
 use trainer::lora::Adapter;
 use trainer::runtime::OpenedModel;
 use trainer::train::{Sequence, prepare_data};
+use wallet::manifest::influence_bps;
 
 use crate::Studio;
 use crate::chat::backend_of;
@@ -208,10 +209,11 @@ impl Studio {
             t.0 += r.score;
             t.1 += 1;
         }
-        let bps = basis_points(&totals.values().map(|t| t.0).collect::<Vec<_>>());
+        // The manifest's rounding, so a report's shares are the ones publishing signs.
+        let bps = influence_bps(&totals.iter().map(|(&c, t)| (c, t.0)).collect());
         let mut contributors: Vec<ContributorScore> = totals
             .iter()
-            .zip(bps)
+            .zip(bps.into_values())
             .map(|((c, &(score, n)), bps)| ContributorScore {
                 contributor: c.to_string(),
                 score,

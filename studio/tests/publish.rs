@@ -176,6 +176,31 @@ fn a_run_is_published_verified_tampered_with_and_paid() {
         .expect("the run id")
         .to_owned();
 
+    let created = run(modelfactory(&home).args(["wallet", "new", "--name", "publisher"]));
+    assert!(created.status.success(), "{}", text(&created));
+    let accounts = json(&run(modelfactory(&home).args(["wallet", "list", "--json"])));
+    let publisher = accounts[0]["address"]
+        .as_str()
+        .expect("the new account")
+        .to_owned();
+
+    // Shares by influence asked for before any attribution: refused, saying how to compute it.
+    let early = run(modelfactory(&home).args([
+        "publish",
+        &run_id,
+        "--address",
+        &publisher,
+        "--attribution",
+        "datainf",
+        "--dry-run",
+    ]));
+    assert!(!early.status.success(), "{}", text(&early));
+    assert!(
+        text(&early).contains(&format!("modelfactory attribution compute {run_id}")),
+        "{}",
+        text(&early)
+    );
+
     // Attribution: every training row scored against the run's evaluation rows, contributors
     // ranked with shares of 10 000 (none when every total hurt), and `show` reads it back.
     let computed = run(modelfactory(&home).args(["attribution", "compute", &run_id, "--json"]));
@@ -223,15 +248,7 @@ fn a_run_is_published_verified_tampered_with_and_paid() {
         assert!((-1.0..=1.0).contains(&lds), "{m}");
     }
 
-    let created = run(modelfactory(&home).args(["wallet", "new", "--name", "publisher"]));
-    assert!(created.status.success(), "{}", text(&created));
-    let accounts = json(&run(modelfactory(&home).args(["wallet", "list", "--json"])));
-    let publisher = accounts[0]["address"]
-        .as_str()
-        .expect("the new account")
-        .to_owned();
-
-    // By default the shares are the attribution's: the same basis points (up to rounding) for
+    // By default the shares are the attribution's: the same basis points for
     // the contributors it credits, nothing for harmful ones, and the scores in the manifest.
     let by_influence = run(modelfactory(&home).args([
         "publish",
@@ -257,11 +274,8 @@ fn a_run_is_published_verified_tampered_with_and_paid() {
                 .find(|s| s[0].as_str().is_some_and(|a| a.eq_ignore_ascii_case(who)))
                 .and_then(|s| s[1].as_i64())
                 .unwrap_or(0);
-            let reported = c["bps"].as_i64().unwrap_or(-1);
-            assert!(
-                (share - reported).abs() <= 1,
-                "{who}: {share} vs {reported}"
-            );
+            // Both round the same way, so the basis points are the report's exactly.
+            assert_eq!(share, c["bps"].as_i64().unwrap_or(-1), "{who}");
             let scored = attribution["influence"]["scores"]
                 .as_array()
                 .expect("scores")

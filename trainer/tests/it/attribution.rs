@@ -7,7 +7,7 @@ use burn::backend::flex::Flex;
 use burn::tensor::{Tensor, TensorData};
 use trainer::attribution::accuracy::{AccuracyJob, measure_accuracy};
 use trainer::attribution::{
-    GradientStore, LayerGradients, basis_points, datainf, example_gradient, mean_gradient,
+    GradientStore, LayerGradients, datainf, example_gradient, mean_gradient,
 };
 use trainer::lora::{Adapter, LoraConfig, Target};
 use trainer::model::Decoder;
@@ -382,9 +382,6 @@ fn planted_rows_rank_teaching_first_and_flag_contradiction_as_harmful() {
         "teaching {a}, unrelated {b}, contradicting {c}"
     );
     assert!(c < 0.0, "the contradicting rows are harmful: {c}");
-    let bps = basis_points(&[a, b, c]);
-    assert_eq!(bps[2], 0, "harm earns nothing: {bps:?}");
-    assert!(bps[0] > bps[1], "{bps:?}");
     // Same data, same adapter: the same scores, bit for bit.
     assert_eq!(score().scores, out.scores);
 }

@@ -119,12 +119,14 @@ impl Attribution {
         }
         Ok(Attribution {
             method: AttributionMethod::RowShare,
-            shares: largest_remainder(&rows).ok_or_else(|| {
-                invalid(
-                    "contributions",
-                    "no rows were used, so there is nothing to attribute",
-                )
-            })?,
+            shares: largest_remainder(&rows)
+                .map(nonzero_shares)
+                .ok_or_else(|| {
+                    invalid(
+                        "contributions",
+                        "no rows were used, so there is nothing to attribute",
+                    )
+                })?,
             influence: None,
         })
     }
@@ -258,20 +260,17 @@ impl Influence {
 
 /// Shares of the positive scores, each quantised to [`SCORE_UNITS`].
 fn influence_shares(scores: &[InfluenceScore]) -> Result<Vec<Share>, ManifestError> {
-    let mut weights = BTreeMap::new();
-    for s in scores {
-        if !s.score.is_finite() {
-            return Err(invalid(
-                "attribution.influence.scores",
-                format!("{}: {} is not a finite number", s.contributor, s.score),
-            ));
-        }
-        // Negative scores clip to zero; the cap (far beyond any loss change) keeps the
-        // products below in range.
-        let units = (s.score.clamp(0.0, 1e18) * SCORE_UNITS).floor() as u128;
-        weights.insert(s.contributor, units);
+    if let Some(s) = scores.iter().find(|s| !s.score.is_finite()) {
+        return Err(invalid(
+            "attribution.influence.scores",
+            format!("{}: {} is not a finite number", s.contributor, s.score),
+        ));
     }
-    largest_remainder(&weights).ok_or_else(|| {
+    let units = scores
+        .iter()
+        .map(|s| (s.contributor, score_units(s.score)))
+        .collect();
+    largest_remainder(&units).map(nonzero_shares).ok_or_else(|| {
         invalid(
             "attribution.influence.scores",
             "no contributor lowered the evaluation loss, so there is nothing to share by influence \
@@ -280,27 +279,54 @@ fn influence_shares(scores: &[InfluenceScore]) -> Result<Vec<Share>, ManifestErr
     })
 }
 
+/// Basis points of influence scores by the rule a verifier applies to a manifest: negative and
+/// non-finite scores count as zero, the rest are quantised to [`SCORE_UNITS`] and split by
+/// largest remainder; all zero when no score is positive. The studio's attribution report uses
+/// it as well, so the shares it shows are the ones a published manifest carries.
+pub fn influence_bps<K: Ord + Clone>(scores: &BTreeMap<K, f64>) -> BTreeMap<K, u16> {
+    let units = scores
+        .iter()
+        .map(|(key, &score)| (key.clone(), score_units(score)))
+        .collect();
+    largest_remainder(&units).unwrap_or_else(|| scores.keys().map(|k| (k.clone(), 0)).collect())
+}
+
+fn score_units(score: f64) -> u128 {
+    if !score.is_finite() {
+        return 0;
+    }
+    // The cap (far beyond any loss change) keeps the products in `largest_remainder` in range.
+    (score.clamp(0.0, 1e18) * SCORE_UNITS).floor() as u128
+}
+
+/// The contract refuses zero shares; those contributors stay listed, without a share.
+fn nonzero_shares(bps: BTreeMap<Address, u16>) -> Vec<Share> {
+    bps.into_iter()
+        .filter(|&(_, bps)| bps > 0)
+        .map(|(contributor, bps)| Share { contributor, bps })
+        .collect()
+}
+
 /// Splits 10 000 basis points in proportion to `weights`: everyone gets the floor of their
 /// exact share, and the points left over go one each to the largest remainders, ties broken
-/// by the larger weight, then by the lower address. Zero shares are left out. `None` when
-/// every weight is zero.
-fn largest_remainder(weights: &BTreeMap<Address, u128>) -> Option<Vec<Share>> {
+/// by the larger weight, then by the lower key. `None` when every weight is zero.
+fn largest_remainder<K: Ord + Clone>(weights: &BTreeMap<K, u128>) -> Option<BTreeMap<K, u16>> {
     let total: u128 = weights.values().sum();
     if total == 0 {
         return None;
     }
     let whole = u128::from(TOTAL_BPS);
-    // (address, weight, floor, remainder), in address order.
-    let mut parts: Vec<(Address, u128, u128, u128)> = weights
+    // (key, weight, floor, remainder), in key order.
+    let mut parts: Vec<(&K, u128, u128, u128)> = weights
         .iter()
-        .map(|(&address, &w)| (address, w, w * whole / total, w * whole % total))
+        .map(|(key, &w)| (key, w, w * whole / total, w * whole % total))
         .collect();
     let assigned: u128 = parts.iter().map(|p| p.2).sum();
     let leftover = (whole - assigned) as usize;
     let mut order: Vec<usize> = (0..parts.len()).collect();
     order.sort_by(|&a, &b| {
         let (pa, pb) = (&parts[a], &parts[b]);
-        pb.3.cmp(&pa.3).then(pb.1.cmp(&pa.1)).then(pa.0.cmp(&pb.0))
+        pb.3.cmp(&pa.3).then(pb.1.cmp(&pa.1)).then(pa.0.cmp(pb.0))
     });
     for &i in order.iter().take(leftover) {
         parts[i].2 += 1;
@@ -308,12 +334,8 @@ fn largest_remainder(weights: &BTreeMap<Address, u128>) -> Option<Vec<Share>> {
     Some(
         parts
             .into_iter()
-            .filter(|p| p.2 > 0)
-            .map(|(contributor, _, bps, _)| Share {
-                contributor,
-                // At most 10 000, so it fits.
-                bps: bps as u16,
-            })
+            // At most 10 000, so it fits.
+            .map(|(key, _, bps, _)| (key.clone(), bps as u16))
             .collect(),
     )
 }
@@ -443,6 +465,26 @@ mod tests {
             damping: 0.1,
             accuracy: None,
         }
+    }
+
+    #[test]
+    fn report_shares_round_as_the_manifest_does_and_credit_no_harm() {
+        let scores: BTreeMap<&str, f64> =
+            [("a", 3.0), ("b", 1.0), ("c", -2.0), ("file:d.csv", 2.0)].into();
+        let report = influence_bps(&scores);
+        assert_eq!(
+            report.values().copied().collect::<Vec<_>>(),
+            [5000, 1667, 0, 3333]
+        );
+        let harm: BTreeMap<&str, f64> = [("a", -1.0), ("b", 0.0), ("c", f64::NAN)].into();
+        assert_eq!(
+            influence_bps(&harm).values().copied().collect::<Vec<_>>(),
+            [0, 0, 0]
+        );
+        // The same scores keyed by address give the manifest's shares.
+        let a = Attribution::datainf(influence(&[(1, 3.0), (2, 1.0), (3, -2.0), (4, 2.0)]))
+            .expect("shares");
+        assert_eq!(bps(&a), [5000, 1667, 3333]);
     }
 
     #[test]

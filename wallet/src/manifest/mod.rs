@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 
 pub use attribution::{
     Attribution, AttributionMethod, Influence, InfluenceAccuracy, InfluenceScore, Share, TOTAL_BPS,
+    influence_bps,
 };
 
 use crate::jcs::{self, CanonicalError};

@@ -29,6 +29,22 @@ use crate::quant::{Nf4Matrix, QuantMatrix};
 /// `x Wᵀ` for an NF4 weight `W`: the operation that dequantises it on the fly.
 pub type Nf4Matmul<B> = fn(Tensor<B, 2>, &Nf4Weight<B>) -> Tensor<B, 2>;
 
+/// Operations that replace burn's compositions of smaller ones where a backend does better
+/// with one of its own (the CPU, while training).
+pub struct FusedOps<B: Backend> {
+    /// Causal attention of stacked query heads `[kv, group·n, d]` over keys and values
+    /// `[kv, n, d]` with the given scale, for sequences with no cached keys before them.
+    pub attention: fn(Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>, f32) -> Tensor<B, 3>,
+}
+
+impl<B: Backend> Clone for FusedOps<B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B: Backend> Copy for FusedOps<B> {}
+
 /// Where an NF4 weight lives: in host memory for the CPU kernels, or on the device.
 #[derive(Debug, Clone)]
 pub enum Nf4Weight<B: Backend> {
@@ -456,6 +472,8 @@ pub struct Decoder<B: Backend> {
     inv_freq: Vec<f64>,
     device: B::Device,
     adapter: Option<LoraTensors<B>>,
+    /// Used instead of burn's operations where set.
+    fused: Option<FusedOps<B>>,
 }
 
 impl<B: Backend> Decoder<B> {
@@ -621,6 +639,7 @@ impl<B: Backend> Decoder<B> {
             lm_head,
             device: device.clone(),
             adapter: None,
+            fused: None,
         })
     }
 
@@ -629,6 +648,11 @@ impl<B: Backend> Decoder<B> {
     /// are untouched, so switching adapters does not reload the model.
     pub fn set_adapter(&mut self, adapter: Option<(&Adapter, f32)>) {
         self.adapter = adapter.map(|(a, scale)| LoraTensors::from_adapter(a, scale, &self.device));
+    }
+
+    /// Computes attention over uncached sequences with `ops`.
+    pub fn set_fused_ops(&mut self, ops: FusedOps<B>) {
+        self.fused = Some(ops);
     }
 
     /// The device the weights live on.
@@ -854,6 +878,7 @@ impl<B: Backend> Decoder<B> {
         let q = rope(q, &positions.cos, &positions.sin);
         let k = rope(k, &positions.cos, &positions.sin);
 
+        let uncached = cache.is_none();
         let (k, v) = match cache.take() {
             Some((pk, pv)) => (Tensor::cat(vec![pk, k], 1), Tensor::cat(vec![pv, v], 1)),
             None => (k, v),
@@ -863,11 +888,16 @@ impl<B: Backend> Decoder<B> {
         // values are used as they are instead of being repeated per query head.
         let q = q.reshape([kv_heads, group * n, hd]);
         let scale = (hd as f64).sqrt().recip();
-        let mut scores = q.matmul(k.swap_dims(1, 2)).mul_scalar(scale);
-        if let Some(mask) = &positions.mask {
-            scores = scores.mask_fill(mask.clone(), f32::NEG_INFINITY);
-        }
-        let out = softmax(scores, 2).matmul(v);
+        let out = match self.fused {
+            Some(ops) if uncached => (ops.attention)(q, k, v, scale as f32),
+            _ => {
+                let mut scores = q.matmul(k.swap_dims(1, 2)).mul_scalar(scale);
+                if let Some(mask) = &positions.mask {
+                    scores = scores.mask_fill(mask.clone(), f32::NEG_INFINITY);
+                }
+                softmax(scores, 2).matmul(v)
+            }
+        };
         let out = out
             .reshape([heads, n, hd])
             .swap_dims(0, 1)

@@ -8,7 +8,8 @@ pub mod weights;
 
 pub use config::{Architecture, DecoderConfig, RopeScaling};
 pub use llama::{
-    Decoder, KvCache, Linear, LoraTensors, Nf4Matmul, Nf4Weight, WeightMode, nf4_matmul_host,
+    Decoder, FusedOps, KvCache, Linear, LoraTensors, Nf4Matmul, Nf4Weight, WeightMode,
+    nf4_matmul_host,
 };
 pub use nf4_tensors::Nf4Tensors;
 pub use weights::{RawTensor, WeightFiles, gguf_name};

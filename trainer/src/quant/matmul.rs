@@ -275,7 +275,7 @@ pub(super) fn matmul_t(m: &QuantMatrix, x: &[f32], n: usize, out: &mut [f32], si
                     row.resize(cols, 0.0);
                     decode(ty, w, row, simd);
                     for (r, x) in results.iter_mut().zip(x.chunks_exact(cols)) {
-                        *r = scalar::dot_f32(row, x);
+                        *r = super::dot_f32(row, x);
                     }
                 }
             });
@@ -616,23 +616,6 @@ mod scalar {
                 }
             }
             sum += f16(d[0], d[1]) * dx * dots as f32;
-        }
-        sum
-    }
-
-    /// Sixteen independent partial sums, so the loop vectorises.
-    pub(super) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-        let (ac, at) = a.as_chunks::<16>();
-        let (bc, bt) = b.as_chunks::<16>();
-        let mut acc = [0.0f32; 16];
-        for (x, y) in ac.iter().zip(bc) {
-            for k in 0..16 {
-                acc[k] += x[k] * y[k];
-            }
-        }
-        let mut sum: f32 = acc.iter().sum();
-        for (x, y) in at.iter().zip(bt) {
-            sum += x * y;
         }
         sum
     }

@@ -9,6 +9,7 @@
 //! moments and `state.json`), each written to a temporary folder and renamed into place, and
 //! `adapter/`, the run's result: the best checkpoint's adapter by eval loss, or the last.
 
+mod attention_op;
 mod checkpoint;
 mod data;
 mod nf4_op;
@@ -29,6 +30,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+pub use attention_op::causal_attention_autodiff;
 pub use checkpoint::{CheckpointState, latest_checkpoint};
 pub use data::{PreparedData, prepare_data};
 pub use nf4_op::nf4_matmul_autodiff;
@@ -38,7 +40,7 @@ use crate::bench::peak_rss_bytes;
 use crate::error::{Error, Result};
 use crate::generate::Rng;
 use crate::lora::{Adapter, LoraConfig, LoraPair, Target};
-use crate::model::{Decoder, DecoderConfig, LoraTensors, WeightFiles, WeightMode};
+use crate::model::{Decoder, DecoderConfig, FusedOps, LoraTensors, WeightFiles, WeightMode};
 use crate::runtime::OpenedModel;
 use optim::{AdamW, AdamWSettings, clip_global_norm};
 
@@ -432,13 +434,16 @@ pub struct BasePlacement {
     /// kernels. On a GPU the host path would send a dequantised copy of every weight over the
     /// bus twice a step.
     pub nf4_on_device: bool,
+    /// Attention of training sequences as a host operation of ours (the CPU) rather than
+    /// burn's composition of smaller tensor operations.
+    pub fused_ops: bool,
     /// Products in bf16.
     pub bf16: bool,
 }
 
 impl BasePlacement {
-    /// What suits `backend`: NF4 codes on the device everywhere but the CPU, and bf16 where
-    /// `precision` asks for it.
+    /// What suits `backend`: NF4 codes on the device and burn's own attention everywhere
+    /// but the CPU, and bf16 where `precision` asks for it.
     pub fn for_backend(backend: BackendKind, precision: Precision) -> Result<Self> {
         let bf16 = match precision {
             Precision::Auto | Precision::F32 => false,
@@ -451,6 +456,7 @@ impl BasePlacement {
         }
         Ok(BasePlacement {
             nf4_on_device: backend != BackendKind::Cpu,
+            fused_ops: backend == BackendKind::Cpu,
             bf16,
         })
     }
@@ -482,7 +488,13 @@ pub fn load_frozen_base<B: Backend, C: CheckpointStrategy>(
     device: &B::Device,
 ) -> Result<Decoder<Autodiff<B, C>>> {
     let mode = placement.weight_mode::<B, C>(method);
-    Decoder::load(config, files, mode, device, &mut |_| {})
+    let mut decoder = Decoder::load(config, files, mode, device, &mut |_| {})?;
+    if placement.fused_ops {
+        decoder.set_fused_ops(FusedOps {
+            attention: causal_attention_autodiff::<B, C>,
+        });
+    }
+    Ok(decoder)
 }
 
 /// An adapter on the autodiff backend and its leaf tensors (whose gradients the update

@@ -136,23 +136,27 @@ fn nf4_round_trip_copy(spec: &TinyLlama, dir: &Path) -> PathBuf {
 }
 
 /// LoRA, and QLoRA with its NF4 codes in host memory (the CPU kernels) and as tensors on the
-/// device (what GPU backends run; here on the CPU backend, so the arithmetic is comparable).
-const PLACEMENTS: [(Method, bool); 3] = [
-    (Method::Lora, false),
-    (Method::Qlora, false),
-    (Method::Qlora, true),
+/// device (what GPU backends run; here on the CPU backend, so the arithmetic is comparable);
+/// attention and RMSNorm as the CPU's fused operations and as burn's tensor operations (what
+/// GPU backends run).
+const PLACEMENTS: [(Method, BasePlacement); 4] = [
+    (Method::Lora, placement(false, true, false)),
+    (Method::Lora, placement(false, false, false)),
+    (Method::Qlora, placement(false, true, false)),
+    (Method::Qlora, placement(true, false, false)),
 ];
 
-fn placement(nf4_on_device: bool, bf16: bool) -> BasePlacement {
+const fn placement(nf4_on_device: bool, fused_ops: bool, bf16: bool) -> BasePlacement {
     BasePlacement {
         nf4_on_device,
+        fused_ops,
         bf16,
     }
 }
 
 #[test]
 fn the_training_forward_pass_equals_the_runtime() {
-    for (method, nf4_on_device) in PLACEMENTS {
+    for (method, placement) in PLACEMENTS {
         let dir = temp_dir();
         let spec = tiny(TinyFamily::Qwen2);
         let folder = write(&spec, dir.path());
@@ -173,7 +177,7 @@ fn the_training_forward_pass_equals_the_runtime() {
             opened.config.clone(),
             &opened.files,
             method,
-            placement(nf4_on_device, false),
+            placement,
             &Default::default(),
         )
         .expect("frozen base");
@@ -192,10 +196,7 @@ fn the_training_forward_pass_equals_the_runtime() {
             .into_vec()
             .expect("f32");
         let diff = max_abs_diff(&runtime, &logits);
-        assert!(
-            diff < 1e-4,
-            "{method} (NF4 on the device: {nf4_on_device}): differs by {diff}"
-        );
+        assert!(diff < 1e-4, "{method} ({placement:?}): differs by {diff}");
     }
 }
 
@@ -278,7 +279,7 @@ fn loss_of(
 
 #[test]
 fn gradients_match_finite_differences() {
-    for (method, nf4_on_device) in PLACEMENTS {
+    for (method, placement) in PLACEMENTS {
         let dir = temp_dir();
         let folder = write(&tiny(TinyFamily::Llama), dir.path());
         let adapter = random_adapter(&folder, 9);
@@ -289,7 +290,7 @@ fn gradients_match_finite_differences() {
             opened.config.clone(),
             &opened.files,
             method,
-            placement(nf4_on_device, false),
+            placement,
             &Default::default(),
         )
         .expect("frozen base");
@@ -346,7 +347,7 @@ fn gradients_match_finite_differences() {
                 let exact = f64::from(analytic[p][e]);
                 assert!(
                     (numeric - exact).abs() <= 2e-3 + 2e-2 * exact.abs(),
-                    "{method} (NF4 on the device: {nf4_on_device}): tensor {p} element {e}: \
+                    "{method} ({placement:?}): tensor {p} element {e}: \
                      autodiff {exact}, finite difference {numeric}"
                 );
                 compared += usize::from(exact.abs() > 1e-4);
@@ -393,7 +394,7 @@ fn bf16_products_follow_f32() {
                 opened.config.clone(),
                 &opened.files,
                 method,
-                placement(nf4_on_device, bf16),
+                placement(nf4_on_device, !nf4_on_device, bf16),
                 &Default::default(),
             )
             .expect("frozen base");

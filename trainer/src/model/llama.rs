@@ -29,21 +29,10 @@ use crate::quant::{Nf4Matrix, QuantMatrix};
 /// `x Wᵀ` for an NF4 weight `W`: the operation that dequantises it on the fly.
 pub type Nf4Matmul<B> = fn(Tensor<B, 2>, &Nf4Weight<B>) -> Tensor<B, 2>;
 
-/// Operations that replace burn's compositions of smaller ones where a backend does better
-/// with one of its own (the CPU, while training).
-pub struct FusedOps<B: Backend> {
-    /// Causal attention of stacked query heads `[kv, group·n, d]` over keys and values
-    /// `[kv, n, d]` with the given scale, for sequences with no cached keys before them.
-    pub attention: fn(Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>, f32) -> Tensor<B, 3>,
-}
-
-impl<B: Backend> Clone for FusedOps<B> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<B: Backend> Copy for FusedOps<B> {}
+/// Causal attention of stacked query heads `[kv, group·n, d]` over keys and values `[kv, n, d]`
+/// with the given scale, for sequences with no cached keys before them: an operation of its own
+/// where a backend does better than burn's composition of smaller ones (the CPU, while training).
+pub type AttentionOp<B> = fn(Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>, f32) -> Tensor<B, 3>;
 
 /// Where an NF4 weight lives: in host memory for the CPU kernels, or on the device.
 #[derive(Debug, Clone)]
@@ -472,8 +461,8 @@ pub struct Decoder<B: Backend> {
     inv_freq: Vec<f64>,
     device: B::Device,
     adapter: Option<LoraTensors<B>>,
-    /// Used instead of burn's operations where set.
-    fused: Option<FusedOps<B>>,
+    /// Used instead of burn's attention operations where set.
+    attention_op: Option<AttentionOp<B>>,
 }
 
 impl<B: Backend> Decoder<B> {
@@ -639,7 +628,7 @@ impl<B: Backend> Decoder<B> {
             lm_head,
             device: device.clone(),
             adapter: None,
-            fused: None,
+            attention_op: None,
         })
     }
 
@@ -650,9 +639,9 @@ impl<B: Backend> Decoder<B> {
         self.adapter = adapter.map(|(a, scale)| LoraTensors::from_adapter(a, scale, &self.device));
     }
 
-    /// Computes attention over uncached sequences with `ops`.
-    pub fn set_fused_ops(&mut self, ops: FusedOps<B>) {
-        self.fused = Some(ops);
+    /// Computes attention over uncached sequences with `op`.
+    pub fn set_attention_op(&mut self, op: AttentionOp<B>) {
+        self.attention_op = Some(op);
     }
 
     /// The device the weights live on.
@@ -888,8 +877,8 @@ impl<B: Backend> Decoder<B> {
         // values are used as they are instead of being repeated per query head.
         let q = q.reshape([kv_heads, group * n, hd]);
         let scale = (hd as f64).sqrt().recip();
-        let out = match self.fused {
-            Some(ops) if uncached => (ops.attention)(q, k, v, scale as f32),
+        let out = match self.attention_op {
+            Some(op) if uncached => op(q, k, v, scale as f32),
             _ => {
                 let mut scores = q.matmul(k.swap_dims(1, 2)).mul_scalar(scale);
                 if let Some(mask) = &positions.mask {

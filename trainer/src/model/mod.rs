@@ -8,7 +8,7 @@ pub mod weights;
 
 pub use config::{Architecture, DecoderConfig, RopeScaling};
 pub use llama::{
-    Decoder, FusedOps, KvCache, Linear, LoraTensors, Nf4Matmul, Nf4Weight, WeightMode,
+    AttentionOp, Decoder, KvCache, Linear, LoraTensors, Nf4Matmul, Nf4Weight, WeightMode,
     nf4_matmul_host,
 };
 pub use nf4_tensors::Nf4Tensors;

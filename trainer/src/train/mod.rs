@@ -40,7 +40,7 @@ use crate::bench::peak_rss_bytes;
 use crate::error::{Error, Result};
 use crate::generate::Rng;
 use crate::lora::{Adapter, LoraConfig, LoraPair, Target};
-use crate::model::{Decoder, DecoderConfig, FusedOps, LoraTensors, WeightFiles, WeightMode};
+use crate::model::{Decoder, DecoderConfig, LoraTensors, WeightFiles, WeightMode};
 use crate::runtime::OpenedModel;
 use optim::{AdamW, AdamWSettings, clip_global_norm};
 
@@ -490,9 +490,7 @@ pub fn load_frozen_base<B: Backend, C: CheckpointStrategy>(
     let mode = placement.weight_mode::<B, C>(method);
     let mut decoder = Decoder::load(config, files, mode, device, &mut |_| {})?;
     if placement.fused_ops {
-        decoder.set_fused_ops(FusedOps {
-            attention: causal_attention_autodiff::<B, C>,
-        });
+        decoder.set_attention_op(causal_attention_autodiff::<B, C>);
     }
     Ok(decoder)
 }

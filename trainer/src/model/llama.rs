@@ -307,7 +307,8 @@ impl<B: Backend> Mlp<B> {
     }
 }
 
-fn to_host<B: Backend>(x: Tensor<B, 2>) -> Vec<f32> {
+/// A tensor's values on the host, as f32.
+pub(crate) fn to_host<B: Backend, const D: usize>(x: Tensor<B, D>) -> Vec<f32> {
     x.into_data()
         .convert::<f32>()
         .into_vec::<f32>()

@@ -18,6 +18,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
+use crate::model::llama::to_host;
 use crate::quant::{Simd, dot_f32};
 
 /// The sizes of one call: `kv` key/value heads, each shared by `group` query heads, `n`
@@ -41,6 +42,20 @@ struct Saved {
     probs: Vec<f32>,
 }
 
+impl Saved {
+    /// Query head `index` and the key/value head it shares.
+    fn head(&self, index: usize) -> Head<'_> {
+        let Dims { group, n, d, .. } = self.dims;
+        let h = index / group;
+        Head {
+            dims: self.dims,
+            q: &self.q[index * n * d..][..n * d],
+            k: &self.k[h * n * d..][..n * d],
+            v: &self.v[h * n * d..][..n * d],
+        }
+    }
+}
+
 #[derive(Debug)]
 struct AttentionBackward;
 
@@ -52,7 +67,7 @@ impl<B: Backend> Backward<B, 3> for AttentionBackward {
         let grad = grads.consume::<B>(&ops.node);
         let grad = Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(grad));
         let device = grad.device();
-        let [dq, dk, dv] = backward_host(&ops.state, &host(grad));
+        let [dq, dk, dv] = backward_host(&ops.state, &to_host(grad));
         let Dims {
             kv, group, n, d, ..
         } = ops.state.dims;
@@ -63,14 +78,6 @@ impl<B: Backend> Backward<B, 3> for AttentionBackward {
             }
         }
     }
-}
-
-/// A tensor's values on the host, as f32.
-pub(super) fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .into_vec()
-        .expect("float tensors convert to f32")
 }
 
 /// Causal attention of `q` `[kv, group·n, d]` (the query heads sharing a key/value head
@@ -97,7 +104,7 @@ pub fn causal_attention_autodiff<B: Backend, C: CheckpointStrategy>(
         k.into_primitive().tensor(),
         v.into_primitive().tensor(),
     );
-    let inner = |t| host(Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(t)));
+    let inner = |t| to_host(Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(t)));
     let nodes = [q.node.clone(), k.node.clone(), v.node.clone()];
     let saved = Saved {
         dims,
@@ -138,13 +145,7 @@ fn forward_host(s: &Saved) -> (Vec<f32>, Vec<f32>) {
         .zip(probs.par_chunks_mut(n * n))
         .enumerate()
         .for_each(|(head, (out, probs))| {
-            let h = head / group;
-            let head = Head {
-                dims: s.dims,
-                q: &s.q[head * n * d..][..n * d],
-                k: &s.k[h * n * d..][..n * d],
-                v: &s.v[h * n * d..][..n * d],
-            };
+            let head = s.head(head);
             #[cfg(target_arch = "x86_64")]
             if simd == Simd::Avx2 {
                 // SAFETY: `Simd::detect` returned Avx2 only after checking AVX2 and FMA.
@@ -173,13 +174,7 @@ fn backward_host(s: &Saved, grad: &[f32]) -> [Vec<f32>; 3] {
         .zip(dv_parts.par_chunks_mut(n * d))
         .enumerate()
         .for_each(|(index, ((dq, dk), dv))| {
-            let h = index / group;
-            let head = Head {
-                dims: s.dims,
-                q: &s.q[index * n * d..][..n * d],
-                k: &s.k[h * n * d..][..n * d],
-                v: &s.v[h * n * d..][..n * d],
-            };
+            let head = s.head(index);
             let probs = &s.probs[index * n * n..][..n * n];
             let grad = &grad[index * n * d..][..n * d];
             #[cfg(target_arch = "x86_64")]

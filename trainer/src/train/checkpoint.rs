@@ -16,6 +16,7 @@ use super::{EvalRecord, StepRecord, TrainConfig};
 use crate::error::{Error, Result};
 use crate::loading::safetensors_writer::{StTensor, safetensors_bytes, write_atomically};
 use crate::lora::Adapter;
+use crate::model::llama::to_host;
 use crate::model::{DecoderConfig, WeightFiles};
 
 /// The run folder's checkpoint folder.
@@ -227,12 +228,12 @@ pub fn write<B: Backend>(
         tensors.push(StTensor::f32(
             &format!("m.{i}"),
             &shape,
-            &values(&optimizer.m[i]),
+            &to_host(optimizer.m[i].clone()),
         ));
         tensors.push(StTensor::f32(
             &format!("v.{i}"),
             &shape,
-            &values(&optimizer.v[i]),
+            &to_host(optimizer.v[i].clone()),
         ));
     }
     let path = tmp.path().join(OPTIMIZER);
@@ -253,13 +254,6 @@ pub fn write<B: Backend>(
     std::fs::rename(&kept, &target)
         .map_err(|e| Error::io("move the checkpoint into place", &target, e))?;
     Ok(target)
-}
-
-fn values<B: Backend>(t: &Tensor<B, 2>) -> Vec<f32> {
-    t.to_data()
-        .convert::<f32>()
-        .into_vec()
-        .expect("float tensors convert to f32")
 }
 
 /// Deletes all but the `keep` newest checkpoints, always keeping `best`.

@@ -40,6 +40,7 @@ use crate::bench::peak_rss_bytes;
 use crate::error::{Error, Result};
 use crate::generate::Rng;
 use crate::lora::{Adapter, LoraConfig, LoraPair, Target};
+use crate::model::llama::to_host;
 use crate::model::{Decoder, DecoderConfig, LoraTensors, WeightFiles, WeightMode};
 use crate::runtime::OpenedModel;
 use optim::{AdamW, AdamWSettings, clip_global_norm};
@@ -533,8 +534,8 @@ impl<B: Backend> Params<B> {
             let [_, inputs] = a.dims();
             let [outputs, _] = b.dims();
             out[l][t.index()] = Some(LoraPair {
-                a: host_values(a),
-                b: host_values(b),
+                a: to_host(a),
+                b: to_host(b),
                 inputs,
                 outputs,
             });
@@ -576,13 +577,6 @@ impl<B: Backend> Params<B> {
         };
         (lora, leaves)
     }
-}
-
-fn host_values<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .into_vec()
-        .expect("float tensors convert to f32")
 }
 
 /// The summed loss of a sequence's trained predictions (a scalar tensor) and how many there

@@ -81,9 +81,11 @@ fetch_default_model() {
   rm -rf "$tmp"
 }
 
+# The CLI and the desktop app in one build: built apart, each would resolve the dependencies'
+# features differently and compile hundreds of crates twice.
 build_studio() {
-  say "building modelfactory"
-  (cd "$REPO_ROOT" && cargo build -p studio --bins)
+  say "building modelfactory and the desktop app"
+  (cd "$REPO_ROOT" && cargo build --workspace --bins)
 }
 
 # Copies the default model into the workspace and registers it (both idempotent).

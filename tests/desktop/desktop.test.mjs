@@ -87,7 +87,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function main() {
   checkPrerequisites();
-  requireFile(DESKTOP, "build it with `cargo build -p modelfactory-desktop`");
+  requireFile(DESKTOP, "build it with `cargo build --workspace --bins`");
   assert.ok(HOME, "MODELFACTORY_HOME must name the desktop app's workspace (tests/desktop/run sets it)");
   fs.mkdirSync(OUT_DIR, { recursive: true });
 

@@ -45,7 +45,7 @@ export function requireFile(file, how) {
 }
 
 export function checkPrerequisites() {
-  requireFile(CLI, "build it with `cargo build -p studio --bins` (CARGO_TARGET_DIR decides where)");
+  requireFile(CLI, "build it with `cargo build --workspace --bins` (CARGO_TARGET_DIR decides where)");
   requireFile(DEFAULT_GGUF, "run scripts/setup, or point MODELFACTORY_DEFAULT_GGUF at SmolLM2-135M-Instruct.Q4_1.gguf");
 }
 

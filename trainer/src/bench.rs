@@ -156,6 +156,8 @@ pub struct TrainBenchSettings {
     pub seq_len: usize,
     /// LoRA rank (on all seven projections, alpha = 2·rank).
     pub rank: usize,
+    /// LoRA dropout.
+    pub dropout: f32,
     /// Timed optimiser steps, after one warm-up step.
     pub steps: usize,
     /// CPU threads.
@@ -264,7 +266,7 @@ fn train_steps<B: burn::tensor::backend::Backend>(
     let lora = LoraConfig {
         rank: settings.rank,
         alpha: 2.0 * settings.rank as f32,
-        dropout: 0.0,
+        dropout: settings.dropout,
         ..LoraConfig::default()
     };
     let scaling = lora.scaling();
@@ -279,7 +281,10 @@ fn train_steps<B: burn::tensor::backend::Backend>(
     let (mut forward, mut backward, mut update) = (0.0f64, 0.0f64, 0.0f64);
     for step in 0..=settings.steps {
         let t0 = Instant::now();
-        let (lora, leaves) = params.to_lora::<NoCheckpointing>(layers, scaling, true, None);
+        // Dropout masks drawn as a training run draws them.
+        let dropout = (settings.dropout, crate::generate::Rng::new(step as u64));
+        let (lora, leaves) =
+            params.to_lora::<NoCheckpointing>(layers, scaling, true, Some(dropout));
         let loss = sequence_loss(&decoder, &lora, &sequence)?.ok_or_else(|| Error::Training {
             what: "the benchmark sequence has no trained tokens".into(),
         })?;

@@ -18,14 +18,23 @@ const PENALTY_WINDOW: usize = 64;
 pub struct Rng(u64);
 
 impl Rng {
+    /// What each draw adds to the state.
+    const STEP: u64 = 0x9E37_79B9_7F4A_7C15;
+
     /// A generator for `seed`.
     pub fn new(seed: u64) -> Self {
         Self(seed)
     }
 
+    /// This generator `draws` values further on. The state is a counter, so one sequence can
+    /// be split between threads and each part still draws exactly its values.
+    pub fn skipped(&self, draws: u64) -> Self {
+        Self(self.0.wrapping_add(draws.wrapping_mul(Self::STEP)))
+    }
+
     /// The next value in [0, 1).
     pub fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.0 = self.0.wrapping_add(Self::STEP);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -206,6 +215,16 @@ pub fn generate<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_skipped_generator_draws_what_the_sequence_draws_there() {
+        let mut sequence = Rng::new(42);
+        let drawn: Vec<f64> = (0..100).map(|_| sequence.next_f64()).collect();
+        let mut later = Rng::new(42).skipped(37);
+        assert_eq!(later.next_f64(), drawn[37]);
+        assert_eq!(later.next_f64(), drawn[38]);
+        assert_eq!(Rng::new(42).skipped(100).next_f64(), sequence.next_f64());
+    }
 
     #[test]
     fn greedy_takes_the_first_maximum() {

@@ -639,6 +639,9 @@ pub struct TrainBenchArgs {
     /// LoRA rank, on all seven projections
     #[arg(long, value_name = "R", default_value_t = 16)]
     pub rank: usize,
+    /// LoRA dropout, for both engines [default: the studio's, as users train]
+    #[arg(long, value_name = "P", default_value_t = trainer::lora::LoraConfig::default().dropout)]
+    pub dropout: f32,
     /// Timed steps per configuration, after one warm-up step
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub steps: usize,

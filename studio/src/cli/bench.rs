@@ -108,6 +108,7 @@ fn train(home: &Path, args: TrainBenchArgs) -> anyhow::Result<ExitCode> {
                 .map_or(trainer::train::Precision::Auto, Into::into),
             seq_len: args.seq,
             rank: args.rank,
+            dropout: args.dropout,
             steps: args.steps,
             threads,
             backend: backends
@@ -120,10 +121,11 @@ fn train(home: &Path, args: TrainBenchArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!(
-        "model {}: sequence {}, rank {} on q,k,v,o,gate,up,down, {threads} threads, {} timed steps",
+        "model {}: sequence {}, rank {} on q,k,v,o,gate,up,down, dropout {}, {threads} threads, {} timed steps",
         path.display(),
         args.seq,
         args.rank,
+        args.dropout,
         args.steps
     );
     let exe = std::env::current_exe().context("finding this program")?;
@@ -146,6 +148,7 @@ fn train(home: &Path, args: TrainBenchArgs) -> anyhow::Result<ExitCode> {
                 .arg(&path)
                 .args(["--seq", &args.seq.to_string()])
                 .args(["--rank", &args.rank.to_string()])
+                .args(["--dropout", &args.dropout.to_string()])
                 .args(["--steps", &args.steps.to_string()])
                 .args(["--threads", &threads.to_string()])
                 .args(["--backend", backend.name()])
@@ -294,6 +297,7 @@ fn bench_peft(
         .arg(model)
         .args(["--seq", &args.seq.to_string()])
         .args(["--rank", &args.rank.to_string()])
+        .args(["--dropout", &args.dropout.to_string()])
         .args(["--steps", &args.steps.to_string()])
         .args(["--threads", &threads.to_string()])
         .args(["--device", backend.name(), "--dtype", dtype])

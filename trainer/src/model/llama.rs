@@ -17,6 +17,7 @@ use std::sync::Arc;
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, DType, FloatDType, Int, Tensor, TensorData};
+use rayon::prelude::*;
 
 use super::config::DecoderConfig;
 use super::nf4_tensors::Nf4Tensors;
@@ -29,10 +30,58 @@ use crate::quant::{Nf4Matrix, QuantMatrix};
 /// `x Wᵀ` for an NF4 weight `W`: the operation that dequantises it on the fly.
 pub type Nf4Matmul<B> = fn(Tensor<B, 2>, &Nf4Weight<B>) -> Tensor<B, 2>;
 
-/// Causal attention of stacked query heads `[kv, group·n, d]` over keys and values `[kv, n, d]`
-/// with the given scale, for sequences with no cached keys before them: an operation of its own
-/// where a backend does better than burn's composition of smaller ones (the CPU, while training).
-pub type AttentionOp<B> = fn(Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>, f32) -> Tensor<B, 3>;
+/// Causal self-attention of a whole sequence, rotary positions included, as one operation where
+/// a backend does better than burn's composition of smaller ones (the CPU, while training).
+/// Takes the projections as they come, q `[n, heads·d]`, k and v `[n, kv_heads·d]`, and returns
+/// `[n, heads·d]`, the output projection's input.
+pub type AttentionOp<B> =
+    fn(Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 2>, &AttentionShape) -> Tensor<B, 2>;
+
+/// The summed cross-entropy of logits `[rows, vocabulary]` against one target per row, a
+/// tensor of one value.
+pub type CrossEntropyOp<B> = fn(Tensor<B, 2>, &[usize]) -> Tensor<B, 1>;
+
+/// Operations of our own, each computing what a composition of burn's smaller ones does, for
+/// a backend where they do better (the CPU, while training).
+pub struct FusedOps<B: Backend> {
+    /// Attention of a whole sequence.
+    pub attention: AttentionOp<B>,
+    /// The training loss.
+    pub cross_entropy: CrossEntropyOp<B>,
+}
+
+impl<B: Backend> Clone for FusedOps<B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B: Backend> Copy for FusedOps<B> {}
+
+/// What an [`AttentionOp`] needs besides q, k and v.
+#[derive(Debug, Clone)]
+pub struct AttentionShape {
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads, each shared by `heads / kv_heads` query heads.
+    pub kv_heads: usize,
+    /// Values per head.
+    pub head_dim: usize,
+    /// The factor of the scores, `1 / √head_dim`.
+    pub scale: f32,
+    /// The rotation angles of positions `0..n`.
+    pub rope: Arc<RopeTables>,
+}
+
+/// cos and sin of the rotary angles, `[n, head_dim / 2]` row-major: position `t` turns the
+/// pair `(x[i], x[i + head_dim / 2])` of every head by angle `t · inv_freq[i]`.
+#[derive(Debug)]
+pub struct RopeTables {
+    /// The cosines.
+    pub cos: Vec<f32>,
+    /// The sines.
+    pub sin: Vec<f32>,
+}
 
 /// Where an NF4 weight lives: in host memory for the CPU kernels, or on the device.
 #[derive(Debug, Clone)]
@@ -423,33 +472,47 @@ impl<B: Backend> LayerLora<'_, B> {
         if let Some((p, rng)) = &set.dropout {
             let dims = x.dims();
             let keep = 1.0 - p;
-            let mask: Vec<f32> = {
+            let count = dims[0] * dims[1];
+            // This mask's draws are the next `count` of the one sequence; threads fill parts
+            // of it, each from its own offset, so the values do not depend on the threads.
+            let first = {
                 let mut rng = rng.lock().unwrap_or_else(|e| e.into_inner());
-                (0..dims[0] * dims[1])
-                    .map(|_| {
-                        if (rng.next_f64() as f32) < keep {
-                            1.0 / keep
-                        } else {
-                            0.0
-                        }
-                    })
-                    .collect()
+                let first = rng.clone();
+                *rng = first.skipped(count as u64);
+                first
             };
+            const PART: usize = 1 << 14;
+            let mut mask = vec![0.0f32; count];
+            mask.par_chunks_mut(PART).enumerate().for_each(|(i, part)| {
+                let mut rng = first.skipped((i * PART) as u64);
+                for m in part {
+                    if (rng.next_f64() as f32) < keep {
+                        *m = 1.0 / keep;
+                    }
+                }
+            });
             x = x * Tensor::from_data(TensorData::new(mask, dims), &y.device());
         }
+        // Scaled at rank width, where it is a pass over `n × r` values rather than `n × out`,
+        // forward and backward.
         y + x
             .matmul(a_t.clone())
-            .matmul(b_t.clone())
             .mul_scalar(set.scaling)
+            .matmul(b_t.clone())
     }
 }
 
-/// What attention needs about the positions of a forward pass: the rotation tables and, for
-/// more than one new token, the causal mask.
-struct Positions<B: Backend> {
-    cos: Tensor<B, 3>,
-    sin: Tensor<B, 3>,
-    mask: Option<Tensor<B, 3, Bool>>,
+/// What attention needs about the positions of a forward pass.
+enum Positions<B: Backend> {
+    /// For burn's operations: the rotation tables `[1, n, half]` and, for more than one new
+    /// token, the causal mask.
+    Tensors {
+        cos: Tensor<B, 3>,
+        sin: Tensor<B, 3>,
+        mask: Option<Tensor<B, 3, Bool>>,
+    },
+    /// For an attention operation over a whole sequence.
+    Op(AttentionOp<B>, AttentionShape),
 }
 
 /// A loaded decoder.
@@ -462,8 +525,8 @@ pub struct Decoder<B: Backend> {
     inv_freq: Vec<f64>,
     device: B::Device,
     adapter: Option<LoraTensors<B>>,
-    /// Used instead of burn's attention operations where set.
-    attention_op: Option<AttentionOp<B>>,
+    /// Used instead of burn's operations where set.
+    fused_ops: Option<FusedOps<B>>,
 }
 
 impl<B: Backend> Decoder<B> {
@@ -629,7 +692,7 @@ impl<B: Backend> Decoder<B> {
             lm_head,
             device: device.clone(),
             adapter: None,
-            attention_op: None,
+            fused_ops: None,
         })
     }
 
@@ -640,9 +703,14 @@ impl<B: Backend> Decoder<B> {
         self.adapter = adapter.map(|(a, scale)| LoraTensors::from_adapter(a, scale, &self.device));
     }
 
-    /// Computes attention over uncached sequences with `op`.
-    pub fn set_attention_op(&mut self, op: AttentionOp<B>) {
-        self.attention_op = Some(op);
+    /// Computes attention over whole sequences, and the training loss, with `ops`.
+    pub fn set_fused_ops(&mut self, ops: FusedOps<B>) {
+        self.fused_ops = Some(ops);
+    }
+
+    /// The operations [`Decoder::set_fused_ops`] set, if any.
+    pub fn fused_ops(&self) -> Option<FusedOps<B>> {
+        self.fused_ops
     }
 
     /// The device the weights live on.
@@ -659,8 +727,7 @@ impl<B: Backend> Decoder<B> {
         lora: &LoraTensors<B>,
         rows: &[usize],
     ) -> Result<Tensor<B, 2>> {
-        let mut cache = self.new_cache();
-        let hidden = self.forward_hidden(tokens, &mut cache, Some(lora))?;
+        let hidden = self.forward_hidden(tokens, None, Some(lora))?;
         let ids: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
         let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [rows.len()]), &self.device);
         let normed = rms_norm(hidden.select(0, ids), &self.norm, self.config.rms_norm_eps);
@@ -670,8 +737,7 @@ impl<B: Backend> Decoder<B> {
     /// The last layer's hidden states of `tokens` with `lora`, normalised as the output head
     /// sees them, averaged over the positions: a sequence's representation.
     pub fn mean_hidden(&self, tokens: &[u32], lora: &LoraTensors<B>) -> Result<Tensor<B, 1>> {
-        let mut cache = self.new_cache();
-        let hidden = self.forward_hidden(tokens, &mut cache, Some(lora))?;
+        let hidden = self.forward_hidden(tokens, None, Some(lora))?;
         let normed = rms_norm(hidden, &self.norm, self.config.rms_norm_eps);
         Ok(normed.mean_dim(0).squeeze_dim::<1>(0))
     }
@@ -720,7 +786,7 @@ impl<B: Backend> Decoder<B> {
 
     /// Runs `tokens` after those already in `cache` and returns the logits of the last one.
     pub fn forward_last(&self, tokens: &[u32], cache: &mut KvCache<B>) -> Result<Vec<f32>> {
-        let hidden = self.forward_hidden(tokens, cache, self.adapter.as_ref())?;
+        let hidden = self.forward_hidden(tokens, Some(cache), self.adapter.as_ref())?;
         let [n, _] = hidden.dims();
         Ok(self.logits(hidden.narrow(0, n - 1, 1)))
     }
@@ -728,7 +794,7 @@ impl<B: Backend> Decoder<B> {
     /// Runs `tokens` after those already in `cache` and returns the logits of every one,
     /// `[tokens, vocab]` row-major.
     pub fn forward_all(&self, tokens: &[u32], cache: &mut KvCache<B>) -> Result<Vec<f32>> {
-        let hidden = self.forward_hidden(tokens, cache, self.adapter.as_ref())?;
+        let hidden = self.forward_hidden(tokens, Some(cache), self.adapter.as_ref())?;
         Ok(self.logits(hidden))
     }
 
@@ -738,15 +804,18 @@ impl<B: Backend> Decoder<B> {
         to_host(self.lm_head.forward(normed))
     }
 
+    /// The last layer's hidden states of `tokens` after those in `cache`; with no cache, of a
+    /// whole sequence whose keys and values are kept nowhere (training), which lets the
+    /// attention operation, where set, do the work.
     fn forward_hidden(
         &self,
         tokens: &[u32],
-        cache: &mut KvCache<B>,
+        mut cache: Option<&mut KvCache<B>>,
         lora: Option<&LoraTensors<B>>,
     ) -> Result<Tensor<B, 2>> {
         let c = &self.config;
         let n = tokens.len();
-        let start = cache.len;
+        let start = cache.as_ref().map_or(0, |cache| cache.len);
         if n == 0 {
             return Err(Error::PromptTooLong {
                 tokens: 0,
@@ -769,22 +838,46 @@ impl<B: Backend> Decoder<B> {
             });
         }
         let mut x = self.embed(tokens);
-        let (cos, sin) = self.rope_tables(start, n);
-        let positions = Positions {
-            cos,
-            sin,
-            mask: (n > 1).then(|| self.causal_mask(start, n)),
+        let rope = self.rope_tables(start, n);
+        let positions = match (self.fused_ops, &cache) {
+            (Some(ops), None) => Positions::Op(
+                ops.attention,
+                AttentionShape {
+                    heads: c.heads,
+                    kv_heads: c.kv_heads,
+                    head_dim: c.head_dim,
+                    scale: (c.head_dim as f64).sqrt().recip() as f32,
+                    rope: Arc::new(rope),
+                },
+            ),
+            _ => {
+                let half = self.inv_freq.len();
+                let make =
+                    |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [1, n, half]), &self.device);
+                Positions::Tensors {
+                    cos: make(rope.cos),
+                    sin: make(rope.sin),
+                    mask: (n > 1).then(|| self.causal_mask(start, n)),
+                }
+            }
         };
         for (layer, block) in self.layers.iter().enumerate() {
             let lora = lora.map_or(LayerLora::none(), |l| l.layer(layer));
             let h = rms_norm(x.clone(), &block.attn_norm, c.rms_norm_eps);
-            let attn = self.attention(block, h, &positions, &mut cache.layers[layer], lora);
+            let mut unkept = None;
+            let kv = match cache.as_deref_mut() {
+                Some(cache) => &mut cache.layers[layer],
+                None => &mut unkept,
+            };
+            let attn = self.attention(block, h, &positions, kv, lora);
             x = x + attn;
             let h = rms_norm(x.clone(), &block.ffn_norm, c.rms_norm_eps);
             let ffn = block.mlp.forward(h, lora);
             x = x + ffn;
         }
-        cache.len += n;
+        if let Some(cache) = cache {
+            cache.len += n;
+        }
         Ok(x)
     }
 
@@ -809,8 +902,8 @@ impl<B: Backend> Decoder<B> {
         }
     }
 
-    /// cos and sin of the rotation angles for positions `start..start + n`: `[1, n, half]`.
-    fn rope_tables(&self, start: usize, n: usize) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    /// cos and sin of the rotation angles for positions `start..start + n`.
+    fn rope_tables(&self, start: usize, n: usize) -> RopeTables {
         let half = self.inv_freq.len();
         let mut cos = Vec::with_capacity(n * half);
         let mut sin = Vec::with_capacity(n * half);
@@ -821,8 +914,7 @@ impl<B: Backend> Decoder<B> {
                 sin.push(angle.sin() as f32);
             }
         }
-        let make = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [1, n, half]), &self.device);
-        (make(cos), make(sin))
+        RopeTables { cos, sin }
     }
 
     /// True where query row (group member, token t) must not see key s: `s > start + t`.
@@ -854,21 +946,30 @@ impl<B: Backend> Decoder<B> {
         let [n, _] = h.dims();
         let (hd, heads, kv_heads) = (c.head_dim, c.heads, c.kv_heads);
         let group = heads / kv_heads;
-        let split = |x: Tensor<B, 2>, heads: usize| x.reshape([n, heads, hd]).swap_dims(0, 1);
         let [q, k, v] = block.qkv.forward(h, lora);
-        let mut q = split(q, heads);
-        let mut k = split(k, kv_heads);
-        let v = split(v, kv_heads);
-        if let Some(w) = &block.q_norm {
-            q = rms_norm(q, w, c.rms_norm_eps);
-        }
-        if let Some(w) = &block.k_norm {
-            k = rms_norm(k, w, c.rms_norm_eps);
-        }
-        let q = rope(q, &positions.cos, &positions.sin);
-        let k = rope(k, &positions.cos, &positions.sin);
+        // Qwen3's norms of each head's query and key, on `[n, heads, d]`.
+        let norm_heads = |x: Tensor<B, 2>, heads: usize, w: &Option<Tensor<B, 1>>| match w {
+            Some(w) => rms_norm(x.reshape([n, heads, hd]), w, c.rms_norm_eps),
+            None => x.reshape([n, heads, hd]),
+        };
+        let q = norm_heads(q, heads, &block.q_norm);
+        let k = norm_heads(k, kv_heads, &block.k_norm);
+        let (cos, sin, mask) = match positions {
+            Positions::Op(op, shape) => {
+                let out = op(
+                    q.reshape([n, heads * hd]),
+                    k.reshape([n, kv_heads * hd]),
+                    v,
+                    shape,
+                );
+                return lora.add(Target::O, &out, block.o.forward(out.clone()));
+            }
+            Positions::Tensors { cos, sin, mask } => (cos, sin, mask),
+        };
+        let q = rope(q.swap_dims(0, 1), cos, sin);
+        let k = rope(k.swap_dims(0, 1), cos, sin);
+        let v = v.reshape([n, kv_heads, hd]).swap_dims(0, 1);
 
-        let uncached = cache.is_none();
         let (k, v) = match cache.take() {
             Some((pk, pv)) => (Tensor::cat(vec![pk, k], 1), Tensor::cat(vec![pv, v], 1)),
             None => (k, v),
@@ -878,16 +979,11 @@ impl<B: Backend> Decoder<B> {
         // values are used as they are instead of being repeated per query head.
         let q = q.reshape([kv_heads, group * n, hd]);
         let scale = (hd as f64).sqrt().recip();
-        let out = match self.attention_op {
-            Some(op) if uncached => op(q, k, v, scale as f32),
-            _ => {
-                let mut scores = q.matmul(k.swap_dims(1, 2)).mul_scalar(scale);
-                if let Some(mask) = &positions.mask {
-                    scores = scores.mask_fill(mask.clone(), f32::NEG_INFINITY);
-                }
-                softmax(scores, 2).matmul(v)
-            }
-        };
+        let mut scores = q.matmul(k.swap_dims(1, 2)).mul_scalar(scale);
+        if let Some(mask) = mask {
+            scores = scores.mask_fill(mask.clone(), f32::NEG_INFINITY);
+        }
+        let out = softmax(scores, 2).matmul(v);
         let out = out
             .reshape([heads, n, hd])
             .swap_dims(0, 1)
@@ -907,7 +1003,11 @@ fn rms_norm<B: Backend, const D: usize>(
 }
 
 /// Rotates the two halves of each head (the Hugging Face "rotate_half" layout).
-fn rope<B: Backend>(x: Tensor<B, 3>, cos: &Tensor<B, 3>, sin: &Tensor<B, 3>) -> Tensor<B, 3> {
+pub(crate) fn rope<B: Backend>(
+    x: Tensor<B, 3>,
+    cos: &Tensor<B, 3>,
+    sin: &Tensor<B, 3>,
+) -> Tensor<B, 3> {
     let [_, _, hd] = x.dims();
     let half = hd / 2;
     let x1 = x.clone().narrow(2, 0, half);

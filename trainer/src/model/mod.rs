@@ -8,8 +8,8 @@ pub mod weights;
 
 pub use config::{Architecture, DecoderConfig, RopeScaling};
 pub use llama::{
-    AttentionOp, Decoder, KvCache, Linear, LoraTensors, Nf4Matmul, Nf4Weight, WeightMode,
-    nf4_matmul_host,
+    AttentionOp, AttentionShape, CrossEntropyOp, Decoder, FusedOps, KvCache, Linear, LoraTensors,
+    Nf4Matmul, Nf4Weight, RopeTables, WeightMode, nf4_matmul_host,
 };
 pub use nf4_tensors::Nf4Tensors;
 pub use weights::{RawTensor, WeightFiles, gguf_name};

@@ -1,11 +1,14 @@
-//! Causal attention as one autodiff operation computed on the host: `softmax(q kᵀ · scale) v`
-//! with its backward pass written out, for training sequences (no cached keys before them).
+//! Causal self-attention as one autodiff operation computed on the host, rotary positions
+//! included: `softmax(rope(q) rope(k)ᵀ · scale) v` with its backward pass written out, for
+//! training sequences (no cached keys before them).
 //!
-//! burn records the first product, the scaling, the mask, the steps of the softmax and the
-//! second product as separate operations, each a pass over memory that keeps tensors alive for
-//! the backward pass; on the CPU those took a quarter of a training step. Here each row of
-//! probabilities is computed once, only up to the diagonal, and kept for the backward pass
-//! (`n²` floats per query head, about what burn kept for one of its steps).
+//! burn records the rotations, the moves between the projections' `[n, heads·d]` layout and
+//! the heads' `[heads, n, d]`, the first product, the scaling, the mask, the steps of the
+//! softmax and the second product as separate operations, each a pass over memory that keeps
+//! tensors alive for the backward pass; on the CPU those took a quarter of a training step.
+//! Here the rotation and the change of layout happen in the copy the operation makes anyway,
+//! each row of probabilities is computed once, only up to the diagonal, and kept for the
+//! backward pass (`n²` floats per query head, about what burn kept for one of its steps).
 
 use std::sync::Arc;
 
@@ -18,8 +21,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
-use crate::model::llama::to_host;
-use crate::quant::{Simd, dot_f32};
+use crate::model::llama::{AttentionShape, RopeTables, to_host};
+use crate::quant::{Simd, dot_f32, exp_f32, sum_f32};
 
 /// The sizes of one call: `kv` key/value heads, each shared by `group` query heads, `n`
 /// positions of `d` values.
@@ -32,10 +35,12 @@ struct Dims {
     scale: f32,
 }
 
-/// What the backward pass needs: the inputs and the probabilities, row-major.
+/// What the backward pass needs: the rotated inputs in head-major layout, the rotation, and
+/// the probabilities.
 #[derive(Debug)]
 struct Saved {
     dims: Dims,
+    rope: Arc<RopeTables>,
     q: Vec<f32>,
     k: Vec<f32>,
     v: Vec<f32>,
@@ -65,38 +70,48 @@ impl<B: Backend> Backward<B, 3> for AttentionBackward {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [q_node, k_node, v_node] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let grad = Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(grad));
+        let grad = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(grad));
         let device = grad.device();
-        let [dq, dk, dv] = backward_host(&ops.state, &to_host(grad));
+        let saved = &ops.state;
         let Dims {
             kv, group, n, d, ..
-        } = ops.state.dims;
-        for (node, values, rows) in [(q_node, dq, group * n), (k_node, dk, n), (v_node, dv, n)] {
+        } = saved.dims;
+        let grad = to_heads(&to_host(grad), kv * group, n, d, None);
+        let [dq, dk, dv] = backward_host(saved, &grad);
+        // The rotation's transpose is its inverse: the gradients turn back by the same angles.
+        let rope = Some((saved.rope.as_ref(), Turn::Back));
+        for (node, values, heads, rope) in [
+            (q_node, dq, kv * group, rope),
+            (k_node, dk, kv, rope),
+            (v_node, dv, kv, None),
+        ] {
             if let Some(node) = node {
-                let t = Tensor::<B, 3>::from_data(TensorData::new(values, [kv, rows, d]), &device);
+                let values = to_rows(&values, heads, n, d, rope);
+                let t = Tensor::<B, 2>::from_data(TensorData::new(values, [n, heads * d]), &device);
                 grads.register::<B>(node.id, t.into_primitive().tensor());
             }
         }
     }
 }
 
-/// Causal attention of `q` `[kv, group·n, d]` (the query heads sharing a key/value head
-/// stacked as rows) over `k` and `v` `[kv, n, d]`: the result has `q`'s shape. Query row
-/// `g·n + t` sees keys `0..=t`.
+/// Causal self-attention of a sequence's projections, q `[n, heads·d]` over k and v
+/// `[n, kv_heads·d]`, with q and k turned by the rotary angles of their positions first; the
+/// result is `[n, heads·d]`. Position `t` sees positions `0..=t`; query head `h` uses key/value
+/// head `h / (heads / kv_heads)`.
 pub fn causal_attention_autodiff<B: Backend, C: CheckpointStrategy>(
-    q: Tensor<Autodiff<B, C>, 3>,
-    k: Tensor<Autodiff<B, C>, 3>,
-    v: Tensor<Autodiff<B, C>, 3>,
-    scale: f32,
-) -> Tensor<Autodiff<B, C>, 3> {
-    let [kv, rows, d] = q.dims();
-    let n = k.dims()[1];
+    q: Tensor<Autodiff<B, C>, 2>,
+    k: Tensor<Autodiff<B, C>, 2>,
+    v: Tensor<Autodiff<B, C>, 2>,
+    shape: &AttentionShape,
+) -> Tensor<Autodiff<B, C>, 2> {
+    let [n, _] = q.dims();
+    let (heads, kv, d) = (shape.heads, shape.kv_heads, shape.head_dim);
     let dims = Dims {
         kv,
-        group: rows / n,
+        group: heads / kv,
         n,
         d,
-        scale,
+        scale: shape.scale,
     };
     let device = q.device();
     let (q, k, v) = (
@@ -104,17 +119,23 @@ pub fn causal_attention_autodiff<B: Backend, C: CheckpointStrategy>(
         k.into_primitive().tensor(),
         v.into_primitive().tensor(),
     );
-    let inner = |t| to_host(Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(t)));
+    let rope = Some((shape.rope.as_ref(), Turn::Forward));
+    let inner = |t, heads, rope| {
+        let rows = to_host(Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(t)));
+        to_heads(&rows, heads, n, d, rope)
+    };
     let nodes = [q.node.clone(), k.node.clone(), v.node.clone()];
     let saved = Saved {
         dims,
-        q: inner(q.primitive),
-        k: inner(k.primitive),
-        v: inner(v.primitive),
+        rope: shape.rope.clone(),
+        q: inner(q.primitive, heads, rope),
+        k: inner(k.primitive, kv, rope),
+        v: inner(v.primitive, kv, None),
         probs: Vec::new(),
     };
     let output = |out: Vec<f32>| {
-        Tensor::<B, 3>::from_data(TensorData::new(out, [kv, rows, d]), &device)
+        let rows = to_rows(&out, heads, n, d, None);
+        Tensor::<B, 2>::from_data(TensorData::new(rows, [n, heads * d]), &device)
             .into_primitive()
             .tensor()
     };
@@ -131,6 +152,82 @@ pub fn causal_attention_autodiff<B: Backend, C: CheckpointStrategy>(
         OpsKind::UnTracked(prep) => prep.finish(output(forward_host(&saved).0)),
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// Which way [`to_heads`] and [`to_rows`] turn each head's pairs of values.
+#[derive(Debug, Clone, Copy)]
+enum Turn {
+    /// By the positions' angles: `(a, b) → (a·cos − b·sin, a·sin + b·cos)`.
+    Forward,
+    /// Back by the same angles (the transpose, for gradients).
+    Back,
+}
+
+/// Turns the pair `(a, b)` at one position and frequency.
+#[inline(always)]
+fn turn(a: f32, b: f32, cos: f32, sin: f32, way: Turn) -> (f32, f32) {
+    match way {
+        Turn::Forward => (a * cos - b * sin, a * sin + b * cos),
+        Turn::Back => (a * cos + b * sin, b * cos - a * sin),
+    }
+}
+
+/// `[n, heads·d]` rows to `[heads, n, d]`, turning the halves of each head's values as
+/// `rope` says (the Hugging Face "rotate_half" layout).
+fn to_heads(
+    rows: &[f32],
+    heads: usize,
+    n: usize,
+    d: usize,
+    rope: Option<(&RopeTables, Turn)>,
+) -> Vec<f32> {
+    let mut out = vec![0.0f32; heads * n * d];
+    out.par_chunks_mut(n * d).enumerate().for_each(|(h, out)| {
+        for (t, out) in out.chunks_exact_mut(d).enumerate() {
+            let x = &rows[t * heads * d + h * d..][..d];
+            move_head(x, out, t, rope);
+        }
+    });
+    out
+}
+
+/// `[heads, n, d]` to `[n, heads·d]` rows, turning as `rope` says.
+fn to_rows(
+    by_head: &[f32],
+    heads: usize,
+    n: usize,
+    d: usize,
+    rope: Option<(&RopeTables, Turn)>,
+) -> Vec<f32> {
+    let mut out = vec![0.0f32; n * heads * d];
+    out.par_chunks_mut(heads * d)
+        .enumerate()
+        .for_each(|(t, out)| {
+            for (h, out) in out.chunks_exact_mut(d).enumerate() {
+                let x = &by_head[(h * n + t) * d..][..d];
+                move_head(x, out, t, rope);
+            }
+        });
+    out
+}
+
+/// One head's `d` values at position `t`, copied into `out` and turned as `rope` says.
+#[inline(always)]
+fn move_head(x: &[f32], out: &mut [f32], t: usize, rope: Option<(&RopeTables, Turn)>) {
+    let Some((tables, way)) = rope else {
+        out.copy_from_slice(x);
+        return;
+    };
+    let half = x.len() / 2;
+    let (cos, sin) = (
+        &tables.cos[t * half..][..half],
+        &tables.sin[t * half..][..half],
+    );
+    let (x1, x2) = x.split_at(half);
+    let (o1, o2) = out.split_at_mut(half);
+    for i in 0..half {
+        (o1[i], o2[i]) = turn(x1[i], x2[i], cos[i], sin[i], way);
+    }
 }
 
 /// The output and the probabilities `[kv·group, n, n]` (zero above the diagonal).
@@ -226,11 +323,10 @@ fn forward_head(head: Head<'_>, out: &mut [f32], probs: &mut [f32]) {
             *pj = scale * dot_f32(qt, &k[j * d..][..d]);
             max = max.max(*pj);
         }
-        let mut sum = 0.0f32;
         for pj in p.iter_mut() {
-            *pj = (*pj - max).exp();
-            sum += *pj;
+            *pj = exp_f32(*pj - max);
         }
+        let sum = sum_f32(p);
         let ot = &mut out[t * d..][..d];
         for (j, pj) in p.iter_mut().enumerate() {
             *pj /= sum;
@@ -287,55 +383,83 @@ mod tests {
     use burn::tensor::{Bool, Distribution};
 
     use super::*;
+    use crate::model::llama::rope;
 
     type Ad = Autodiff<Flex, NoCheckpointing>;
 
     /// burn's separate operations, as the model computes attention with cached keys.
     fn reference(
-        q: Tensor<Ad, 3>,
-        k: Tensor<Ad, 3>,
-        v: Tensor<Ad, 3>,
-        scale: f32,
-    ) -> Tensor<Ad, 3> {
-        let [kv, rows, _] = q.dims();
-        let n = k.dims()[1];
-        // Row `g·n + t` of every head sees keys `0..=t`.
+        q: Tensor<Ad, 2>,
+        k: Tensor<Ad, 2>,
+        v: Tensor<Ad, 2>,
+        shape: &AttentionShape,
+    ) -> Tensor<Ad, 2> {
+        let [n, _] = q.dims();
+        let (heads, kv, d) = (shape.heads, shape.kv_heads, shape.head_dim);
+        let device = q.device();
+        let table = |v: &[f32]| {
+            Tensor::<Ad, 3>::from_data(TensorData::new(v.to_vec(), [1, n, d / 2]), &device)
+        };
+        let (cos, sin) = (table(&shape.rope.cos), table(&shape.rope.sin));
+        let split = |x: Tensor<Ad, 2>, heads: usize| x.reshape([n, heads, d]).swap_dims(0, 1);
+        let q = rope(split(q, heads), &cos, &sin).reshape([kv, heads / kv * n, d]);
+        let k = rope(split(k, kv), &cos, &sin);
+        let v = split(v, kv);
+        // Row `g·n + t` of every key/value head sees keys `0..=t`.
+        let rows = heads / kv * n;
         let mask: Vec<bool> = (0..kv * rows)
             .flat_map(|r| (0..n).map(move |s| s > r % n))
             .collect();
-        let mask =
-            Tensor::<Ad, 3, Bool>::from_data(TensorData::new(mask, [kv, rows, n]), &q.device());
+        let mask = Tensor::<Ad, 3, Bool>::from_data(TensorData::new(mask, [kv, rows, n]), &device);
         let scores = q
             .matmul(k.swap_dims(1, 2))
-            .mul_scalar(scale)
+            .mul_scalar(shape.scale)
             .mask_fill(mask, f32::NEG_INFINITY);
-        softmax(scores, 2).matmul(v)
+        softmax(scores, 2)
+            .matmul(v)
+            .reshape([heads, n, d])
+            .swap_dims(0, 1)
+            .reshape([n, heads * d])
     }
 
     #[test]
     fn equals_burns_attention_and_its_gradients() {
         // Two key/value heads shared by three query heads each; 20 values per head, so the
         // dot products' tails (past multiples of 16) are exercised.
-        let (kv, group, n, d) = (2, 3, 7, 20);
+        let (kv, heads, n, d) = (2, 6, 7, 20);
         let device = Default::default();
-        let random = |rows: usize| {
-            Tensor::<Flex, 3>::random([kv, rows, d], Distribution::Normal(0.0, 1.0), &device)
+        let random = |width: usize| {
+            Tensor::<Flex, 2>::random([n, width], Distribution::Normal(0.0, 1.0), &device)
         };
-        let (q, k, v) = (random(group * n), random(n), random(n));
-        let weights = random(group * n);
-        let scale = 0.3;
+        let (q, k, v) = (random(heads * d), random(kv * d), random(kv * d));
+        let weights = random(heads * d);
+        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        for t in 0..n {
+            for i in 0..d / 2 {
+                let angle = t as f64 * 10_000f64.powf(-2.0 * i as f64 / d as f64);
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        let shape = AttentionShape {
+            heads,
+            kv_heads: kv,
+            head_dim: d,
+            scale: 0.3,
+            rope: Arc::new(RopeTables { cos, sin }),
+        };
         let run = |fused: bool| {
-            let track = |t: &Tensor<Flex, 3>| Tensor::<Ad, 3>::from_inner(t.clone()).require_grad();
+            let track = |t: &Tensor<Flex, 2>| Tensor::<Ad, 2>::from_inner(t.clone()).require_grad();
             let (q, k, v) = (track(&q), track(&k), track(&v));
             let out = if fused {
-                causal_attention_autodiff(q.clone(), k.clone(), v.clone(), scale)
+                causal_attention_autodiff(q.clone(), k.clone(), v.clone(), &shape)
             } else {
-                reference(q.clone(), k.clone(), v.clone(), scale)
+                reference(q.clone(), k.clone(), v.clone(), &shape)
             };
             // A loss that weighs every output differently.
             let loss = (out.clone() * Tensor::from_inner(weights.clone())).sum();
             let grads = loss.backward();
-            let values = |t: Tensor<Flex, 3>| t.into_data().into_vec::<f32>().expect("f32");
+            let values = |t: Tensor<Flex, 2>| t.into_data().into_vec::<f32>().expect("f32");
             [
                 values(out.inner()),
                 values(q.grad(&grads).expect("q gradient")),

@@ -11,6 +11,7 @@
 
 mod attention_op;
 mod checkpoint;
+mod cross_entropy_op;
 mod data;
 mod nf4_op;
 pub mod optim;
@@ -32,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 pub use attention_op::causal_attention_autodiff;
 pub use checkpoint::{CheckpointState, latest_checkpoint};
+pub use cross_entropy_op::cross_entropy_autodiff;
 pub use data::{PreparedData, prepare_data};
 pub use nf4_op::nf4_matmul_autodiff;
 
@@ -41,7 +43,7 @@ use crate::error::{Error, Result};
 use crate::generate::Rng;
 use crate::lora::{Adapter, LoraConfig, LoraPair, Target};
 use crate::model::llama::to_host;
-use crate::model::{Decoder, DecoderConfig, LoraTensors, WeightFiles, WeightMode};
+use crate::model::{Decoder, DecoderConfig, FusedOps, LoraTensors, WeightFiles, WeightMode};
 use crate::runtime::OpenedModel;
 use optim::{AdamW, AdamWSettings, clip_global_norm};
 
@@ -491,7 +493,10 @@ pub fn load_frozen_base<B: Backend, C: CheckpointStrategy>(
     let mode = placement.weight_mode::<B, C>(method);
     let mut decoder = Decoder::load(config, files, mode, device, &mut |_| {})?;
     if placement.fused_ops {
-        decoder.set_attention_op(causal_attention_autodiff::<B, C>);
+        decoder.set_fused_ops(FusedOps {
+            attention: causal_attention_autodiff::<B, C>,
+            cross_entropy: cross_entropy_autodiff::<B, C>,
+        });
     }
     Ok(decoder)
 }
@@ -597,6 +602,13 @@ pub fn sequence_loss<B: Backend>(
     }
     let device = decoder.device().clone();
     let logits = decoder.forward_train_rows(&sequence.tokens[..n - 1], lora, &rows)?;
+    if let Some(ops) = decoder.fused_ops() {
+        let targets: Vec<usize> = rows
+            .iter()
+            .map(|&t| sequence.tokens[t + 1] as usize)
+            .collect();
+        return Ok(Some((ops.cross_entropy)(logits, &targets)));
+    }
     let targets: Vec<i64> = rows
         .iter()
         .map(|&t| i64::from(sequence.tokens[t + 1]))

@@ -110,7 +110,7 @@ def bench_train(args):
     config = LoraConfig(
         r=args.rank,
         lora_alpha=2 * args.rank,
-        lora_dropout=0.05,
+        lora_dropout=args.dropout,
         target_modules=TARGETS,
         task_type="CAUSAL_LM",
     )
@@ -146,6 +146,7 @@ def bench_train(args):
                 "seq": args.seq,
                 "rank": args.rank,
                 "alpha": 2 * args.rank,
+                "dropout": args.dropout,
                 "targets": TARGETS,
                 "threads": args.threads,
                 "steps": args.steps,
@@ -242,6 +243,7 @@ def main():
     add_model_arguments(p)
     p.add_argument("--seq", type=int, default=256)
     p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--dropout", type=float, default=0.05)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -216,27 +216,38 @@ impl Catalog {
             std::fs::create_dir_all(parent)
                 .map_err(Error::io("creating the catalog's folder", parent))?;
         }
-        let conn = Connection::open(path).map_err(fail)?;
+        let mut conn = Connection::open(path).map_err(fail)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(fail)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(fail)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(fail)?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(fail)?;
         let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(Error::Invalid(format!(
-                "the catalog {} was written by a newer ModelFactory (schema {version}, this build knows up to {known})",
-                path.display()
-            )));
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.unchecked_transaction().map_err(fail)?;
-            tx.execute_batch(sql).map_err(fail)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
+        let schema_version = |conn: &Connection| -> Result<i64> {
+            let version: i64 = conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .map_err(fail)?;
+            if version > known {
+                return Err(Error::Invalid(format!(
+                    "the catalog {} was written by a newer ModelFactory (schema {version}, this build knows up to {known})",
+                    path.display()
+                )));
+            }
+            Ok(version)
+        };
+        if schema_version(&conn)? < known {
+            // Other threads or processes may be opening the same new catalog: the write lock
+            // comes first, then the version is read again under it, so only one of them
+            // creates the tables and the others find them made.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(fail)?;
+            let version = schema_version(&tx)?;
+            for sql in &MIGRATIONS[version as usize..] {
+                tx.execute_batch(sql).map_err(fail)?;
+            }
+            tx.pragma_update(None, "user_version", known)
                 .map_err(fail)?;
             tx.commit().map_err(fail)?;
         }
@@ -592,6 +603,37 @@ impl Catalog {
 mod tests {
     use super::*;
     use crate::format::{RowSchema, SCHEMA_VERSION};
+
+    #[test]
+    fn a_new_catalog_opened_by_many_threads_at_once_is_created_once() {
+        // The server's handlers open the catalog on threads of their own; the first requests
+        // of a new workspace raced to create its tables ("table datanets already exists").
+        for round in 0..20 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join(format!("catalog-{round}.sqlite"));
+            let barrier = std::sync::Barrier::new(8);
+            std::thread::scope(|scope| {
+                let opened: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            barrier.wait();
+                            Catalog::open(&path).map(|_| ()).map_err(|e| e.to_string())
+                        })
+                    })
+                    .collect();
+                for handle in opened {
+                    let result = handle.join().expect("the thread ran");
+                    assert_eq!(result, Ok(()), "round {round}");
+                }
+            });
+            let catalog = Catalog::open(&path).expect("reopens");
+            let version: i64 = catalog
+                .conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .expect("version");
+            assert_eq!(version, MIGRATIONS.len() as i64);
+        }
+    }
 
     fn manifest(id: &str) -> Manifest {
         Manifest {

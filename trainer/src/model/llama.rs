@@ -17,9 +17,9 @@ use std::sync::Arc;
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, DType, FloatDType, Int, Tensor, TensorData};
-use rayon::prelude::*;
 
 use super::config::DecoderConfig;
+use super::dropout::DropoutMask;
 use super::nf4_tensors::Nf4Tensors;
 use super::weights::WeightFiles;
 use crate::error::{Error, Result};
@@ -41,6 +41,13 @@ pub type AttentionOp<B> =
 /// tensor of one value.
 pub type CrossEntropyOp<B> = fn(Tensor<B, 2>, &[usize]) -> Tensor<B, 1>;
 
+/// LoRA's first product with dropout on its input, `(x ⊙ mask) Aᵀ`, for `x` `[n, in]` and `Aᵀ`
+/// `[in, r]`.
+pub type LoraDropoutOp<B> = fn(Tensor<B, 2>, Tensor<B, 2>, &Arc<DropoutMask>) -> Tensor<B, 2>;
+
+/// The MLP's gated activation, `silu(gate) · up`, element by element.
+pub type SwigluOp<B> = fn(Tensor<B, 2>, Tensor<B, 2>) -> Tensor<B, 2>;
+
 /// Operations of our own, each computing what a composition of burn's smaller ones does, for
 /// a backend where they do better (the CPU, while training).
 pub struct FusedOps<B: Backend> {
@@ -48,6 +55,10 @@ pub struct FusedOps<B: Backend> {
     pub attention: AttentionOp<B>,
     /// The training loss.
     pub cross_entropy: CrossEntropyOp<B>,
+    /// The adapters' masked first product.
+    pub lora_dropout: LoraDropoutOp<B>,
+    /// The MLP's activation.
+    pub swiglu: SwigluOp<B>,
 }
 
 impl<B: Backend> Clone for FusedOps<B> {
@@ -316,12 +327,21 @@ enum Mlp<B: Backend> {
 }
 
 impl<B: Backend> Mlp<B> {
-    fn forward(&self, h: Tensor<B, 2>, lora: LayerLora<'_, B>) -> Tensor<B, 2> {
+    fn forward(
+        &self,
+        h: Tensor<B, 2>,
+        lora: LayerLora<'_, B>,
+        swiglu: Option<SwigluOp<B>>,
+    ) -> Tensor<B, 2> {
+        let gated = |g: Tensor<B, 2>, u| match swiglu {
+            Some(op) => op(g, u),
+            None => silu(g) * u,
+        };
         match self {
             Mlp::Separate { gate, up, down } => {
                 let g = lora.add(Target::Gate, &h, gate.forward(h.clone()));
                 let u = lora.add(Target::Up, &h, up.forward(h.clone()));
-                let act = silu(g) * u;
+                let act = gated(g, u);
                 lora.add(Target::Down, &act, down.forward(act.clone()))
             }
             Mlp::Host { gate_up, down } if lora.covers_mlp() => {
@@ -331,7 +351,7 @@ impl<B: Backend> Mlp<B> {
                 let gu = host_matmul(gate_up, h.clone());
                 let g = lora.add(Target::Gate, &h, gu.clone().narrow(1, 0, width));
                 let u = lora.add(Target::Up, &h, gu.narrow(1, width, width));
-                let act = silu(g) * u;
+                let act = gated(g, u);
                 let out = host_matmul(down, act.clone());
                 debug_assert_eq!(out.dims()[0], n);
                 lora.add(Target::Down, &act, out)
@@ -397,6 +417,19 @@ pub struct LoraTensors<B: Backend> {
 }
 
 impl<B: Backend> LoraTensors<B> {
+    /// The next dropout mask for an input of `dims`, if dropout is on: the next
+    /// `dims[0] · dims[1]` draws of the one sequence.
+    fn next_mask(&self, dims: [usize; 2]) -> Option<DropoutMask> {
+        let (p, rng) = self.dropout.as_ref()?;
+        let first = {
+            let mut rng = rng.lock().unwrap_or_else(|e| e.into_inner());
+            let first = rng.clone();
+            *rng = first.skipped((dims[0] * dims[1]) as u64);
+            first
+        };
+        Some(DropoutMask::draw(&first, dims, 1.0 - p))
+    }
+
     /// Uploads a host adapter (no dropout: for inference).
     pub fn from_adapter(adapter: &Adapter, scale: f32, device: &B::Device) -> Self {
         let upload = |values: &[f32], rows: usize, cols: usize| {
@@ -423,10 +456,11 @@ impl<B: Backend> LoraTensors<B> {
         }
     }
 
-    fn layer(&self, layer: usize) -> LayerLora<'_, B> {
+    fn layer(&self, layer: usize, dropout_op: Option<LoraDropoutOp<B>>) -> LayerLora<'_, B> {
         LayerLora {
             set: Some(self),
             layer,
+            dropout_op,
         }
     }
 }
@@ -435,6 +469,8 @@ impl<B: Backend> LoraTensors<B> {
 struct LayerLora<'a, B: Backend> {
     set: Option<&'a LoraTensors<B>>,
     layer: usize,
+    /// Used instead of burn's operations for masked inputs where set.
+    dropout_op: Option<LoraDropoutOp<B>>,
 }
 
 impl<B: Backend> Clone for LayerLora<'_, B> {
@@ -450,6 +486,7 @@ impl<B: Backend> LayerLora<'_, B> {
         LayerLora {
             set: None,
             layer: 0,
+            dropout_op: None,
         }
     }
 
@@ -468,37 +505,17 @@ impl<B: Backend> LayerLora<'_, B> {
         let (Some(set), Some((a_t, b_t))) = (self.set, self.pair(target)) else {
             return y;
         };
-        let mut x = x.clone();
-        if let Some((p, rng)) = &set.dropout {
-            let dims = x.dims();
-            let keep = 1.0 - p;
-            let count = dims[0] * dims[1];
-            // This mask's draws are the next `count` of the one sequence; threads fill parts
-            // of it, each from its own offset, so the values do not depend on the threads.
-            let first = {
-                let mut rng = rng.lock().unwrap_or_else(|e| e.into_inner());
-                let first = rng.clone();
-                *rng = first.skipped(count as u64);
-                first
-            };
-            const PART: usize = 1 << 14;
-            let mut mask = vec![0.0f32; count];
-            mask.par_chunks_mut(PART).enumerate().for_each(|(i, part)| {
-                let mut rng = first.skipped((i * PART) as u64);
-                for m in part {
-                    if (rng.next_f64() as f32) < keep {
-                        *m = 1.0 / keep;
-                    }
-                }
-            });
-            x = x * Tensor::from_data(TensorData::new(mask, dims), &y.device());
-        }
+        let down = match (set.next_mask(x.dims()), self.dropout_op) {
+            (Some(mask), Some(op)) => op(x.clone(), a_t.clone(), &Arc::new(mask)),
+            (Some(mask), None) => {
+                let mask = TensorData::new(mask.floats(), x.dims());
+                (x.clone() * Tensor::from_data(mask, &y.device())).matmul(a_t.clone())
+            }
+            (None, _) => x.clone().matmul(a_t.clone()),
+        };
         // Scaled at rank width, where it is a pass over `n × r` values rather than `n × out`,
         // forward and backward.
-        y + x
-            .matmul(a_t.clone())
-            .mul_scalar(set.scaling)
-            .matmul(b_t.clone())
+        y + down.mul_scalar(set.scaling).matmul(b_t.clone())
     }
 }
 
@@ -862,7 +879,9 @@ impl<B: Backend> Decoder<B> {
             }
         };
         for (layer, block) in self.layers.iter().enumerate() {
-            let lora = lora.map_or(LayerLora::none(), |l| l.layer(layer));
+            let lora = lora.map_or(LayerLora::none(), |l| {
+                l.layer(layer, self.fused_ops.map(|ops| ops.lora_dropout))
+            });
             let h = rms_norm(x.clone(), &block.attn_norm, c.rms_norm_eps);
             let mut unkept = None;
             let kv = match cache.as_deref_mut() {
@@ -872,7 +891,9 @@ impl<B: Backend> Decoder<B> {
             let attn = self.attention(block, h, &positions, kv, lora);
             x = x + attn;
             let h = rms_norm(x.clone(), &block.ffn_norm, c.rms_norm_eps);
-            let ffn = block.mlp.forward(h, lora);
+            let ffn = block
+                .mlp
+                .forward(h, lora, self.fused_ops.map(|ops| ops.swiglu));
             x = x + ffn;
         }
         if let Some(cache) = cache {

@@ -2,14 +2,16 @@
 //! implementation.
 
 pub mod config;
+pub mod dropout;
 pub mod llama;
 pub mod nf4_tensors;
 pub mod weights;
 
 pub use config::{Architecture, DecoderConfig, RopeScaling};
+pub use dropout::DropoutMask;
 pub use llama::{
-    AttentionOp, AttentionShape, CrossEntropyOp, Decoder, FusedOps, KvCache, Linear, LoraTensors,
-    Nf4Matmul, Nf4Weight, RopeTables, WeightMode, nf4_matmul_host,
+    AttentionOp, AttentionShape, CrossEntropyOp, Decoder, FusedOps, KvCache, Linear, LoraDropoutOp,
+    LoraTensors, Nf4Matmul, Nf4Weight, RopeTables, SwigluOp, WeightMode, nf4_matmul_host,
 };
 pub use nf4_tensors::Nf4Tensors;
 pub use weights::{RawTensor, WeightFiles, gguf_name};

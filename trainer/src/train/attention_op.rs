@@ -304,33 +304,152 @@ struct Head<'a> {
     v: &'a [f32],
 }
 
-/// [`forward_head`] compiled for AVX2, so that its loops run 8 lanes wide.
+/// Rows per block of the products. Row `t` attends to keys `0..=t`, so a block of rows needs
+/// the keys up to its last row only: blocks skip most of the products' zeros above the
+/// diagonal (10 of 16 blocks computed at n = 256) while each product stays large enough for the
+/// matrix kernels.
+const BLOCK: usize = 64;
+
+/// A matrix in a slice: `rows × cols`, element `(i, j)` at `i·rs + j·cs`.
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// Rows of `cols` values, `rs` apart, from the start of `data`.
+    fn rows(data: &'a [f32], rows: usize, cols: usize, rs: usize) -> Self {
+        Mat {
+            data,
+            rows,
+            cols,
+            rs,
+            cs: 1,
+        }
+    }
+
+    /// The transpose: the same values read the other way.
+    fn t(self) -> Self {
+        Mat {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
+    /// Whether every element lies inside `data`.
+    fn fits(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `dst = alpha · lhs · rhs`, `dst` row-major `[lhs.rows, rhs.cols]` with rows `dst_rs` apart,
+/// by the `gemm` crate's kernels (the ones burn's CPU backend uses), on this thread.
+fn product(dst: &mut [f32], dst_rs: usize, lhs: Mat<'_>, rhs: Mat<'_>, alpha: f32) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert!(
+        lhs.fits() && rhs.fits() && k == rhs.rows,
+        "product of mismatched matrices"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        (m - 1) * dst_rs + n <= dst.len(),
+        "product larger than its destination"
+    );
+    if k == 0 {
+        for row in dst.chunks_mut(dst_rs).take(m) {
+            row[..n].fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: the assertions above keep every element gemm reads (in `lhs` and `rhs`) and
+    // writes (in `dst`) inside its slice; `dst` is borrowed mutably, so nothing aliases it.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            false,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            0.0,
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// The blocks of `0..n`, `BLOCK` at a time.
+fn blocks(n: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..n)
+        .step_by(BLOCK)
+        .map(move |r0| (r0, (r0 + BLOCK).min(n)))
+}
+
+/// [`forward_head`] compiled for AVX2, so that its softmax loops run 8 lanes wide (the products
+/// choose their kernels themselves).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn forward_head_avx2(head: Head<'_>, out: &mut [f32], probs: &mut [f32]) {
     forward_head(head, out, probs);
 }
 
+/// One query head's output `[n, d]` and probabilities `[n, n]` (`probs` starts zeroed and keeps
+/// zeros above the diagonal).
 #[inline(always)]
 fn forward_head(head: Head<'_>, out: &mut [f32], probs: &mut [f32]) {
     let Head { dims, q, k, v } = head;
     let Dims { n, d, scale, .. } = dims;
-    for t in 0..n {
-        let qt = &q[t * d..][..d];
-        let p = &mut probs[t * n..][..=t];
-        let mut max = f32::NEG_INFINITY;
-        for (j, pj) in p.iter_mut().enumerate() {
-            *pj = scale * dot_f32(qt, &k[j * d..][..d]);
-            max = max.max(*pj);
-        }
+    for (r0, r1) in blocks(n) {
+        let rows = r1 - r0;
+        let scores = &mut probs[r0 * n..r1 * n];
+        product(
+            scores,
+            n,
+            Mat::rows(&q[r0 * d..], rows, d, d),
+            Mat::rows(k, r1, d, d).t(),
+            scale,
+        );
+        softmax_rows(scores, n, r0, r1);
+        let p = Mat::rows(&probs[r0 * n..], rows, r1, n);
+        product(&mut out[r0 * d..], d, p, Mat::rows(v, r1, d, d), 1.0);
+    }
+}
+
+/// Rows `r0..r1` of scores (rows `n` apart, keys `0..r1` filled): each row `t` becomes the
+/// softmax of its keys `0..=t`, with zeros after.
+#[inline(always)]
+fn softmax_rows(scores: &mut [f32], n: usize, r0: usize, r1: usize) {
+    for (t, row) in (r0..r1).zip(scores.chunks_mut(n)) {
+        let (p, after) = row[..r1].split_at_mut(t + 1);
+        after.fill(0.0);
+        let max = p.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         for pj in p.iter_mut() {
             *pj = exp_f32(*pj - max);
         }
-        let sum = sum_f32(p);
-        let ot = &mut out[t * d..][..d];
-        for (j, pj) in p.iter_mut().enumerate() {
-            *pj /= sum;
-            axpy(*pj, &v[j * d..][..d], ot);
+        let inv = 1.0 / sum_f32(p);
+        for pj in p.iter_mut() {
+            *pj *= inv;
         }
     }
 }
@@ -342,27 +461,62 @@ fn backward_head_avx2(head: Head<'_>, probs: &[f32], grad: &[f32], out: [&mut [f
     backward_head(head, probs, grad, out);
 }
 
-/// One query head's `∂L/∂q` and its contributions to `∂L/∂k` and `∂L/∂v`.
+/// One query head's `∂L/∂q` and its contributions to `∂L/∂k` and `∂L/∂v`:
+/// `∂L/∂P = G Vᵀ`, `∂L/∂S = P ⊙ (∂L/∂P − rowsum(P ⊙ ∂L/∂P)) · scale`, then `∂L/∂Q = ∂L/∂S K`,
+/// `∂L/∂K = ∂L/∂Sᵀ Q` and `∂L/∂V = Pᵀ G`.
 #[inline(always)]
 fn backward_head(head: Head<'_>, probs: &[f32], grad: &[f32], [dq, dk, dv]: [&mut [f32]; 3]) {
     let Head { dims, q, k, v } = head;
     let Dims { n, d, scale, .. } = dims;
-    let mut dp = vec![0.0f32; n];
-    for t in 0..n {
-        let p = &probs[t * n..][..=t];
-        let (got, qt) = (&grad[t * d..][..d], &q[t * d..][..d]);
-        // ∂L/∂p_j = got · v_j; the softmax's backward subtracts their p-weighted mean.
-        let mut mean = 0.0f32;
-        for (j, (dpj, pj)) in dp.iter_mut().zip(p).enumerate() {
-            *dpj = dot_f32(got, &v[j * d..][..d]);
-            mean += pj * *dpj;
-        }
-        let dqt = &mut dq[t * d..][..d];
-        for (j, (&pj, &dpj)) in p.iter().zip(&dp).enumerate() {
-            axpy(pj, got, &mut dv[j * d..][..d]);
-            let ds = pj * (dpj - mean) * scale;
-            axpy(ds, &k[j * d..][..d], dqt);
-            axpy(ds, qt, &mut dk[j * d..][..d]);
+    // ∂L/∂S, zero above the diagonal as the probabilities are.
+    let mut ds = vec![0.0f32; n * n];
+    for (r0, r1) in blocks(n) {
+        let rows = r1 - r0;
+        let block = &mut ds[r0 * n..r1 * n];
+        product(
+            block,
+            n,
+            Mat::rows(&grad[r0 * d..], rows, d, d),
+            Mat::rows(v, r1, d, d).t(),
+            1.0,
+        );
+        let p = &probs[r0 * n..r1 * n];
+        score_gradient_rows(block, p, n, r0, r1, scale);
+        let ds = Mat::rows(&ds[r0 * n..], rows, r1, n);
+        product(&mut dq[r0 * d..], d, ds, Mat::rows(k, r1, d, d), 1.0);
+    }
+    // Keys `c0..c1` are attended to by rows `c0..n` only.
+    for (c0, c1) in blocks(n) {
+        let (cols, rows) = (c1 - c0, n - c0);
+        let ds = Mat::rows(&ds[c0 * n + c0..], rows, cols, n).t();
+        product(
+            &mut dk[c0 * d..],
+            d,
+            ds,
+            Mat::rows(&q[c0 * d..], rows, d, d),
+            1.0,
+        );
+        let p = Mat::rows(&probs[c0 * n + c0..], rows, cols, n).t();
+        product(
+            &mut dv[c0 * d..],
+            d,
+            p,
+            Mat::rows(&grad[c0 * d..], rows, d, d),
+            1.0,
+        );
+    }
+}
+
+/// Rows `r0..r1` of `∂L/∂P` (keys `0..r1` filled) become `∂L/∂S`, zero after the diagonal.
+#[inline(always)]
+fn score_gradient_rows(dp: &mut [f32], p: &[f32], n: usize, r0: usize, r1: usize, scale: f32) {
+    for (t, (dp, p)) in (r0..r1).zip(dp.chunks_mut(n).zip(p.chunks(n))) {
+        let (dp, after) = dp[..r1].split_at_mut(t + 1);
+        after.fill(0.0);
+        let p = &p[..=t];
+        let mean = dot_f32(p, dp);
+        for (g, &pj) in dp.iter_mut().zip(p) {
+            *g = pj * (*g - mean) * scale;
         }
     }
 }
@@ -425,8 +579,9 @@ mod tests {
     #[test]
     fn equals_burns_attention_and_its_gradients() {
         // Two key/value heads shared by three query heads each; 20 values per head, so the
-        // dot products' tails (past multiples of 16) are exercised.
-        let (kv, heads, n, d) = (2, 6, 7, 20);
+        // dot products' tails (past multiples of 16) are exercised; positions over two and a
+        // bit blocks, so the blocked products' last, partial block is too.
+        let (kv, heads, n, d) = (2, 6, 2 * BLOCK + 7, 20);
         let device = Default::default();
         let random = |width: usize| {
             Tensor::<Flex, 2>::random([n, width], Distribution::Normal(0.0, 1.0), &device)

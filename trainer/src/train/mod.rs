@@ -13,8 +13,10 @@ mod attention_op;
 mod checkpoint;
 mod cross_entropy_op;
 mod data;
+mod lora_dropout_op;
 mod nf4_op;
 pub mod optim;
+mod swiglu_op;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -35,7 +37,9 @@ pub use attention_op::causal_attention_autodiff;
 pub use checkpoint::{CheckpointState, latest_checkpoint};
 pub use cross_entropy_op::cross_entropy_autodiff;
 pub use data::{PreparedData, prepare_data};
+pub use lora_dropout_op::lora_dropout_autodiff;
 pub use nf4_op::nf4_matmul_autodiff;
+pub use swiglu_op::swiglu_autodiff;
 
 use crate::backends::{BackendKind, on_backend, probe_backends};
 use crate::bench::peak_rss_bytes;
@@ -496,6 +500,8 @@ pub fn load_frozen_base<B: Backend, C: CheckpointStrategy>(
         decoder.set_fused_ops(FusedOps {
             attention: causal_attention_autodiff::<B, C>,
             cross_entropy: cross_entropy_autodiff::<B, C>,
+            lora_dropout: lora_dropout_autodiff::<B, C>,
+            swiglu: swiglu_autodiff::<B, C>,
         });
     }
     Ok(decoder)

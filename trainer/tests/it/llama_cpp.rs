@@ -27,8 +27,10 @@ const MEAN_LOGIT_DIFFERENCE: f64 = 0.5;
 /// Where llama.cpp's two best logits are closer than this, either token is a correct greedy
 /// choice: greedy answers may part there (and only there). The errors of neighbouring logits
 /// are correlated, so gaps move far less than single logits; measured on the golden prompts,
-/// the answers part only at gaps below 0.16.
-const NEAR_TIE: f64 = 0.2;
+/// the answers part at gaps below 0.16 on a processor with AVX-512 and at one of 0.228 on one
+/// with AVX2 only (an AMD EPYC), where the matrix kernels sum in another order and the 8-bit
+/// roundings of activations fall differently.
+const NEAR_TIE: f64 = 0.3;
 /// Where llama.cpp's two best logits are further apart than this, the most likely next token
 /// must be the same.
 const DECISIVE_MARGIN: f64 = 0.75;

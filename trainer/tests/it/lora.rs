@@ -8,6 +8,7 @@ use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::flex::Flex;
 use burn::tensor::Tensor;
+use trainer::generate::Rng;
 use trainer::loading::safetensors::{Dtype, SafetensorsHeader};
 use trainer::lora::{
     ADAPTER_CONFIG, ADAPTER_WEIGHTS, Adapter, LoraConfig, MergedDtype, Target, merge_adapter,
@@ -356,6 +357,71 @@ fn gradients_match_finite_differences() {
         assert!(
             compared >= 6,
             "{method}: too few non-zero gradients were compared ({compared})"
+        );
+    }
+}
+
+/// With dropout on, the CPU's operations of our own (the masked first product, the gated
+/// activation, attention, the loss) give the gradients of burn's composition, mask for mask:
+/// both draw the same masks from one seed.
+#[test]
+fn fused_operations_give_burns_gradients_with_dropout() {
+    let dir = temp_dir();
+    let folder = write(&tiny(TinyFamily::Llama), dir.path());
+    let adapter = random_adapter(&folder, 13);
+    let opened = OpenedModel::open(&folder).expect("open");
+    let layers = opened.config.layers;
+    let scaling = adapter.config.scaling();
+    let tokens: Vec<u32> = (0..24u32).map(|i| (i * 11 + 5) % 60 + 2).collect();
+    let sequence = Sequence {
+        trained: (0..tokens.len()).map(|i| i >= 2).collect(),
+        tokens,
+    };
+    for method in [Method::Lora, Method::Qlora] {
+        let gradients = |fused_ops: bool, dropout: Option<(f32, Rng)>| -> Vec<Vec<f32>> {
+            let decoder = load_frozen_base::<Flex, NoCheckpointing>(
+                opened.config.clone(),
+                &opened.files,
+                method,
+                placement(false, fused_ops, false),
+                &Default::default(),
+            )
+            .expect("frozen base");
+            let params = Params::<Flex>::upload(&adapter, &Default::default());
+            let (lora, leaves) = params.to_lora::<NoCheckpointing>(layers, scaling, true, dropout);
+            let grads = sequence_loss(&decoder, &lora, &sequence)
+                .expect("loss")
+                .expect("trained tokens")
+                .backward();
+            leaves
+                .iter()
+                .map(|leaf| {
+                    let g = leaf
+                        .grad(&grads)
+                        .expect("every LoRA tensor gets a gradient");
+                    g.into_data().into_vec().expect("f32")
+                })
+                .collect()
+        };
+        let dropout = || Some((0.3, Rng::new(21)));
+        let fused = gradients(true, dropout());
+        let burns = gradients(false, dropout());
+        let undropped = gradients(true, None);
+        let worst = |a: &[Vec<f32>], b: &[Vec<f32>]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| max_abs_diff(x, y))
+                .fold(0.0f32, f32::max)
+        };
+        let diff = worst(&fused, &burns);
+        assert!(
+            diff < 1e-4,
+            "{method}: fused and burn's gradients differ by {diff}"
+        );
+        let moved = worst(&fused, &undropped);
+        assert!(
+            moved > 1e-3,
+            "{method}: dropout changed the gradients by only {moved}"
         );
     }
 }

@@ -538,6 +538,7 @@ mod tests {
 
     use super::*;
     use crate::model::llama::rope;
+    use crate::train::op_testing::{assert_all_close, values};
 
     type Ad = Autodiff<Flex, NoCheckpointing>;
 
@@ -614,7 +615,6 @@ mod tests {
             // A loss that weighs every output differently.
             let loss = (out.clone() * Tensor::from_inner(weights.clone())).sum();
             let grads = loss.backward();
-            let values = |t: Tensor<Flex, 2>| t.into_data().into_vec::<f32>().expect("f32");
             [
                 values(out.inner()),
                 values(q.grad(&grads).expect("q gradient")),
@@ -622,17 +622,6 @@ mod tests {
                 values(v.grad(&grads).expect("v gradient")),
             ]
         };
-        let (fused, burn) = (run(true), run(false));
-        for (name, (a, b)) in ["output", "dq", "dk", "dv"]
-            .iter()
-            .zip(fused.iter().zip(&burn))
-        {
-            let diff = a
-                .iter()
-                .zip(b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0f32, f32::max);
-            assert!(diff < 1e-5, "{name} differs by {diff}");
-        }
+        assert_all_close(&["output", "dq", "dk", "dv"], &run(true), &run(false), 1e-5);
     }
 }

@@ -183,6 +183,7 @@ mod tests {
     use burn::tensor::{Distribution, Int};
 
     use super::*;
+    use crate::train::op_testing::{values, worst_difference};
 
     type Ad = Autodiff<Flex, NoCheckpointing>;
 
@@ -206,7 +207,6 @@ mod tests {
             };
             // A gradient other than 1 flows in, as when the loss is divided by the tokens.
             let grads = loss.clone().mul_scalar(0.25).backward();
-            let values = |t: Tensor<Flex, 2>| t.into_data().into_vec::<f32>().expect("f32");
             let loss = loss.into_scalar();
             (loss, values(z.grad(&grads).expect("logit gradient")))
         };
@@ -215,11 +215,7 @@ mod tests {
             (loss - want_loss).abs() <= 1e-5 * want_loss.abs(),
             "loss {loss} against {want_loss}"
         );
-        let diff = grad
-            .iter()
-            .zip(&want_grad)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let diff = worst_difference(&grad, &want_grad);
         assert!(diff < 1e-6, "gradients differ by {diff}");
     }
 }

@@ -15,6 +15,8 @@ mod cross_entropy_op;
 mod data;
 mod lora_dropout_op;
 mod nf4_op;
+#[cfg(test)]
+mod op_testing;
 pub mod optim;
 mod swiglu_op;
 

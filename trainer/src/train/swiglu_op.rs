@@ -164,6 +164,7 @@ mod tests {
     use burn::tensor::activation::silu;
 
     use super::*;
+    use crate::train::op_testing::{assert_all_close, values};
 
     type Ad = Autodiff<Flex, NoCheckpointing>;
 
@@ -188,24 +189,13 @@ mod tests {
             let grads = (y.clone() * Tensor::from_inner(weight.clone()))
                 .sum()
                 .backward();
-            let values = |t: Tensor<Flex, 2>| t.into_data().into_vec::<f32>().expect("f32");
             [
                 values(y.inner()),
                 values(g.grad(&grads).expect("gate gradient")),
                 values(u.grad(&grads).expect("up gradient")),
             ]
         };
-        let (ours, burns) = (run(true), run(false));
-        for (what, (a, b)) in ["output", "gate gradient", "up gradient"]
-            .iter()
-            .zip(ours.iter().zip(&burns))
-        {
-            let worst = a
-                .iter()
-                .zip(b)
-                .map(|(x, y)| (x - y).abs() / y.abs().max(1.0))
-                .fold(0.0f32, f32::max);
-            assert!(worst < 1e-5, "{what}: relative difference {worst}");
-        }
+        let names = ["output", "gate gradient", "up gradient"];
+        assert_all_close(&names, &run(true), &run(false), 1e-5);
     }
 }

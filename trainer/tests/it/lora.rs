@@ -13,6 +13,7 @@ use trainer::loading::safetensors::{Dtype, SafetensorsHeader};
 use trainer::lora::{
     ADAPTER_CONFIG, ADAPTER_WEIGHTS, Adapter, LoraConfig, MergedDtype, Target, merge_adapter,
 };
+use trainer::model::Decoder;
 use trainer::quant::Nf4Matrix;
 use trainer::runtime::OpenedModel;
 use trainer::test_support::{StTensor, TinyFamily, TinyLlama, write_safetensors};
@@ -174,14 +175,7 @@ fn the_training_forward_pass_equals_the_runtime() {
         let runtime = model.logits(&TOKENS).expect("runtime logits");
 
         let opened = OpenedModel::open(&folder).expect("open");
-        let decoder = load_frozen_base::<Flex, NoCheckpointing>(
-            opened.config.clone(),
-            &opened.files,
-            method,
-            placement,
-            &Default::default(),
-        )
-        .expect("frozen base");
+        let decoder = frozen_base(&opened, method, placement);
         let params = Params::<Flex>::upload(&adapter, &Default::default());
         let (lora, _) = params.to_lora::<NoCheckpointing>(
             opened.config.layers,
@@ -265,7 +259,7 @@ fn merging_a_gguf_model_undoes_its_qk_permutation() {
 
 /// The summed loss of `sequence` with `params`.
 fn loss_of(
-    decoder: &trainer::model::Decoder<Ad>,
+    decoder: &Decoder<Ad>,
     params: &Params<Flex>,
     layers: usize,
     scaling: f32,
@@ -278,6 +272,46 @@ fn loss_of(
     f64::from(loss.into_scalar())
 }
 
+/// The training decoder of the model in `opened`, its base frozen for `method`.
+fn frozen_base(opened: &OpenedModel, method: Method, placement: BasePlacement) -> Decoder<Ad> {
+    load_frozen_base::<Flex, NoCheckpointing>(
+        opened.config.clone(),
+        &opened.files,
+        method,
+        placement,
+        &Default::default(),
+    )
+    .expect("frozen base")
+}
+
+/// The loss of `sequence` and the gradients of the adapter's tensors, in their order.
+fn loss_and_gradients(
+    decoder: &Decoder<Ad>,
+    params: &Params<Flex>,
+    layers: usize,
+    scaling: f32,
+    sequence: &Sequence,
+    dropout: Option<(f32, Rng)>,
+) -> (f64, Vec<Vec<f32>>) {
+    let (lora, leaves) = params.to_lora::<NoCheckpointing>(layers, scaling, true, dropout);
+    let loss = sequence_loss(decoder, &lora, sequence)
+        .expect("loss")
+        .expect("trained tokens");
+    let value = f64::from(loss.clone().into_scalar());
+    let grads = loss.backward();
+    let gradients = leaves
+        .iter()
+        .map(|leaf| {
+            leaf.grad(&grads)
+                .expect("every LoRA tensor gets a gradient")
+                .into_data()
+                .into_vec()
+                .expect("f32 gradients")
+        })
+        .collect();
+    (value, gradients)
+}
+
 #[test]
 fn gradients_match_finite_differences() {
     for (method, placement) in PLACEMENTS {
@@ -287,14 +321,7 @@ fn gradients_match_finite_differences() {
         let opened = OpenedModel::open(&folder).expect("open");
         let layers = opened.config.layers;
         let scaling = adapter.config.scaling();
-        let decoder = load_frozen_base::<Flex, NoCheckpointing>(
-            opened.config.clone(),
-            &opened.files,
-            method,
-            placement,
-            &Default::default(),
-        )
-        .expect("frozen base");
+        let decoder = frozen_base(&opened, method, placement);
         // 40 tokens: past NF4_DENSE_ROWS, so the dense product and its backward run too.
         let tokens: Vec<u32> = (0..40u32).map(|i| (i * 7 + 3) % 60 + 2).collect();
         let sequence = Sequence {
@@ -302,21 +329,7 @@ fn gradients_match_finite_differences() {
             tokens,
         };
         let params = Params::<Flex>::upload(&adapter, &Default::default());
-        let (lora, leaves) = params.to_lora::<NoCheckpointing>(layers, scaling, true, None);
-        let loss = sequence_loss(&decoder, &lora, &sequence)
-            .expect("loss")
-            .expect("trained tokens");
-        let grads = loss.backward();
-        let analytic: Vec<Vec<f32>> = leaves
-            .iter()
-            .map(|leaf| {
-                leaf.grad(&grads)
-                    .expect("every LoRA tensor gets a gradient")
-                    .into_data()
-                    .into_vec()
-                    .expect("f32")
-            })
-            .collect();
+        let (_, analytic) = loss_and_gradients(&decoder, &params, layers, scaling, &sequence, None);
         // Layer 0's q (A then B) and layer 1's down (A then B): the first crosses every
         // later layer's frozen projections in the backward pass.
         let checked = [
@@ -379,29 +392,9 @@ fn fused_operations_give_burns_gradients_with_dropout() {
     };
     for method in [Method::Lora, Method::Qlora] {
         let gradients = |fused_ops: bool, dropout: Option<(f32, Rng)>| -> Vec<Vec<f32>> {
-            let decoder = load_frozen_base::<Flex, NoCheckpointing>(
-                opened.config.clone(),
-                &opened.files,
-                method,
-                placement(false, fused_ops, false),
-                &Default::default(),
-            )
-            .expect("frozen base");
+            let decoder = frozen_base(&opened, method, placement(false, fused_ops, false));
             let params = Params::<Flex>::upload(&adapter, &Default::default());
-            let (lora, leaves) = params.to_lora::<NoCheckpointing>(layers, scaling, true, dropout);
-            let grads = sequence_loss(&decoder, &lora, &sequence)
-                .expect("loss")
-                .expect("trained tokens")
-                .backward();
-            leaves
-                .iter()
-                .map(|leaf| {
-                    let g = leaf
-                        .grad(&grads)
-                        .expect("every LoRA tensor gets a gradient");
-                    g.into_data().into_vec().expect("f32")
-                })
-                .collect()
+            loss_and_gradients(&decoder, &params, layers, scaling, &sequence, dropout).1
         };
         let dropout = || Some((0.3, Rng::new(21)));
         let fused = gradients(true, dropout());
@@ -456,31 +449,11 @@ fn bf16_products_follow_f32() {
             tokens,
         };
         let run = |bf16: bool| {
-            let decoder = load_frozen_base::<Flex, NoCheckpointing>(
-                opened.config.clone(),
-                &opened.files,
-                method,
-                placement(nf4_on_device, !nf4_on_device, bf16),
-                &Default::default(),
-            )
-            .expect("frozen base");
+            let base = placement(nf4_on_device, !nf4_on_device, bf16);
+            let decoder = frozen_base(&opened, method, base);
             let params = Params::<Flex>::upload(&adapter, &Default::default());
-            let (lora, leaves) = params.to_lora::<NoCheckpointing>(layers, scaling, true, None);
-            let loss = sequence_loss(&decoder, &lora, &sequence)
-                .expect("loss")
-                .expect("trained tokens");
-            let value = f64::from(loss.clone().into_scalar());
-            let grads = loss.backward();
-            let g: Vec<Vec<f32>> = leaves
-                .iter()
-                .map(|leaf| {
-                    leaf.grad(&grads)
-                        .expect("every LoRA tensor gets a gradient")
-                        .into_data()
-                        .into_vec()
-                        .expect("f32 gradients")
-                })
-                .collect();
+            let (value, g) =
+                loss_and_gradients(&decoder, &params, layers, scaling, &sequence, None);
             (value, g, decoder.projection_bytes())
         };
         let (loss32, grads32, bytes32) = run(false);

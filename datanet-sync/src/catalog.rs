@@ -10,11 +10,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::format::{Content, Manifest};
+use crate::sqlite::{self, MigrateError};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[r#"
@@ -217,40 +218,15 @@ impl Catalog {
                 .map_err(Error::io("creating the catalog's folder", parent))?;
         }
         let mut conn = Connection::open(path).map_err(fail)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(fail)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(fail)?;
+        sqlite::share(&conn).map_err(fail)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(fail)?;
-        let known = MIGRATIONS.len() as i64;
-        let schema_version = |conn: &Connection| -> Result<i64> {
-            let version: i64 = conn
-                .pragma_query_value(None, "user_version", |r| r.get(0))
-                .map_err(fail)?;
-            if version > known {
-                return Err(Error::Invalid(format!(
-                    "the catalog {} was written by a newer ModelFactory (schema {version}, this build knows up to {known})",
-                    path.display()
-                )));
+        sqlite::migrate(&mut conn, MIGRATIONS).map_err(|e| match e {
+            MigrateError::TooNew { .. } => {
+                Error::Invalid(format!("the catalog {}: {e}", path.display()))
             }
-            Ok(version)
-        };
-        if schema_version(&conn)? < known {
-            // Other threads or processes may be opening the same new catalog: the write lock
-            // comes first, then the version is read again under it, so only one of them
-            // creates the tables and the others find them made.
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(fail)?;
-            let version = schema_version(&tx)?;
-            for sql in &MIGRATIONS[version as usize..] {
-                tx.execute_batch(sql).map_err(fail)?;
-            }
-            tx.pragma_update(None, "user_version", known)
-                .map_err(fail)?;
-            tx.commit().map_err(fail)?;
-        }
+            MigrateError::Sqlite(source) => fail(source),
+        })?;
         Ok(Catalog {
             conn,
             path: path.to_path_buf(),

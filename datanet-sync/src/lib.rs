@@ -11,6 +11,7 @@
 //!   server behind `modelfactory hub serve`.
 //! - [`contribution`]: new and revised rows packaged for a Datanet's maintainers.
 //! - [`catalog`]: the local SQLite catalog: pulled Datanets, labels, edits, datasets.
+//! - [`sqlite`]: SQLite files opened by several connections at once, and their migrations.
 //! - [`view`]: the curation table: shard rows joined with their labels and edits, filtered,
 //!   sorted and paged.
 
@@ -23,6 +24,7 @@ pub mod hub;
 pub mod import;
 pub mod pack;
 pub mod shard;
+pub mod sqlite;
 pub mod view;
 
 pub use error::{Error, Result};

@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
+use datanet_sync::sqlite::{self, MigrateError};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
@@ -130,9 +130,6 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
-/// How long a command waits for another process's write to finish.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A shared connection. SQLite serialises writers anyway; one connection per process keeps
 /// things simple, and the busy timeout lets a CLI command and a running server share a file.
 #[derive(Clone)]
@@ -154,23 +151,7 @@ impl Db {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(fail)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
-        // A file that is not a database fails here, before anything is written to it.
-        // Switching a new file to WAL needs it to itself, and SQLite answers "busy" at once
-        // rather than waiting, so two commands starting on a new workspace retry.
-        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
-        loop {
-            match conn.pragma_update(None, "journal_mode", "WAL") {
-                Ok(()) => break,
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::DatabaseBusy
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => return Err(fail(e)),
-            }
-        }
+        sqlite::share(&conn).map_err(fail)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(fail)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -188,40 +169,25 @@ impl Db {
     }
 
     pub fn schema_version(&self) -> Result<i64> {
-        Ok(self
-            .lock()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        Ok(sqlite::schema_version(&self.lock())?)
     }
 
     fn migrate(&self) -> Result<()> {
-        let known = MIGRATIONS.len() as i64;
-        let mut conn = self.lock();
-        loop {
-            // An immediate transaction takes the write lock before reading the version, so
-            // two processes opening a new workspace at once migrate it once, not twice.
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| Error::Database {
-                    path: self.path.clone(),
-                    message: e.to_string(),
-                })?;
-            let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            if found > known {
-                return Err(Error::DatabaseTooNew {
-                    path: self.path.clone(),
-                    found,
-                    known,
-                });
-            }
-            if found == known {
-                return Ok(());
-            }
-            // Each step and its version bump commit together: a crash never leaves half a migration.
-            tx.execute_batch(MIGRATIONS[found as usize])?;
-            tx.pragma_update(None, "user_version", found + 1)?;
-            tx.commit()?;
-            tracing::info!(version = found + 1, path = %self.path.display(), "migrated the workspace database");
+        let applied = sqlite::migrate(&mut self.lock(), MIGRATIONS).map_err(|e| match e {
+            MigrateError::TooNew { found, known } => Error::DatabaseTooNew {
+                path: self.path.clone(),
+                found,
+                known,
+            },
+            MigrateError::Sqlite(e) => Error::Database {
+                path: self.path.clone(),
+                message: e.to_string(),
+            },
+        })?;
+        if !applied.is_empty() {
+            tracing::info!(from = applied.start, to = applied.end, path = %self.path.display(), "migrated the workspace database");
         }
+        Ok(())
     }
 
     /// The connection. Callers keep the guard for one statement or one transaction.

@@ -183,7 +183,7 @@ mod tests {
     use burn::tensor::{Distribution, Int};
 
     use super::*;
-    use crate::train::op_testing::{values, worst_difference};
+    use crate::train::op_testing::{max_abs_difference, values};
 
     type Ad = Autodiff<Flex, NoCheckpointing>;
 
@@ -215,7 +215,7 @@ mod tests {
             (loss - want_loss).abs() <= 1e-5 * want_loss.abs(),
             "loss {loss} against {want_loss}"
         );
-        let diff = worst_difference(&grad, &want_grad);
+        let diff = max_abs_difference(&grad, &want_grad);
         assert!(diff < 1e-6, "gradients differ by {diff}");
     }
 }

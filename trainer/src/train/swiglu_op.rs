@@ -164,7 +164,7 @@ mod tests {
     use burn::tensor::activation::silu;
 
     use super::*;
-    use crate::train::op_testing::{assert_all_close, values};
+    use crate::train::op_testing::{assert_all_close, max_relative_difference, values};
 
     type Ad = Autodiff<Flex, NoCheckpointing>;
 
@@ -196,6 +196,12 @@ mod tests {
             ]
         };
         let names = ["output", "gate gradient", "up gradient"];
-        assert_all_close(&names, &run(true), &run(false), 1e-5);
+        assert_all_close(
+            &names,
+            &run(true),
+            &run(false),
+            max_relative_difference,
+            1e-5,
+        );
     }
 }

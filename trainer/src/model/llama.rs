@@ -43,7 +43,7 @@ pub type CrossEntropyOp<B> = fn(Tensor<B, 2>, &[usize]) -> Tensor<B, 1>;
 
 /// LoRA's first product with dropout on its input, `(x ⊙ mask) Aᵀ`, for `x` `[n, in]` and `Aᵀ`
 /// `[in, r]`.
-pub type LoraDropoutOp<B> = fn(Tensor<B, 2>, Tensor<B, 2>, &Arc<DropoutMask>) -> Tensor<B, 2>;
+pub type LoraDropoutOp<B> = fn(Tensor<B, 2>, Tensor<B, 2>, Arc<DropoutMask>) -> Tensor<B, 2>;
 
 /// The MLP's gated activation, `silu(gate) · up`, element by element.
 pub type SwigluOp<B> = fn(Tensor<B, 2>, Tensor<B, 2>) -> Tensor<B, 2>;
@@ -506,7 +506,7 @@ impl<B: Backend> LayerLora<'_, B> {
             return y;
         };
         let down = match (set.next_mask(x.dims()), self.dropout_op) {
-            (Some(mask), Some(op)) => op(x.clone(), a_t.clone(), &Arc::new(mask)),
+            (Some(mask), Some(op)) => op(x.clone(), a_t.clone(), Arc::new(mask)),
             (Some(mask), None) => {
                 let mask = TensorData::new(mask.floats(), x.dims());
                 (x.clone() * Tensor::from_data(mask, &y.device())).matmul(a_t.clone())

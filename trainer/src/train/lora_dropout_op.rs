@@ -62,28 +62,21 @@ fn masked<B: Backend>(t: &Tensor<B, 2>, mask: &DropoutMask) -> Tensor<B, 2> {
 pub fn lora_dropout_autodiff<B: Backend, C: CheckpointStrategy>(
     x: Tensor<Autodiff<B, C>, 2>,
     a_t: Tensor<Autodiff<B, C>, 2>,
-    mask: &Arc<DropoutMask>,
+    mask: Arc<DropoutMask>,
 ) -> Tensor<Autodiff<B, C>, 2> {
     assert_eq!(x.dims(), mask.dims(), "one mask bit per input value");
     let (x, a_t) = (x.into_primitive().tensor(), a_t.into_primitive().tensor());
     let nodes = [x.node.clone(), a_t.node.clone()];
     let inner = |t| Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(t));
     let (x, a_t) = (inner(x.primitive), inner(a_t.primitive));
-    let y = masked(&x, mask).matmul(a_t.clone());
+    let y = masked(&x, &mask).matmul(a_t.clone());
     let y = y.into_primitive().tensor();
     let out = match LoraDropoutBackward
         .prepare::<C>(nodes)
         .compute_bound()
         .stateful()
     {
-        OpsKind::Tracked(prep) => prep.finish(
-            Saved {
-                x,
-                a_t,
-                mask: mask.clone(),
-            },
-            y,
-        ),
+        OpsKind::Tracked(prep) => prep.finish(Saved { x, a_t, mask }, y),
         OpsKind::UnTracked(prep) => prep.finish(y),
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
@@ -119,7 +112,7 @@ mod tests {
             let x = Tensor::<Ad, 2>::from_inner(x0.clone()).require_grad();
             let a = Tensor::<Ad, 2>::from_inner(a0.clone()).require_grad();
             let y = if fused {
-                lora_dropout_autodiff(x.clone(), a.clone(), &mask)
+                lora_dropout_autodiff(x.clone(), a.clone(), mask.clone())
             } else {
                 let m = TensorData::new(mask.floats(), [n, inputs]);
                 (x.clone() * Tensor::from_data(m, &device)).matmul(a.clone())

@@ -272,7 +272,7 @@ fn train_steps<B: burn::tensor::backend::Backend>(
     let scaling = lora.scaling();
     let adapter = Adapter::init(lora, &opened.config, "bench", 1)?;
     let mut params = Params::<B>::upload(&adapter, device);
-    let mut optimizer = AdamW::new(AdamWSettings::default(), &params.tensors);
+    let mut optimizer = AdamW::new(AdamWSettings::default(), &params.flat);
     let tokens = bench_prompt(settings.seq_len, opened.config.vocab_size);
     let sequence = Sequence {
         trained: vec![true; tokens.len()],
@@ -291,18 +291,12 @@ fn train_steps<B: burn::tensor::backend::Backend>(
         // Reading the loss waits for the forward pass on asynchronous backends.
         let _ = loss.clone().into_scalar();
         let t1 = Instant::now();
-        let grads = loss.backward();
-        let mut g: Vec<_> = leaves
-            .iter()
-            .zip(&params.tensors)
-            .map(|(leaf, p)| leaf.grad(&grads).unwrap_or_else(|| p.zeros_like()))
-            .collect();
+        let grad = params.gradient(&leaves, &loss.backward());
         let t2 = Instant::now();
-        clip_global_norm(&mut g, 1.0);
-        optimizer.update(&mut params.tensors, &g, 2e-4);
-        // The norm of the next step's clipping reads every gradient; read one value here so
-        // the update is finished before the clock stops.
-        let _ = params.tensors[0].clone().sum().into_scalar();
+        let (grad, _) = clip_global_norm(grad, 1.0);
+        optimizer.update(&mut params.flat, grad, 2e-4);
+        // Read one value so the update is finished before the clock stops.
+        let _ = params.flat.clone().slice(0..1).into_scalar();
         let t3 = Instant::now();
         if step > 0 {
             forward += (t1 - t0).as_secs_f64();

@@ -147,7 +147,7 @@ impl<B: Backend> Trainer<'_, B> {
             weight_decay: 0.0,
             ..AdamWSettings::default()
         };
-        let mut optimizer = AdamW::new(settings, &params.tensors);
+        let mut optimizer = AdamW::new(settings, &params.flat);
         let mut rng = Rng::new(self.job.seed ^ 0x5eed);
         for step in 0..self.job.steps {
             let pick = rows[((rng.next_f64() * rows.len() as f64) as usize).min(rows.len() - 1)];
@@ -155,14 +155,9 @@ impl<B: Backend> Trainer<'_, B> {
                 params.to_lora::<NoCheckpointing>(self.layers, self.scaling, true, None);
             if let Some(loss) = sequence_loss(&self.decoder, &lora, &self.job.train[pick])? {
                 let trained = self.job.train[pick].trained_tokens().max(1) as f64;
-                let grads = loss.div_scalar(trained).backward();
-                let mut g: Vec<_> = leaves
-                    .iter()
-                    .zip(&params.tensors)
-                    .map(|(leaf, p)| leaf.grad(&grads).unwrap_or_else(|| p.zeros_like()))
-                    .collect();
-                clip_global_norm(&mut g, 1.0);
-                optimizer.update(&mut params.tensors, &g, self.job.learning_rate);
+                let grad = params.gradient(&leaves, &loss.div_scalar(trained).backward());
+                let (grad, _) = clip_global_norm(grad, 1.0);
+                optimizer.update(&mut params.flat, grad, self.job.learning_rate);
             }
             at_step(step, &params)?;
         }

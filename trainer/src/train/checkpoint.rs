@@ -11,6 +11,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use super::Params;
 use super::optim::AdamW;
 use super::{EvalRecord, StepRecord, TrainConfig};
 use crate::error::{Error, Result};
@@ -142,46 +143,41 @@ pub struct Moments {
 }
 
 impl Moments {
-    /// Uploads the moments, checking each against its parameter's shape.
+    /// Uploads the moments laid out as [`super::Params::flat`], checking each against its
+    /// parameter's shape in `shapes`.
     pub fn into_tensors<B: Backend>(
         self,
         device: &B::Device,
-        params: &[Tensor<B, 2>],
+        shapes: &[[usize; 2]],
         path: &Path,
-    ) -> Result<[Vec<Tensor<B, 2>>; 2]> {
-        if self.m.len() != params.len() || self.v.len() != params.len() {
+    ) -> Result<[Tensor<B, 1>; 2]> {
+        if self.m.len() != shapes.len() || self.v.len() != shapes.len() {
             return Err(Error::Checkpoint {
                 what: format!(
                     "{OPTIMIZER} holds moments for {} parameters but the adapter has {}",
                     self.m.len(),
-                    params.len()
+                    shapes.len()
                 ),
                 path: path.to_path_buf(),
             });
         }
-        let upload = |values: Vec<f32>, like: &Tensor<B, 2>| -> Result<Tensor<B, 2>> {
-            let dims = like.dims();
-            if values.len() != dims[0] * dims[1] {
-                return Err(Error::Checkpoint {
-                    what: format!("a moment in {OPTIMIZER} does not match its parameter's shape"),
-                    path: path.to_path_buf(),
-                });
+        let upload = |moments: Vec<Vec<f32>>| -> Result<Tensor<B, 1>> {
+            let mut flat = Vec::with_capacity(shapes.iter().map(|[r, c]| r * c).sum());
+            for (values, [rows, cols]) in moments.into_iter().zip(shapes) {
+                if values.len() != rows * cols {
+                    return Err(Error::Checkpoint {
+                        what: format!(
+                            "a moment in {OPTIMIZER} does not match its parameter's shape"
+                        ),
+                        path: path.to_path_buf(),
+                    });
+                }
+                flat.extend(values);
             }
-            Ok(Tensor::from_data(TensorData::new(values, dims), device))
+            let len = flat.len();
+            Ok(Tensor::from_data(TensorData::new(flat, [len]), device))
         };
-        let m = self
-            .m
-            .into_iter()
-            .zip(params)
-            .map(|(m, p)| upload(m, p))
-            .collect::<Result<_>>()?;
-        let v = self
-            .v
-            .into_iter()
-            .zip(params)
-            .map(|(v, p)| upload(v, p))
-            .collect::<Result<_>>()?;
-        Ok([m, v])
+        Ok([upload(self.m)?, upload(self.v)?])
     }
 }
 
@@ -213,7 +209,7 @@ pub fn write<B: Backend>(
     state: &CheckpointState,
     adapter: &Adapter,
     optimizer: &AdamW<B>,
-    params: &[Tensor<B, 2>],
+    params: &Params<B>,
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create the folder", dir, e))?;
     let tmp = tempfile::Builder::new()
@@ -221,20 +217,15 @@ pub fn write<B: Backend>(
         .tempdir_in(dir)
         .map_err(|e| Error::io("create a temporary folder", dir, e))?;
     adapter.save_peft(tmp.path())?;
-    let mut tensors = Vec::with_capacity(params.len() * 2);
-    for (i, p) in params.iter().enumerate() {
-        let dims = p.dims();
-        let shape = [dims[0] as u64, dims[1] as u64];
-        tensors.push(StTensor::f32(
-            &format!("m.{i}"),
-            &shape,
-            &to_host(optimizer.m[i].clone()),
-        ));
-        tensors.push(StTensor::f32(
-            &format!("v.{i}"),
-            &shape,
-            &to_host(optimizer.v[i].clone()),
-        ));
+    // One tensor per parameter, as before the moments were kept flat, so that older
+    // checkpoints still resume.
+    let m = to_host(optimizer.m.clone());
+    let v = to_host(optimizer.v.clone());
+    let mut tensors = Vec::with_capacity(params.shapes().len() * 2);
+    for (i, (range, [rows, cols])) in params.ranges().zip(params.shapes()).enumerate() {
+        let shape = [*rows as u64, *cols as u64];
+        tensors.push(StTensor::f32(&format!("m.{i}"), &shape, &m[range.clone()]));
+        tensors.push(StTensor::f32(&format!("v.{i}"), &shape, &v[range]));
     }
     let path = tmp.path().join(OPTIMIZER);
     write_atomically(&path, &safetensors_bytes(&tensors, &Default::default()))

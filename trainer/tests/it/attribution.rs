@@ -85,7 +85,7 @@ fn tiny() -> Tiny {
 impl Tiny {
     /// Trains the adapter on `rows` with AdamW, as a run would before attribution.
     fn train(&mut self, rows: &[&Sequence], steps: usize) {
-        let mut optimizer = AdamW::new(AdamWSettings::default(), &self.params.tensors);
+        let mut optimizer = AdamW::new(AdamWSettings::default(), &self.params.flat);
         for step in 0..steps {
             let sequence = rows[step % rows.len()];
             let (lora, leaves) =
@@ -94,14 +94,9 @@ impl Tiny {
             let loss = sequence_loss(&self.decoder, &lora, sequence)
                 .expect("loss")
                 .expect("trained tokens");
-            let grads = loss.backward();
-            let mut g: Vec<_> = leaves
-                .iter()
-                .zip(&self.params.tensors)
-                .map(|(leaf, p)| leaf.grad(&grads).unwrap_or_else(|| p.zeros_like()))
-                .collect();
-            clip_global_norm(&mut g, 1.0);
-            optimizer.update(&mut self.params.tensors, &g, 1e-2);
+            let grad = self.params.gradient(&leaves, &loss.backward());
+            let (grad, _) = clip_global_norm(grad, 1.0);
+            optimizer.update(&mut self.params.flat, grad, 1e-2);
         }
     }
 
@@ -137,19 +132,18 @@ fn per_example_gradients_equal_finite_differences() {
     let mut compared = 0;
     // Every tensor of the adapter: one element each, A and B of both layers.
     let mut offsets = vec![0usize; t.layers];
-    for (p, tensor) in t.params.tensors.iter().enumerate() {
+    let flat: Vec<f32> = t.params.flat.to_data().into_vec().expect("f32");
+    for (p, range) in t.params.ranges().enumerate() {
         let layer = t.params.layout[p / 2].0;
-        let values: Vec<f32> = tensor.to_data().into_vec().expect("f32");
-        let dims = tensor.dims();
-        let e = values.len() / 2;
+        let len = range.len();
+        let e = len / 2;
         let loss_with = |delta: f32| {
-            let mut v = values.clone();
-            v[e] += delta;
-            let mut moved = Params {
-                layout: t.params.layout.clone(),
-                tensors: t.params.tensors.clone(),
-            };
-            moved.tensors[p] = Tensor::from_data(TensorData::new(v, dims), &Default::default());
+            let mut v = flat.clone();
+            v[range.start + e] += delta;
+            let moved = t.params.with_flat(Tensor::from_data(
+                TensorData::new(v, [flat.len()]),
+                &Default::default(),
+            ));
             example_gradient(&t.decoder, &moved, t.layers, t.scaling, &sequence)
                 .expect("loss")
                 .expect("trained")
@@ -162,7 +156,7 @@ fn per_example_gradients_equal_finite_differences() {
             "tensor {p} element {e}: autodiff {exact}, finite difference {numeric}"
         );
         compared += usize::from(exact.abs() > 1e-5);
-        offsets[layer] += values.len();
+        offsets[layer] += len;
     }
     assert!(
         compared >= 4,
@@ -170,13 +164,7 @@ fn per_example_gradients_equal_finite_differences() {
     );
     // Every parameter of the adapter appears once in the per-layer vectors.
     let total: usize = analytic.iter().map(Vec::len).sum();
-    let parameters: usize = t
-        .params
-        .tensors
-        .iter()
-        .map(|x| x.shape().num_elements())
-        .sum();
-    assert_eq!(total, parameters);
+    assert_eq!(total, flat.len());
 }
 
 /// −v_lᵀ [(1/n) Σ_i (g_il g_ilᵀ + λ_l I)⁻¹] g_kl summed over layers, the inverses explicit.

@@ -72,11 +72,11 @@ impl DropoutMask {
             });
     }
 
-    /// The mask as floats: `1 / keep` where kept, 0 where dropped.
-    pub fn floats(&self) -> Vec<f32> {
-        let mut ones = vec![1.0; self.dims[0] * self.dims[1]];
-        self.apply(&mut ones);
-        ones
+    /// The mask as floats times `factor`: `factor / keep` where a value is kept, else 0.
+    pub fn floats(&self, factor: f32) -> Vec<f32> {
+        let mut values = vec![factor; self.dims[0] * self.dims[1]];
+        self.apply(&mut values);
+        values
     }
 }
 
@@ -100,7 +100,7 @@ mod tests {
                 }
             })
             .collect();
-        assert_eq!(mask.floats(), expected);
+        assert_eq!(mask.floats(1.0), expected);
         let kept = expected.iter().filter(|&&m| m > 0.0).count() as f64 / expected.len() as f64;
         assert!((kept - 0.9).abs() < 0.01, "kept {kept} of the values");
     }

@@ -505,27 +505,29 @@ impl<B: Backend> LayerLora<'_, B> {
         let (Some(set), Some((a_t, b_t))) = (self.set, self.pair(target)) else {
             return y;
         };
+        // Scaled at rank width, where it is a pass over `n × r` values rather than `n × out`,
+        // or on the mask with burn's operations: one operation fewer each way, which on a GPU
+        // is a kernel launch.
         let down = match (set.next_mask(x.dims()), self.dropout_op) {
-            (Some(mask), Some(op)) => op(x.clone(), a_t.clone(), Arc::new(mask)),
+            (Some(mask), Some(op)) => {
+                op(x.clone(), a_t.clone(), Arc::new(mask)).mul_scalar(set.scaling)
+            }
             (Some(mask), None) => {
-                let mask = TensorData::new(mask.floats(), x.dims());
+                let mask = TensorData::new(mask.floats(set.scaling), x.dims());
                 (x.clone() * Tensor::from_data(mask, &y.device())).matmul(a_t.clone())
             }
-            (None, _) => x.clone().matmul(a_t.clone()),
+            (None, _) => x.clone().matmul(a_t.clone()).mul_scalar(set.scaling),
         };
-        // Scaled at rank width, where it is a pass over `n × r` values rather than `n × out`,
-        // forward and backward.
-        y + down.mul_scalar(set.scaling).matmul(b_t.clone())
+        y + down.matmul(b_t.clone())
     }
 }
 
 /// What attention needs about the positions of a forward pass.
 enum Positions<B: Backend> {
-    /// For burn's operations: the rotation tables `[1, n, half]` and, for more than one new
-    /// token, the causal mask.
+    /// For burn's operations: the rotation and, for more than one new token, the causal
+    /// mask.
     Tensors {
-        cos: Tensor<B, 3>,
-        sin: Tensor<B, 3>,
+        rope: Rope<B>,
         mask: Option<Tensor<B, 3, Bool>>,
     },
     /// For an attention operation over a whole sequence.
@@ -867,16 +869,10 @@ impl<B: Backend> Decoder<B> {
                     rope: Arc::new(rope),
                 },
             ),
-            _ => {
-                let half = self.inv_freq.len();
-                let make =
-                    |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [1, n, half]), &self.device);
-                Positions::Tensors {
-                    cos: make(rope.cos),
-                    sin: make(rope.sin),
-                    mask: (n > 1).then(|| self.causal_mask(start, n)),
-                }
-            }
+            _ => Positions::Tensors {
+                rope: Rope::new(&rope, n, c.head_dim, &self.device),
+                mask: (n > 1).then(|| self.causal_mask(start, n)),
+            },
         };
         for (layer, block) in self.layers.iter().enumerate() {
             let lora = lora.map_or(LayerLora::none(), |l| {
@@ -975,7 +971,7 @@ impl<B: Backend> Decoder<B> {
         };
         let q = norm_heads(q, heads, &block.q_norm);
         let k = norm_heads(k, kv_heads, &block.k_norm);
-        let (cos, sin, mask) = match positions {
+        let (rope, mask) = match positions {
             Positions::Op(op, shape) => {
                 let out = op(
                     q.reshape([n, heads * hd]),
@@ -985,10 +981,10 @@ impl<B: Backend> Decoder<B> {
                 );
                 return lora.add(Target::O, &out, block.o.forward(out.clone()));
             }
-            Positions::Tensors { cos, sin, mask } => (cos, sin, mask),
+            Positions::Tensors { rope, mask } => (rope, mask),
         };
-        let q = rope(q.swap_dims(0, 1), cos, sin);
-        let k = rope(k.swap_dims(0, 1), cos, sin);
+        let q = rope.apply(q.swap_dims(0, 1));
+        let k = rope.apply(k.swap_dims(0, 1));
         let v = v.reshape([n, kv_heads, hd]).swap_dims(0, 1);
 
         let (k, v) = match cache.take() {
@@ -1023,23 +1019,53 @@ fn rms_norm<B: Backend, const D: usize>(
     x * (mean_square + eps).sqrt().recip() * weight.clone().unsqueeze::<D>()
 }
 
-/// Rotates the two halves of each head (the Hugging Face "rotate_half" layout).
-pub(crate) fn rope<B: Backend>(
-    x: Tensor<B, 3>,
-    cos: &Tensor<B, 3>,
-    sin: &Tensor<B, 3>,
-) -> Tensor<B, 3> {
-    let [_, _, hd] = x.dims();
-    let half = hd / 2;
-    let x1 = x.clone().narrow(2, 0, half);
-    let x2 = x.narrow(2, half, half);
-    Tensor::cat(
-        vec![
-            x1.clone() * cos.clone() - x2.clone() * sin.clone(),
-            x1 * sin.clone() + x2 * cos.clone(),
-        ],
-        2,
-    )
+/// The rotary embedding for burn's operations, in the Hugging Face "rotate_half" layout:
+/// `x ⊙ cos + (x S) ⊙ sin`, where `S` swaps the two halves of each head and the tables hold
+/// each angle twice, `sin` negated in its first half. That is four operations forward and
+/// four backward where cutting the halves out and joining them took a dozen more, each a
+/// kernel launch on a GPU; `x S` only moves values, so the result is the same to the bit.
+pub(crate) struct Rope<B: Backend> {
+    /// `[1, n, head_dim]`.
+    cos: Tensor<B, 3>,
+    /// `[1, n, head_dim]`, the first half negated.
+    sin: Tensor<B, 3>,
+    /// `[1, head_dim, head_dim]`: `(x S)[j] = x[(j + half) mod head_dim]`.
+    swap: Tensor<B, 3>,
+}
+
+impl<B: Backend> Rope<B> {
+    /// The rotation of positions `0..n` of `tables`.
+    pub(crate) fn new(tables: &RopeTables, n: usize, head_dim: usize, device: &B::Device) -> Self {
+        let half = head_dim / 2;
+        let mut cos = Vec::with_capacity(n * head_dim);
+        let mut sin = Vec::with_capacity(n * head_dim);
+        for (c, s) in tables
+            .cos
+            .chunks_exact(half)
+            .zip(tables.sin.chunks_exact(half))
+        {
+            cos.extend_from_slice(c);
+            cos.extend_from_slice(c);
+            sin.extend(s.iter().map(|x| -x));
+            sin.extend_from_slice(s);
+        }
+        let mut swap = vec![0.0f32; head_dim * head_dim];
+        for j in 0..head_dim {
+            swap[((j + half) % head_dim) * head_dim + j] = 1.0;
+        }
+        let table =
+            |v: Vec<f32>, shape: [usize; 3]| Tensor::from_data(TensorData::new(v, shape), device);
+        Rope {
+            cos: table(cos, [1, n, head_dim]),
+            sin: table(sin, [1, n, head_dim]),
+            swap: table(swap, [1, head_dim, head_dim]),
+        }
+    }
+
+    /// Rotates `x` `[heads, n, head_dim]`.
+    pub(crate) fn apply(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        x.clone() * self.cos.clone() + x.matmul(self.swap.clone()) * self.sin.clone()
+    }
 }
 
 /// A projection from a stored `[out, in]` weight, held as `mode` says.
@@ -1139,7 +1165,55 @@ pub(crate) fn permute_values(values: &[f32], order: &[usize]) -> Vec<f32> {
 
 #[cfg(test)]
 mod tests {
-    use super::unpermute_order;
+    use burn::backend::flex::Flex;
+    use burn::tensor::{Tensor, TensorData};
+
+    use super::{Rope, RopeTables, unpermute_order};
+    use crate::generate::Rng;
+
+    /// The rotation through the swap product gives Hugging Face's `rotate_half` to the bit:
+    /// `(x1 cos − x2 sin, x2 cos + x1 sin)` per head and position.
+    #[test]
+    fn rope_is_rotate_half_to_the_bit() {
+        let (heads, n, hd) = (3, 5, 8);
+        let half = hd / 2;
+        let mut rng = Rng::new(7);
+        let mut draw = |count: usize| -> Vec<f32> {
+            (0..count)
+                .map(|_| rng.next_f64() as f32 * 4.0 - 2.0)
+                .collect()
+        };
+        let tables = RopeTables {
+            cos: draw(n * half),
+            sin: draw(n * half),
+        };
+        let x = draw(heads * n * hd);
+        let device = Default::default();
+        let rope = Rope::<Flex>::new(&tables, n, hd, &device);
+        let input =
+            Tensor::<Flex, 3>::from_data(TensorData::new(x.clone(), [heads, n, hd]), &device);
+        let got: Vec<f32> = rope.apply(input).into_data().into_vec().expect("f32");
+        for h in 0..heads {
+            for t in 0..n {
+                let row = &x[(h * n + t) * hd..][..hd];
+                for i in 0..half {
+                    let (c, s) = (tables.cos[t * half + i], tables.sin[t * half + i]);
+                    let at = (h * n + t) * hd;
+                    assert_eq!(
+                        got[at + i],
+                        row[i] * c - row[i + half] * s,
+                        "({h}, {t}, {i})"
+                    );
+                    assert_eq!(
+                        got[at + half + i],
+                        row[i + half] * c + row[i] * s,
+                        "({h}, {t}, {})",
+                        half + i
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn unpermute_inverts_llama_cpp_permute() {

@@ -537,7 +537,7 @@ mod tests {
     use burn::tensor::{Bool, Distribution};
 
     use super::*;
-    use crate::model::llama::rope;
+    use crate::model::llama::Rope;
     use crate::train::op_testing::{assert_all_close, max_abs_difference, values};
 
     type Ad = Autodiff<Flex, NoCheckpointing>;
@@ -552,13 +552,10 @@ mod tests {
         let [n, _] = q.dims();
         let (heads, kv, d) = (shape.heads, shape.kv_heads, shape.head_dim);
         let device = q.device();
-        let table = |v: &[f32]| {
-            Tensor::<Ad, 3>::from_data(TensorData::new(v.to_vec(), [1, n, d / 2]), &device)
-        };
-        let (cos, sin) = (table(&shape.rope.cos), table(&shape.rope.sin));
+        let rope = Rope::new(&shape.rope, n, d, &device);
         let split = |x: Tensor<Ad, 2>, heads: usize| x.reshape([n, heads, d]).swap_dims(0, 1);
-        let q = rope(split(q, heads), &cos, &sin).reshape([kv, heads / kv * n, d]);
-        let k = rope(split(k, kv), &cos, &sin);
+        let q = rope.apply(split(q, heads)).reshape([kv, heads / kv * n, d]);
+        let k = rope.apply(split(k, kv));
         let v = split(v, kv);
         // Row `g·n + t` of every key/value head sees keys `0..=t`.
         let rows = heads / kv * n;

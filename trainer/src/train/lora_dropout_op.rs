@@ -103,7 +103,7 @@ mod tests {
             |dims: [usize; 2]| Tensor::<Flex, 2>::random(dims, Distribution::Default, &device);
         let (x0, a0, w) = (random([n, inputs]), random([inputs, r]), random([n, r]));
         let mask = Arc::new(DropoutMask::draw(&Rng::new(7), [n, inputs], 0.7));
-        let dropped = mask.floats().iter().filter(|&&m| m == 0.0).count();
+        let dropped = mask.floats(1.0).iter().filter(|&&m| m == 0.0).count();
         assert!(
             dropped > 20 && dropped < 110,
             "{dropped} of 210 dropped at p = 0.3"
@@ -114,7 +114,7 @@ mod tests {
             let y = if fused {
                 lora_dropout_autodiff(x.clone(), a.clone(), mask.clone())
             } else {
-                let m = TensorData::new(mask.floats(), [n, inputs]);
+                let m = TensorData::new(mask.floats(1.0), [n, inputs]);
                 (x.clone() * Tensor::from_data(m, &device)).matmul(a.clone())
             };
             let grads = (y.clone() * Tensor::from_inner(w.clone())).sum().backward();

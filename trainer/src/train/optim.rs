@@ -83,7 +83,13 @@ pub fn clip_global_norm<B: Backend>(grad: Tensor<B, 1>, max_norm: f64) -> (Tenso
     if len == 0 {
         return (grad, 0.0);
     }
-    let norm = f64::from((grad.clone() * grad.clone()).sum().into_scalar().elem::<f32>()).sqrt();
+    let norm = f64::from(
+        (grad.clone() * grad.clone())
+            .sum()
+            .into_scalar()
+            .elem::<f32>(),
+    )
+    .sqrt();
     if max_norm > 0.0 && norm > max_norm {
         return (grad.mul_scalar(max_norm / (norm + 1e-6)), norm);
     }
@@ -140,7 +146,10 @@ mod tests {
         let (clipped, norm) = clip_global_norm(t(&[3.0, 4.0]), 1.0);
         assert!((norm - 5.0).abs() < 1e-6);
         let got = host(&clipped);
-        assert!((got[0] - 0.6).abs() < 1e-5 && (got[1] - 0.8).abs() < 1e-5, "{got:?}");
+        assert!(
+            (got[0] - 0.6).abs() < 1e-5 && (got[1] - 0.8).abs() < 1e-5,
+            "{got:?}"
+        );
         let (small, norm) = clip_global_norm(t(&[0.3]), 1.0);
         assert!((norm - 0.3).abs() < 1e-6);
         assert_eq!(host(&small), vec![0.3]);

@@ -425,7 +425,10 @@ fn flat_parameters_hold_the_adapter_and_its_gradient_in_order() {
         .into_data()
         .into_vec()
         .expect("f32");
-    assert!(flat.iter().any(|g| *g != 0.0), "the gradient is not all zero");
+    assert!(
+        flat.iter().any(|g| *g != 0.0),
+        "the gradient is not all zero"
+    );
     let expected = per_leaf.concat();
     assert_eq!(flat.len(), expected.len());
     let diff = max_abs_diff(&flat, &expected);

@@ -366,8 +366,8 @@ fn bad_input_fails_clearly_and_keeps_what_was_saved() {
 }
 
 /// The same steps on wgpu as on the CPU: the autodiff graph, the LoRA terms and the optimiser
-/// run on the GPU backend (Mesa's software Vulkan where there is no GPU). QLoRA's NF4 products
-/// run on the host, so this covers both methods' backend-generic parts.
+/// run on the GPU backend (Mesa's software Vulkan where there is no GPU), and QLoRA's NF4
+/// weights are dequantised there, against the CPU's host kernels.
 #[cfg(feature = "wgpu")]
 #[test]
 fn wgpu_trains_like_the_cpu() {

@@ -257,6 +257,16 @@ fn merging_a_gguf_model_undoes_its_qk_permutation() {
     assert!(diff < 1e-3, "differs by {diff}");
 }
 
+/// A tiny Llama written to a temporary folder (returned, to keep it) and opened, with a
+/// random adapter.
+fn tiny_with_adapter(seed: u64) -> (tempfile::TempDir, OpenedModel, Adapter) {
+    let dir = temp_dir();
+    let folder = write(&tiny(TinyFamily::Llama), dir.path());
+    let adapter = random_adapter(&folder, seed);
+    let opened = OpenedModel::open(&folder).expect("open");
+    (dir, opened, adapter)
+}
+
 /// The summed loss of `sequence` with `params`.
 fn loss_of(
     decoder: &Decoder<Ad>,
@@ -315,12 +325,8 @@ fn loss_and_gradients(
 #[test]
 fn gradients_match_finite_differences() {
     for (method, placement) in PLACEMENTS {
-        let dir = temp_dir();
-        let folder = write(&tiny(TinyFamily::Llama), dir.path());
-        let adapter = random_adapter(&folder, 9);
-        let opened = OpenedModel::open(&folder).expect("open");
-        let layers = opened.config.layers;
-        let scaling = adapter.config.scaling();
+        let (_dir, opened, adapter) = tiny_with_adapter(9);
+        let (layers, scaling) = (opened.config.layers, adapter.config.scaling());
         let decoder = frozen_base(&opened, method, placement);
         // 40 tokens: past NF4_DENSE_ROWS, so the dense product and its backward run too.
         let tokens: Vec<u32> = (0..40u32).map(|i| (i * 7 + 3) % 60 + 2).collect();
@@ -371,20 +377,13 @@ fn gradients_match_finite_differences() {
     }
 }
 
-/// With dropout on, the CPU's operations of our own (the masked first product, the gated
-/// activation, attention, the loss) give the gradients of burn's composition, mask for mask:
-/// both draw the same masks from one seed.
 /// The flat parameter tensor holds each `Aᵀ` and `Bᵀ` in turn: it gives the adapter back
 /// exactly, its views are the transposed matrices, and its gradient is the leaves' gradients
 /// end to end.
 #[test]
 fn flat_parameters_hold_the_adapter_and_its_gradient_in_order() {
-    let dir = temp_dir();
-    let folder = write(&tiny(TinyFamily::Llama), dir.path());
-    let adapter = random_adapter(&folder, 5);
-    let opened = OpenedModel::open(&folder).expect("open");
-    let layers = opened.config.layers;
-    let scaling = adapter.config.scaling();
+    let (_dir, opened, adapter) = tiny_with_adapter(5);
+    let (layers, scaling) = (opened.config.layers, adapter.config.scaling());
     let params = Params::<Flex>::upload(&adapter, &Default::default());
     let back = params.download(&adapter.config, &adapter.base_model, layers);
     assert_eq!(back.layers, adapter.layers, "the adapter round-trips");
@@ -435,14 +434,13 @@ fn flat_parameters_hold_the_adapter_and_its_gradient_in_order() {
     assert!(diff < 1e-6, "the flat gradient differs by {diff}");
 }
 
+/// With dropout on, the CPU's operations of our own (the masked first product, the gated
+/// activation, attention, the loss) give the gradients of burn's composition, mask for mask:
+/// both draw the same masks from one seed.
 #[test]
 fn fused_operations_give_burns_gradients_with_dropout() {
-    let dir = temp_dir();
-    let folder = write(&tiny(TinyFamily::Llama), dir.path());
-    let adapter = random_adapter(&folder, 13);
-    let opened = OpenedModel::open(&folder).expect("open");
-    let layers = opened.config.layers;
-    let scaling = adapter.config.scaling();
+    let (_dir, opened, adapter) = tiny_with_adapter(13);
+    let (layers, scaling) = (opened.config.layers, adapter.config.scaling());
     let tokens: Vec<u32> = (0..24u32).map(|i| (i * 11 + 5) % 60 + 2).collect();
     let sequence = Sequence {
         trained: (0..tokens.len()).map(|i| i >= 2).collect(),
@@ -495,12 +493,8 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 #[test]
 fn bf16_products_follow_f32() {
     for (method, nf4_on_device) in [(Method::Lora, false), (Method::Qlora, true)] {
-        let dir = temp_dir();
-        let folder = write(&tiny(TinyFamily::Llama), dir.path());
-        let adapter = random_adapter(&folder, 5);
-        let opened = OpenedModel::open(&folder).expect("open");
-        let layers = opened.config.layers;
-        let scaling = adapter.config.scaling();
+        let (_dir, opened, adapter) = tiny_with_adapter(5);
+        let (layers, scaling) = (opened.config.layers, adapter.config.scaling());
         let tokens: Vec<u32> = (0..40u32).map(|i| (i * 11 + 5) % 60 + 2).collect();
         let sequence = Sequence {
             trained: vec![true; tokens.len()],

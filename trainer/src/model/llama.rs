@@ -542,6 +542,8 @@ pub struct Decoder<B: Backend> {
     norm: Tensor<B, 1>,
     lm_head: Linear<B>,
     inv_freq: Vec<f64>,
+    /// The rotary embedding's half-swapping product (see [`Rope`]), the same for every pass.
+    rope_swap: Tensor<B, 3>,
     device: B::Device,
     adapter: Option<LoraTensors<B>>,
     /// Used instead of burn's operations where set.
@@ -704,6 +706,7 @@ impl<B: Backend> Decoder<B> {
         };
         Ok(Self {
             inv_freq: config.rope_inv_freq(),
+            rope_swap: half_swap(config.head_dim, device),
             norm: vector("model.norm.weight", d)?,
             config,
             embed,
@@ -870,7 +873,7 @@ impl<B: Backend> Decoder<B> {
                 },
             ),
             _ => Positions::Tensors {
-                rope: Rope::new(&rope, n, c.head_dim, &self.device),
+                rope: Rope::new(&rope, n, &self.rope_swap),
                 mask: (n > 1).then(|| self.causal_mask(start, n)),
             },
         };
@@ -1034,8 +1037,9 @@ pub(crate) struct Rope<B: Backend> {
 }
 
 impl<B: Backend> Rope<B> {
-    /// The rotation of positions `0..n` of `tables`.
-    pub(crate) fn new(tables: &RopeTables, n: usize, head_dim: usize, device: &B::Device) -> Self {
+    /// The rotation of positions `0..n` of `tables`, with the product [`half_swap`] gives.
+    pub(crate) fn new(tables: &RopeTables, n: usize, swap: &Tensor<B, 3>) -> Self {
+        let [_, head_dim, _] = swap.dims();
         let half = head_dim / 2;
         let mut cos = Vec::with_capacity(n * head_dim);
         let mut sin = Vec::with_capacity(n * head_dim);
@@ -1049,16 +1053,12 @@ impl<B: Backend> Rope<B> {
             sin.extend(s.iter().map(|x| -x));
             sin.extend_from_slice(s);
         }
-        let mut swap = vec![0.0f32; head_dim * head_dim];
-        for j in 0..head_dim {
-            swap[((j + half) % head_dim) * head_dim + j] = 1.0;
-        }
-        let table =
-            |v: Vec<f32>, shape: [usize; 3]| Tensor::from_data(TensorData::new(v, shape), device);
+        let device = swap.device();
+        let table = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [1, n, head_dim]), &device);
         Rope {
-            cos: table(cos, [1, n, head_dim]),
-            sin: table(sin, [1, n, head_dim]),
-            swap: table(swap, [1, head_dim, head_dim]),
+            cos: table(cos),
+            sin: table(sin),
+            swap: swap.clone(),
         }
     }
 
@@ -1066,6 +1066,15 @@ impl<B: Backend> Rope<B> {
     pub(crate) fn apply(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         x.clone() * self.cos.clone() + x.matmul(self.swap.clone()) * self.sin.clone()
     }
+}
+
+/// `S` of [`Rope`], `[1, head_dim, head_dim]`: `(x S)[j] = x[(j + head_dim / 2) mod head_dim]`.
+pub(crate) fn half_swap<B: Backend>(head_dim: usize, device: &B::Device) -> Tensor<B, 3> {
+    let mut swap = vec![0.0f32; head_dim * head_dim];
+    for j in 0..head_dim {
+        swap[((j + head_dim / 2) % head_dim) * head_dim + j] = 1.0;
+    }
+    Tensor::from_data(TensorData::new(swap, [1, head_dim, head_dim]), device)
 }
 
 /// A projection from a stored `[out, in]` weight, held as `mode` says.
@@ -1168,7 +1177,7 @@ mod tests {
     use burn::backend::flex::Flex;
     use burn::tensor::{Tensor, TensorData};
 
-    use super::{Rope, RopeTables, unpermute_order};
+    use super::{Rope, RopeTables, half_swap, unpermute_order};
     use crate::generate::Rng;
 
     /// The rotation through the swap product gives Hugging Face's `rotate_half` to the bit:
@@ -1189,7 +1198,7 @@ mod tests {
         };
         let x = draw(heads * n * hd);
         let device = Default::default();
-        let rope = Rope::<Flex>::new(&tables, n, hd, &device);
+        let rope = Rope::<Flex>::new(&tables, n, &half_swap(hd, &device));
         let input =
             Tensor::<Flex, 3>::from_data(TensorData::new(x.clone(), [heads, n, hd]), &device);
         let got: Vec<f32> = rope.apply(input).into_data().into_vec().expect("f32");

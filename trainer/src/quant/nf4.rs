@@ -831,7 +831,13 @@ fn matmul_t_impl(m: &Nf4Matrix, x: &[f32], n: usize, out: &mut [f32], tasks: Tas
 }
 
 /// `out[i·rows + r] = by_row[r·stride + i]` for `i < n`, by tiles so both sides stay in cache.
-fn transpose_into(by_row: &[f32], rows: usize, n: usize, stride: usize, out: &mut [f32]) {
+pub(crate) fn transpose_into(
+    by_row: &[f32],
+    rows: usize,
+    n: usize,
+    stride: usize,
+    out: &mut [f32],
+) {
     const TILE: usize = 32;
     for r0 in (0..rows).step_by(TILE) {
         for i0 in (0..n).step_by(TILE) {

@@ -537,7 +537,7 @@ mod tests {
     use burn::tensor::{Bool, Distribution};
 
     use super::*;
-    use crate::model::llama::Rope;
+    use crate::model::llama::{Rope, half_swap};
     use crate::train::op_testing::{assert_all_close, max_abs_difference, values};
 
     type Ad = Autodiff<Flex, NoCheckpointing>;
@@ -552,7 +552,7 @@ mod tests {
         let [n, _] = q.dims();
         let (heads, kv, d) = (shape.heads, shape.kv_heads, shape.head_dim);
         let device = q.device();
-        let rope = Rope::new(&shape.rope, n, d, &device);
+        let rope = Rope::new(&shape.rope, n, &half_swap(d, &device));
         let split = |x: Tensor<Ad, 2>, heads: usize| x.reshape([n, heads, d]).swap_dims(0, 1);
         let q = rope.apply(split(q, heads)).reshape([kv, heads / kv * n, d]);
         let k = rope.apply(split(k, kv));

@@ -50,6 +50,7 @@ use crate::generate::Rng;
 use crate::lora::{Adapter, LoraConfig, LoraPair, Target};
 use crate::model::llama::to_host;
 use crate::model::{Decoder, DecoderConfig, FusedOps, LoraTensors, WeightFiles, WeightMode};
+use crate::quant::nf4::transpose_into;
 use crate::runtime::OpenedModel;
 use optim::{AdamW, AdamWSettings, clip_global_norm};
 
@@ -529,11 +530,7 @@ pub struct Params<B: Backend> {
 /// `m` transposed: `[rows, cols]` row-major in, `[cols, rows]` row-major out.
 fn transposed(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0; m.len()];
-    for (r, row) in m.chunks_exact(cols).enumerate() {
-        for (c, &x) in row.iter().enumerate() {
-            out[c * rows + r] = x;
-        }
-    }
+    transpose_into(m, rows, cols, cols, &mut out);
     out
 }
 

@@ -15,6 +15,8 @@ pub mod attribution;
 pub mod backends;
 pub mod bench;
 pub mod citations;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod cube_ops;
 pub mod data;
 mod error;
 pub mod generate;

@@ -347,7 +347,12 @@ fn load_engine(
         device: &B::Device,
         progress: &mut dyn FnMut(f32),
     ) -> Result<Box<Decoder<B>>> {
-        Decoder::load(config, files, mode, device, progress).map(Box::new)
+        let mut decoder = Decoder::load(config, files, mode, device, progress)?;
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        if let Some(ops) = crate::cube_ops::inference_ops_for::<B>() {
+            decoder.set_fused_ops(ops);
+        }
+        Ok(Box::new(decoder))
     }
     match backend {
         BackendKind::Cpu => Ok(Engine::Cpu(load(

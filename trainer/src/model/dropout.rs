@@ -72,6 +72,19 @@ impl DropoutMask {
             });
     }
 
+    /// The factor of kept values, `1 / keep`.
+    pub fn scale(&self) -> f32 {
+        self.scale
+    }
+
+    /// The mask as 32-bit words for a device: bit `i % 32` of word `i / 32` is set where value
+    /// `i` is kept (the words' bit patterns, as i32).
+    pub fn words32(&self) -> Vec<i32> {
+        let words = (self.dims[0] * self.dims[1]).div_ceil(32);
+        let halves = self.bits.iter().flat_map(|&w| [w as u32, (w >> 32) as u32]);
+        halves.take(words).map(|w| w as i32).collect()
+    }
+
     /// The mask as floats times `factor`: `factor / keep` where a value is kept, else 0.
     pub fn floats(&self, factor: f32) -> Vec<f32> {
         let mut values = vec![factor; self.dims[0] * self.dims[1]];
@@ -103,5 +116,22 @@ mod tests {
         assert_eq!(mask.floats(1.0), expected);
         let kept = expected.iter().filter(|&&m| m > 0.0).count() as f64 / expected.len() as f64;
         assert!((kept - 0.9).abs() < 0.01, "kept {kept} of the values");
+    }
+
+    #[test]
+    fn the_device_words_hold_the_same_bits() {
+        // 3 × 45 values: two 64-bit words, five 32-bit ones, the last partly used.
+        let mask = DropoutMask::draw(&Rng::new(3), [3, 45], 0.5);
+        let words = mask.words32();
+        assert_eq!(words.len(), 5);
+        let from_words: Vec<bool> = (0..135)
+            .map(|i| (words[i / 32] >> (i % 32)) & 1 == 1)
+            .collect();
+        let kept: Vec<bool> = mask.floats(1.0).iter().map(|&m| m > 0.0).collect();
+        assert_eq!(from_words, kept);
+        assert!(
+            words.iter().any(|&w| w < 0),
+            "some word has its top bit set"
+        );
     }
 }

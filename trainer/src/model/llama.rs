@@ -41,24 +41,50 @@ pub type AttentionOp<B> =
 /// tensor of one value.
 pub type CrossEntropyOp<B> = fn(Tensor<B, 2>, &[usize]) -> Tensor<B, 1>;
 
-/// LoRA's first product with dropout on its input, `(x ⊙ mask) Aᵀ`, for `x` `[n, in]` and `Aᵀ`
-/// `[in, r]`.
-pub type LoraDropoutOp<B> = fn(Tensor<B, 2>, Tensor<B, 2>, Arc<DropoutMask>) -> Tensor<B, 2>;
+/// LoRA's first product with dropout on its input, `(x ⊙ mask) Aᵀ · factor`, for `x` `[n, in]`
+/// and `Aᵀ` `[in, r]`.
+pub type LoraDropoutOp<B> = fn(Tensor<B, 2>, Tensor<B, 2>, Arc<DropoutMask>, f32) -> Tensor<B, 2>;
 
 /// The MLP's gated activation, `silu(gate) · up`, element by element.
 pub type SwigluOp<B> = fn(Tensor<B, 2>, Tensor<B, 2>) -> Tensor<B, 2>;
 
+/// RMSNorm of each row of `x` `[rows, d]` with a frozen weight `[d]` and ε.
+pub type RmsNormOp<B> = fn(Tensor<B, 2>, &Tensor<B, 1>, f32) -> Tensor<B, 2>;
+
+/// Causal attention weights `softmax(scale · scores)` of scores `[.., rows, keys]` whose rows
+/// cycle through `queries` positions, the first at position `start` (the keys before it are
+/// cached ones); `(scores, scale, queries, start)`.
+pub type CausalSoftmaxOp<B> = fn(Tensor<B, 3>, f32, usize, usize) -> Tensor<B, 3>;
+
 /// Operations of our own, each computing what a composition of burn's smaller ones does, for
-/// a backend where they do better (the CPU, while training).
+/// a backend where they do better: host operations on the CPU while training, kernels of ours
+/// on the GPU backends. Each one left out is burn's composition.
 pub struct FusedOps<B: Backend> {
     /// Attention of a whole sequence.
-    pub attention: AttentionOp<B>,
+    pub attention: Option<AttentionOp<B>>,
     /// The training loss.
-    pub cross_entropy: CrossEntropyOp<B>,
+    pub cross_entropy: Option<CrossEntropyOp<B>>,
     /// The adapters' masked first product.
-    pub lora_dropout: LoraDropoutOp<B>,
+    pub lora_dropout: Option<LoraDropoutOp<B>>,
     /// The MLP's activation.
-    pub swiglu: SwigluOp<B>,
+    pub swiglu: Option<SwigluOp<B>>,
+    /// The norms before attention, the MLP and the output head (and of Qwen3's heads).
+    pub rms_norm: Option<RmsNormOp<B>>,
+    /// The attention weights, where attention is burn's composition.
+    pub causal_softmax: Option<CausalSoftmaxOp<B>>,
+}
+
+impl<B: Backend> Default for FusedOps<B> {
+    fn default() -> Self {
+        FusedOps {
+            attention: None,
+            cross_entropy: None,
+            lora_dropout: None,
+            swiglu: None,
+            rms_norm: None,
+            causal_softmax: None,
+        }
+    }
 }
 
 impl<B: Backend> Clone for FusedOps<B> {
@@ -509,9 +535,7 @@ impl<B: Backend> LayerLora<'_, B> {
         // or on the mask with burn's operations: one operation fewer each way, which on a GPU
         // is a kernel launch.
         let down = match (set.next_mask(x.dims()), self.dropout_op) {
-            (Some(mask), Some(op)) => {
-                op(x.clone(), a_t.clone(), Arc::new(mask)).mul_scalar(set.scaling)
-            }
+            (Some(mask), Some(op)) => op(x.clone(), a_t.clone(), Arc::new(mask), set.scaling),
             (Some(mask), None) => {
                 let mask = TensorData::new(mask.floats(set.scaling), x.dims());
                 (x.clone() * Tensor::from_data(mask, &y.device())).matmul(a_t.clone())
@@ -547,7 +571,7 @@ pub struct Decoder<B: Backend> {
     device: B::Device,
     adapter: Option<LoraTensors<B>>,
     /// Used instead of burn's operations where set.
-    fused_ops: Option<FusedOps<B>>,
+    fused_ops: FusedOps<B>,
 }
 
 impl<B: Backend> Decoder<B> {
@@ -714,7 +738,7 @@ impl<B: Backend> Decoder<B> {
             lm_head,
             device: device.clone(),
             adapter: None,
-            fused_ops: None,
+            fused_ops: FusedOps::default(),
         })
     }
 
@@ -725,14 +749,23 @@ impl<B: Backend> Decoder<B> {
         self.adapter = adapter.map(|(a, scale)| LoraTensors::from_adapter(a, scale, &self.device));
     }
 
-    /// Computes attention over whole sequences, and the training loss, with `ops`.
+    /// Computes what `ops` sets with them instead of burn's operations.
     pub fn set_fused_ops(&mut self, ops: FusedOps<B>) {
-        self.fused_ops = Some(ops);
+        self.fused_ops = ops;
     }
 
-    /// The operations [`Decoder::set_fused_ops`] set, if any.
-    pub fn fused_ops(&self) -> Option<FusedOps<B>> {
+    /// The operations [`Decoder::set_fused_ops`] set.
+    pub fn fused_ops(&self) -> FusedOps<B> {
         self.fused_ops
+    }
+
+    /// RMSNorm of each row of `x` with `weight`, by the fused operation where one is set.
+    fn rms_norm(&self, x: Tensor<B, 2>, weight: &Tensor<B, 1>) -> Tensor<B, 2> {
+        let eps = self.config.rms_norm_eps;
+        match self.fused_ops.rms_norm {
+            Some(op) => op(x, weight, eps),
+            None => rms_norm(x, weight, eps),
+        }
     }
 
     /// The device the weights live on.
@@ -752,7 +785,7 @@ impl<B: Backend> Decoder<B> {
         let hidden = self.forward_hidden(tokens, None, Some(lora))?;
         let ids: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
         let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [rows.len()]), &self.device);
-        let normed = rms_norm(hidden.select(0, ids), &self.norm, self.config.rms_norm_eps);
+        let normed = self.rms_norm(hidden.select(0, ids), &self.norm);
         Ok(self.lm_head.forward(normed))
     }
 
@@ -760,7 +793,7 @@ impl<B: Backend> Decoder<B> {
     /// sees them, averaged over the positions: a sequence's representation.
     pub fn mean_hidden(&self, tokens: &[u32], lora: &LoraTensors<B>) -> Result<Tensor<B, 1>> {
         let hidden = self.forward_hidden(tokens, None, Some(lora))?;
-        let normed = rms_norm(hidden, &self.norm, self.config.rms_norm_eps);
+        let normed = self.rms_norm(hidden, &self.norm);
         Ok(normed.mean_dim(0).squeeze_dim::<1>(0))
     }
 
@@ -822,7 +855,7 @@ impl<B: Backend> Decoder<B> {
 
     /// The output head on final hidden states `[n, d]`: `[n, vocab]` logits, row-major.
     fn logits(&self, hidden: Tensor<B, 2>) -> Vec<f32> {
-        let normed = rms_norm(hidden, &self.norm, self.config.rms_norm_eps);
+        let normed = self.rms_norm(hidden, &self.norm);
         to_host(self.lm_head.forward(normed))
     }
 
@@ -861,9 +894,9 @@ impl<B: Backend> Decoder<B> {
         }
         let mut x = self.embed(tokens);
         let rope = self.rope_tables(start, n);
-        let positions = match (self.fused_ops, &cache) {
-            (Some(ops), None) => Positions::Op(
-                ops.attention,
+        let positions = match (self.fused_ops.attention, &cache) {
+            (Some(attention), None) => Positions::Op(
+                attention,
                 AttentionShape {
                     heads: c.heads,
                     kv_heads: c.kv_heads,
@@ -874,14 +907,16 @@ impl<B: Backend> Decoder<B> {
             ),
             _ => Positions::Tensors {
                 rope: Rope::new(&rope, n, &self.rope_swap),
-                mask: (n > 1).then(|| self.causal_mask(start, n)),
+                // The fused weights mask as they go.
+                mask: (n > 1 && self.fused_ops.causal_softmax.is_none())
+                    .then(|| self.causal_mask(start, n)),
             },
         };
         for (layer, block) in self.layers.iter().enumerate() {
             let lora = lora.map_or(LayerLora::none(), |l| {
-                l.layer(layer, self.fused_ops.map(|ops| ops.lora_dropout))
+                l.layer(layer, self.fused_ops.lora_dropout)
             });
-            let h = rms_norm(x.clone(), &block.attn_norm, c.rms_norm_eps);
+            let h = self.rms_norm(x.clone(), &block.attn_norm);
             let mut unkept = None;
             let kv = match cache.as_deref_mut() {
                 Some(cache) => &mut cache.layers[layer],
@@ -889,10 +924,8 @@ impl<B: Backend> Decoder<B> {
             };
             let attn = self.attention(block, h, &positions, kv, lora);
             x = x + attn;
-            let h = rms_norm(x.clone(), &block.ffn_norm, c.rms_norm_eps);
-            let ffn = block
-                .mlp
-                .forward(h, lora, self.fused_ops.map(|ops| ops.swiglu));
+            let h = self.rms_norm(x.clone(), &block.ffn_norm);
+            let ffn = block.mlp.forward(h, lora, self.fused_ops.swiglu);
             x = x + ffn;
         }
         if let Some(cache) = cache {
@@ -969,7 +1002,9 @@ impl<B: Backend> Decoder<B> {
         let [q, k, v] = block.qkv.forward(h, lora);
         // Qwen3's norms of each head's query and key, on `[n, heads, d]`.
         let norm_heads = |x: Tensor<B, 2>, heads: usize, w: &Option<Tensor<B, 1>>| match w {
-            Some(w) => rms_norm(x.reshape([n, heads, hd]), w, c.rms_norm_eps),
+            Some(w) => self
+                .rms_norm(x.reshape([n * heads, hd]), w)
+                .reshape([n, heads, hd]),
             None => x.reshape([n, heads, hd]),
         };
         let q = norm_heads(q, heads, &block.q_norm);
@@ -999,11 +1034,21 @@ impl<B: Backend> Decoder<B> {
         // values are used as they are instead of being repeated per query head.
         let q = q.reshape([kv_heads, group * n, hd]);
         let scale = (hd as f64).sqrt().recip();
-        let mut scores = q.matmul(k.swap_dims(1, 2)).mul_scalar(scale);
-        if let Some(mask) = mask {
-            scores = scores.mask_fill(mask.clone(), f32::NEG_INFINITY);
-        }
-        let out = softmax(scores, 2).matmul(v);
+        let scores = q.matmul(k.swap_dims(1, 2));
+        let weights = match self.fused_ops.causal_softmax {
+            Some(op) => {
+                let keys = scores.dims()[2];
+                op(scores, scale as f32, n, keys - n)
+            }
+            None => {
+                let mut scores = scores.mul_scalar(scale);
+                if let Some(mask) = mask {
+                    scores = scores.mask_fill(mask.clone(), f32::NEG_INFINITY);
+                }
+                softmax(scores, 2)
+            }
+        };
+        let out = weights.matmul(v);
         let out = out
             .reshape([heads, n, hd])
             .swap_dims(0, 1)
@@ -1012,14 +1057,14 @@ impl<B: Backend> Decoder<B> {
     }
 }
 
-/// RMSNorm over the last dimension.
-fn rms_norm<B: Backend, const D: usize>(
-    x: Tensor<B, D>,
+/// RMSNorm of each row, composed of burn's operations.
+pub(crate) fn rms_norm<B: Backend>(
+    x: Tensor<B, 2>,
     weight: &Tensor<B, 1>,
     eps: f32,
-) -> Tensor<B, D> {
-    let mean_square = (x.clone() * x.clone()).mean_dim(D - 1);
-    x * (mean_square + eps).sqrt().recip() * weight.clone().unsqueeze::<D>()
+) -> Tensor<B, 2> {
+    let mean_square = (x.clone() * x.clone()).mean_dim(1);
+    x * (mean_square + eps).sqrt().recip() * weight.clone().unsqueeze::<2>()
 }
 
 /// The rotary embedding for burn's operations, in the Hugging Face "rotate_half" layout:

@@ -10,8 +10,9 @@ pub mod weights;
 pub use config::{Architecture, DecoderConfig, RopeScaling};
 pub use dropout::DropoutMask;
 pub use llama::{
-    AttentionOp, AttentionShape, CrossEntropyOp, Decoder, FusedOps, KvCache, Linear, LoraDropoutOp,
-    LoraTensors, Nf4Matmul, Nf4Weight, RopeTables, SwigluOp, WeightMode, nf4_matmul_host,
+    AttentionOp, AttentionShape, CausalSoftmaxOp, CrossEntropyOp, Decoder, FusedOps, KvCache,
+    Linear, LoraDropoutOp, LoraTensors, Nf4Matmul, Nf4Weight, RmsNormOp, RopeTables, SwigluOp,
+    WeightMode, nf4_matmul_host,
 };
 pub use nf4_tensors::Nf4Tensors;
 pub use weights::{RawTensor, WeightFiles, gguf_name};

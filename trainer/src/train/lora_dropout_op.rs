@@ -58,11 +58,13 @@ fn masked<B: Backend>(t: &Tensor<B, 2>, mask: &DropoutMask) -> Tensor<B, 2> {
     Tensor::from_data(TensorData::new(values, dims), &t.device())
 }
 
-/// `(x ⊙ mask) a_t` for `x` `[n, in]` and `a_t` `[in, r]`; the gradient flows to both.
+/// `(x ⊙ mask) a_t · factor` for `x` `[n, in]` and `a_t` `[in, r]`; the gradient flows to
+/// both. The factor applies at rank width, the narrowest place.
 pub fn lora_dropout_autodiff<B: Backend, C: CheckpointStrategy>(
     x: Tensor<Autodiff<B, C>, 2>,
     a_t: Tensor<Autodiff<B, C>, 2>,
     mask: Arc<DropoutMask>,
+    factor: f32,
 ) -> Tensor<Autodiff<B, C>, 2> {
     assert_eq!(x.dims(), mask.dims(), "one mask bit per input value");
     let (x, a_t) = (x.into_primitive().tensor(), a_t.into_primitive().tensor());
@@ -79,7 +81,7 @@ pub fn lora_dropout_autodiff<B: Backend, C: CheckpointStrategy>(
         OpsKind::Tracked(prep) => prep.finish(Saved { x, a_t, mask }, y),
         OpsKind::UnTracked(prep) => prep.finish(y),
     };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    Tensor::<Autodiff<B, C>, 2>::from_primitive(TensorPrimitive::Float(out)).mul_scalar(factor)
 }
 
 #[cfg(test)]
@@ -112,9 +114,9 @@ mod tests {
             let x = Tensor::<Ad, 2>::from_inner(x0.clone()).require_grad();
             let a = Tensor::<Ad, 2>::from_inner(a0.clone()).require_grad();
             let y = if fused {
-                lora_dropout_autodiff(x.clone(), a.clone(), mask.clone())
+                lora_dropout_autodiff(x.clone(), a.clone(), mask.clone(), 0.5)
             } else {
-                let m = TensorData::new(mask.floats(1.0), [n, inputs]);
+                let m = TensorData::new(mask.floats(0.5), [n, inputs]);
                 (x.clone() * Tensor::from_data(m, &device)).matmul(a.clone())
             };
             let grads = (y.clone() * Tensor::from_inner(w.clone())).sum().backward();

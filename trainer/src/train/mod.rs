@@ -16,7 +16,7 @@ mod data;
 mod lora_dropout_op;
 mod nf4_op;
 #[cfg(test)]
-mod op_testing;
+pub(crate) mod op_testing;
 pub mod optim;
 mod swiglu_op;
 
@@ -444,9 +444,10 @@ pub struct BasePlacement {
     /// kernels. On a GPU the host path would send a dequantised copy of every weight over the
     /// bus twice a step.
     pub nf4_on_device: bool,
-    /// Attention of training sequences as a host operation of ours (the CPU) rather than
-    /// burn's composition of smaller tensor operations.
-    pub fused_ops: bool,
+    /// Attention, the loss, LoRA's dropout and the MLP's activation as host operations of
+    /// ours (the CPU) rather than burn's composition of smaller tensor operations. Without
+    /// them, the GPU backends run kernels of ours for the norms and the activation.
+    pub host_ops: bool,
     /// Products in bf16.
     pub bf16: bool,
 }
@@ -466,7 +467,7 @@ impl BasePlacement {
         }
         Ok(BasePlacement {
             nf4_on_device: backend != BackendKind::Cpu,
-            fused_ops: backend == BackendKind::Cpu,
+            host_ops: backend == BackendKind::Cpu,
             bf16,
         })
     }
@@ -499,15 +500,27 @@ pub fn load_frozen_base<B: Backend, C: CheckpointStrategy>(
 ) -> Result<Decoder<Autodiff<B, C>>> {
     let mode = placement.weight_mode::<B, C>(method);
     let mut decoder = Decoder::load(config, files, mode, device, &mut |_| {})?;
-    if placement.fused_ops {
+    if placement.host_ops {
         decoder.set_fused_ops(FusedOps {
-            attention: causal_attention_autodiff::<B, C>,
-            cross_entropy: cross_entropy_autodiff::<B, C>,
-            lora_dropout: lora_dropout_autodiff::<B, C>,
-            swiglu: swiglu_autodiff::<B, C>,
+            attention: Some(causal_attention_autodiff::<B, C>),
+            cross_entropy: Some(cross_entropy_autodiff::<B, C>),
+            lora_dropout: Some(lora_dropout_autodiff::<B, C>),
+            swiglu: Some(swiglu_autodiff::<B, C>),
+            ..FusedOps::default()
         });
+    } else if let Some(ops) = gpu_kernels::<B, C>() {
+        decoder.set_fused_ops(ops);
     }
     Ok(decoder)
+}
+
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+use crate::cube_ops::training_ops_for as gpu_kernels;
+
+/// Without a GPU backend compiled in, no backend has GPU kernels.
+#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+fn gpu_kernels<B: Backend, C: CheckpointStrategy>() -> Option<FusedOps<Autodiff<B, C>>> {
+    None
 }
 
 /// An adapter on the autodiff backend and its leaf tensors (whose gradients the update
@@ -681,12 +694,12 @@ pub fn sequence_loss<B: Backend>(
     }
     let device = decoder.device().clone();
     let logits = decoder.forward_train_rows(&sequence.tokens[..n - 1], lora, &rows)?;
-    if let Some(ops) = decoder.fused_ops() {
+    if let Some(cross_entropy) = decoder.fused_ops().cross_entropy {
         let targets: Vec<usize> = rows
             .iter()
             .map(|&t| sequence.tokens[t + 1] as usize)
             .collect();
-        return Ok(Some((ops.cross_entropy)(logits, &targets)));
+        return Ok(Some(cross_entropy(logits, &targets)));
     }
     let targets: Vec<i64> = rows
         .iter()

@@ -67,7 +67,7 @@ fn tiny() -> Tiny {
         Method::Lora,
         BasePlacement {
             nf4_on_device: false,
-            fused_ops: true,
+            host_ops: true,
             bf16: false,
         },
         &Default::default(),

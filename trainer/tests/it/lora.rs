@@ -148,10 +148,10 @@ const PLACEMENTS: [(Method, BasePlacement); 4] = [
     (Method::Qlora, placement(true, false, false)),
 ];
 
-const fn placement(nf4_on_device: bool, fused_ops: bool, bf16: bool) -> BasePlacement {
+const fn placement(nf4_on_device: bool, host_ops: bool, bf16: bool) -> BasePlacement {
     BasePlacement {
         nf4_on_device,
-        fused_ops,
+        host_ops,
         bf16,
     }
 }
@@ -447,8 +447,8 @@ fn fused_operations_give_burns_gradients_with_dropout() {
         tokens,
     };
     for method in [Method::Lora, Method::Qlora] {
-        let gradients = |fused_ops: bool, dropout: Option<(f32, Rng)>| -> Vec<Vec<f32>> {
-            let decoder = frozen_base(&opened, method, placement(false, fused_ops, false));
+        let gradients = |host_ops: bool, dropout: Option<(f32, Rng)>| -> Vec<Vec<f32>> {
+            let decoder = frozen_base(&opened, method, placement(false, host_ops, false));
             let params = Params::<Flex>::upload(&adapter, &Default::default());
             loss_and_gradients(&decoder, &params, layers, scaling, &sequence, dropout).1
         };

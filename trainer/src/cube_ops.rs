@@ -40,7 +40,7 @@ pub fn training_ops_for<B: Backend, C: CheckpointStrategy>() -> Option<FusedOps<
         BT: BoolElement,
         C: CheckpointStrategy,
     {
-        Box::new(FusedOps::<Autodiff<Cube<R, F, I, BT>, C>> {
+        Box::new(FusedOps::<AdCube<R, F, I, BT, C>> {
             swiglu: Some(swiglu::<R, F, I, BT, C>),
             rms_norm: Some(rms_norm::<R, F, I, BT, C>),
             causal_softmax: Some(causal_softmax::<R, F, I, BT, C>),
@@ -127,6 +127,9 @@ const ROW_THREADS: usize = 128;
 
 /// The backend the kernels run on.
 type Cube<R, F, I, BT> = CubeBackend<R, F, I, BT>;
+
+/// Its autodiff backend, which training runs on.
+type AdCube<R, F, I, BT, C> = Autodiff<Cube<R, F, I, BT>, C>;
 
 /// The kernels, in CubeCL's language (whose `Tensor` and `Int` are not burn's).
 mod kernels {
@@ -482,9 +485,9 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> Backward<C
 /// `silu(gate) · up` on a CubeCL backend, one kernel each way. Keeps the two inputs for the
 /// backward pass, as burn's composition does (it keeps four tensors).
 pub fn swiglu<R, F, I, BT, C>(
-    gate: Tensor<Autodiff<Cube<R, F, I, BT>, C>, 2>,
-    up: Tensor<Autodiff<Cube<R, F, I, BT>, C>, 2>,
-) -> Tensor<Autodiff<Cube<R, F, I, BT>, C>, 2>
+    gate: Tensor<AdCube<R, F, I, BT, C>, 2>,
+    up: Tensor<AdCube<R, F, I, BT, C>, 2>,
+) -> Tensor<AdCube<R, F, I, BT, C>, 2>
 where
     R: CubeRuntime,
     F: FloatElement,
@@ -553,10 +556,10 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> Backward<C
 /// RMSNorm of each row of `x` `[rows, d]` with a frozen `weight` `[d]` on a CubeCL backend,
 /// one kernel each way.
 pub fn rms_norm<R, F, I, BT, C>(
-    x: Tensor<Autodiff<Cube<R, F, I, BT>, C>, 2>,
-    weight: &Tensor<Autodiff<Cube<R, F, I, BT>, C>, 1>,
+    x: Tensor<AdCube<R, F, I, BT, C>, 2>,
+    weight: &Tensor<AdCube<R, F, I, BT, C>, 1>,
     eps: f32,
-) -> Tensor<Autodiff<Cube<R, F, I, BT>, C>, 2>
+) -> Tensor<AdCube<R, F, I, BT, C>, 2>
 where
     R: CubeRuntime,
     F: FloatElement,
@@ -643,11 +646,11 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> Backward<C
 /// `scores` is `[.., rows, keys]`, its rows cycling through `queries` positions that start at
 /// `start`. Keeps only the weights for the backward pass.
 pub fn causal_softmax<R, F, I, BT, C>(
-    scores: Tensor<Autodiff<Cube<R, F, I, BT>, C>, 3>,
+    scores: Tensor<AdCube<R, F, I, BT, C>, 3>,
     scale: f32,
     queries: usize,
     start: usize,
-) -> Tensor<Autodiff<Cube<R, F, I, BT>, C>, 3>
+) -> Tensor<AdCube<R, F, I, BT, C>, 3>
 where
     R: CubeRuntime,
     F: FloatElement,
@@ -717,11 +720,11 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> Backward<C
 /// sent to the device as bits (32 times less than as floats) and applied by one kernel each
 /// way, the factor with it.
 pub fn lora_dropout<R, F, I, BT, C>(
-    x: Tensor<Autodiff<Cube<R, F, I, BT>, C>, 2>,
-    a_t: Tensor<Autodiff<Cube<R, F, I, BT>, C>, 2>,
+    x: Tensor<AdCube<R, F, I, BT, C>, 2>,
+    a_t: Tensor<AdCube<R, F, I, BT, C>, 2>,
     mask: Arc<DropoutMask>,
     factor: f32,
-) -> Tensor<Autodiff<Cube<R, F, I, BT>, C>, 2>
+) -> Tensor<AdCube<R, F, I, BT, C>, 2>
 where
     R: CubeRuntime,
     F: FloatElement,
@@ -752,8 +755,7 @@ where
         }
         OpsKind::UnTracked(prep) => prep.finish(dropout_forward(input, bits, factor)),
     };
-    Tensor::<Autodiff<Cube<R, F, I, BT>, C>, 2>::from_primitive(TensorPrimitive::Float(out))
-        .matmul(a_t)
+    Tensor::<AdCube<R, F, I, BT, C>, 2>::from_primitive(TensorPrimitive::Float(out)).matmul(a_t)
 }
 
 #[cfg(all(test, feature = "wgpu"))]

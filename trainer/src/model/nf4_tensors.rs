@@ -2,9 +2,9 @@
 //!
 //! On the CPU our fused kernels multiply [`Nf4Matrix`] in host memory. On a GPU that would send
 //! a dequantised f32 copy of every projection over the bus twice a step; instead the packed
-//! codes travel once, as integer tensors, and each product dequantises its weight on the device
-//! with nine element-wise kernels (two unpacks of a shift and a mask each, two table lookups,
-//! three scalings). The stored bytes are the host format's: half a byte per weight, one absmax
+//! codes travel once, as integer tensors, and each product dequantises its weight on the device:
+//! in one kernel of ours on the GPU backends (`cube_ops`), else with nine of burn's element-wise
+//! operations (two unpacks of a shift and a mask each, two table lookups, three scalings). The stored bytes are the host format's: half a byte per weight, one absmax
 //! code per block of 64 (padded to whole groups, under 256 bytes) and one f32 scale per 256
 //! blocks.
 
@@ -40,6 +40,32 @@ pub struct Nf4Tensors<B: Backend> {
     code_shifts: Tensor<B, 2, Int>,
     /// `[1, 4]`: the shift of each 8-bit field of an absmax word.
     absmax_shifts: Tensor<B, 2, Int>,
+    /// One kernel that dequantises, on the GPU backends; else burn's operations.
+    kernel: Option<Nf4Dequantize<B>>,
+}
+
+/// Dequantises [`Nf4Tensors`] in one kernel, `[rows, cols]`.
+pub type Nf4Dequantize<B> = fn(&Nf4Tensors<B>) -> Tensor<B, 2>;
+
+/// What a dequantising kernel reads, borrowed from [`Nf4Tensors`].
+pub(crate) struct Nf4Parts<'a, B: Backend> {
+    pub rows: usize,
+    pub cols: usize,
+    pub codes: &'a Tensor<B, 1, Int>,
+    pub absmax_codes: &'a Tensor<B, 1, Int>,
+    pub absmax_scales: &'a Tensor<B, 1>,
+    pub offset: f32,
+    pub code_book: &'a Tensor<B, 1>,
+    pub dynamic: &'a Tensor<B, 1>,
+}
+
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+use crate::cube_ops::nf4_dequantize_for as device_kernel;
+
+/// Without a GPU backend compiled in, no backend has the dequantising kernel.
+#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+fn device_kernel<B: Backend>() -> Option<Nf4Dequantize<B>> {
+    None
 }
 
 /// Packs `bytes` into big-endian 32-bit words (zero-padded to `words` words), as `i32`.
@@ -104,12 +130,30 @@ impl<B: Backend> Nf4Tensors<B> {
             dynamic: floats(dynamic_map().to_vec()),
             code_shifts: field_shifts(4, device),
             absmax_shifts: field_shifts(8, device),
+            kernel: device_kernel::<B>(),
+        }
+    }
+
+    /// The tensors a dequantising kernel reads.
+    pub(crate) fn parts(&self) -> Nf4Parts<'_, B> {
+        Nf4Parts {
+            rows: self.rows,
+            cols: self.cols,
+            codes: &self.codes,
+            absmax_codes: &self.absmax_codes,
+            absmax_scales: &self.absmax_scales,
+            offset: self.offset,
+            code_book: &self.code_book,
+            dynamic: &self.dynamic,
         }
     }
 
     /// The f32 weight, `[rows, cols]`: `NF4[q] · (DYN[qa] · scale + offset)` per element, the
     /// same arithmetic as [`Nf4Matrix::dequantize`].
     pub fn dequantize(&self) -> Tensor<B, 2> {
+        if let Some(kernel) = self.kernel {
+            return kernel(self);
+        }
         let len = self.rows * self.cols;
         let blocks = len.div_ceil(BLOCK);
         let [groups] = self.absmax_scales.dims();
@@ -177,6 +221,7 @@ impl<B: AutodiffBackend> Nf4Tensors<B> {
             dynamic: self.dynamic.clone().inner(),
             code_shifts: self.code_shifts.clone().inner(),
             absmax_shifts: self.absmax_shifts.clone().inner(),
+            kernel: device_kernel::<B::InnerBackend>(),
         }
     }
 }
@@ -204,7 +249,19 @@ mod tests {
     /// several groups of 256 blocks.
     #[test]
     fn dequantises_exactly_as_the_host_does() {
-        let device = Default::default();
+        dequantises_exactly_on::<Flex>(&Default::default());
+    }
+
+    /// The GPU path's one kernel, on wgpu (Mesa's lavapipe where there is no GPU).
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn the_gpu_kernel_dequantises_exactly_as_the_host_does() {
+        use burn::backend::wgpu::{Wgpu, WgpuDevice};
+        assert!(device_kernel::<Wgpu>().is_some(), "wgpu has the kernel");
+        dequantises_exactly_on::<Wgpu>(&WgpuDevice::default());
+    }
+
+    fn dequantises_exactly_on<B: Backend>(device: &B::Device) {
         for (rows, cols, seed) in [
             (1, 1, 1),
             (3, 100, 2),
@@ -213,7 +270,7 @@ mod tests {
             (96, 576, 5),
         ] {
             let matrix = random_matrix(rows, cols, seed);
-            let tensors = Nf4Tensors::<Flex>::upload(&matrix, false, &device);
+            let tensors = Nf4Tensors::<B>::upload(&matrix, false, device);
             let got: Vec<f32> = tensors
                 .dequantize()
                 .into_data()

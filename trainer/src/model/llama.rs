@@ -59,6 +59,7 @@ pub type CausalSoftmaxOp<B> = fn(Tensor<B, 3>, f32, usize, usize) -> Tensor<B, 3
 /// Operations of our own, each computing what a composition of burn's smaller ones does, for
 /// a backend where they do better: host operations on the CPU while training, kernels of ours
 /// on the GPU backends. Each one left out is burn's composition.
+#[derive(Default)]
 pub struct FusedOps<B: Backend> {
     /// Attention of a whole sequence.
     pub attention: Option<AttentionOp<B>>,
@@ -72,19 +73,6 @@ pub struct FusedOps<B: Backend> {
     pub rms_norm: Option<RmsNormOp<B>>,
     /// The attention weights, where attention is burn's composition.
     pub causal_softmax: Option<CausalSoftmaxOp<B>>,
-}
-
-impl<B: Backend> Default for FusedOps<B> {
-    fn default() -> Self {
-        FusedOps {
-            attention: None,
-            cross_entropy: None,
-            lora_dropout: None,
-            swiglu: None,
-            rms_norm: None,
-            causal_softmax: None,
-        }
-    }
 }
 
 impl<B: Backend> Clone for FusedOps<B> {

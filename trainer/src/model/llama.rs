@@ -56,6 +56,10 @@ pub type RmsNormOp<B> = fn(Tensor<B, 2>, &Tensor<B, 1>, f32) -> Tensor<B, 2>;
 /// cached ones); `(scores, scale, queries, start)`.
 pub type CausalSoftmaxOp<B> = fn(Tensor<B, 3>, f32, usize, usize) -> Tensor<B, 3>;
 
+/// The rotary embedding of `x` `[n, heads, d]` with the tables `cos` and `sin` `[1, n, d]` of
+/// [`Rope`], returned head-major, `[heads, n, d]`; `(x, cos, sin)`.
+pub type RopeOp<B> = fn(Tensor<B, 3>, &Tensor<B, 3>, &Tensor<B, 3>) -> Tensor<B, 3>;
+
 /// Operations of our own, each computing what a composition of burn's smaller ones does, for
 /// a backend where they do better: host operations on the CPU while training, kernels of ours
 /// on the GPU backends. Each one left out is burn's composition.
@@ -73,6 +77,8 @@ pub struct FusedOps<B: Backend> {
     pub rms_norm: Option<RmsNormOp<B>>,
     /// The attention weights, where attention is burn's composition.
     pub causal_softmax: Option<CausalSoftmaxOp<B>>,
+    /// The rotary embedding of queries and keys, where attention is burn's composition.
+    pub rope: Option<RopeOp<B>>,
 }
 
 impl<B: Backend> Clone for FusedOps<B> {
@@ -400,8 +406,64 @@ pub(crate) fn to_host<B: Backend, const D: usize>(x: Tensor<B, D>) -> Vec<f32> {
 
 /// Keys and values of the tokens seen so far, per layer: `[kv_heads, tokens, head_dim]`.
 pub struct KvCache<B: Backend> {
-    layers: Vec<Option<(Tensor<B, 3>, Tensor<B, 3>)>>,
+    layers: Vec<Option<LayerKv<B>>>,
     len: usize,
+}
+
+/// One layer's cached keys and values, `[kv_heads, capacity, head_dim]`, positions
+/// `0..len` of the cache filled. Room is made ahead (doubling), so a new token writes its own
+/// row instead of copying the whole cache into a new tensor.
+struct LayerKv<B: Backend> {
+    keys: Tensor<B, 3>,
+    values: Tensor<B, 3>,
+}
+
+impl<B: Backend> LayerKv<B> {
+    /// Writes `k` and `v` `[kv_heads, n, head_dim]` at positions `start..start + n` of `slot`,
+    /// growing it up to `limit` positions, and returns the keys and values of positions
+    /// `0..start + n`.
+    fn append(
+        slot: &mut Option<Self>,
+        start: usize,
+        k: Tensor<B, 3>,
+        v: Tensor<B, 3>,
+        limit: usize,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let [kv_heads, n, head_dim] = k.dims();
+        let end = start + n;
+        let mut cached = match slot.take() {
+            Some(cached) if cached.keys.dims()[1] >= end => cached,
+            old => {
+                let capacity = end.next_power_of_two().max(64).min(limit).max(end);
+                let device = k.device();
+                let empty = || Tensor::empty([kv_heads, capacity, head_dim], &device);
+                let mut grown = LayerKv {
+                    keys: empty(),
+                    values: empty(),
+                };
+                if let Some(old) = old.filter(|_| start > 0) {
+                    let kept = [0..kv_heads, 0..start, 0..head_dim];
+                    grown.keys = grown
+                        .keys
+                        .slice_assign(kept.clone(), old.keys.slice(kept.clone()));
+                    grown.values = grown
+                        .values
+                        .slice_assign(kept.clone(), old.values.slice(kept));
+                }
+                grown
+            }
+        };
+        let new = [0..kv_heads, start..end, 0..head_dim];
+        cached.keys = cached.keys.slice_assign(new.clone(), k);
+        cached.values = cached.values.slice_assign(new, v);
+        let filled = [0..kv_heads, 0..end, 0..head_dim];
+        let out = (
+            cached.keys.clone().slice(filled.clone()),
+            cached.values.clone().slice(filled),
+        );
+        *slot = Some(cached);
+        out
+    }
 }
 
 impl<B: Backend> KvCache<B> {
@@ -905,11 +967,9 @@ impl<B: Backend> Decoder<B> {
                 l.layer(layer, self.fused_ops.lora_dropout)
             });
             let h = self.rms_norm(x.clone(), &block.attn_norm);
-            let mut unkept = None;
-            let kv = match cache.as_deref_mut() {
-                Some(cache) => &mut cache.layers[layer],
-                None => &mut unkept,
-            };
+            let kv = cache
+                .as_deref_mut()
+                .map(|cache| (&mut cache.layers[layer], cache.len));
             let attn = self.attention(block, h, &positions, kv, lora);
             x = x + attn;
             let h = self.rms_norm(x.clone(), &block.ffn_norm);
@@ -980,7 +1040,7 @@ impl<B: Backend> Decoder<B> {
         block: &Block<B>,
         h: Tensor<B, 2>,
         positions: &Positions<B>,
-        cache: &mut Option<(Tensor<B, 3>, Tensor<B, 3>)>,
+        cache: Option<(&mut Option<LayerKv<B>>, usize)>,
         lora: LayerLora<'_, B>,
     ) -> Tensor<B, 2> {
         let c = &self.config;
@@ -1009,15 +1069,14 @@ impl<B: Backend> Decoder<B> {
             }
             Positions::Tensors { rope, mask } => (rope, mask),
         };
-        let q = rope.apply(q.swap_dims(0, 1));
-        let k = rope.apply(k.swap_dims(0, 1));
+        let q = rope.apply(q, self.fused_ops.rope);
+        let k = rope.apply(k, self.fused_ops.rope);
         let v = v.reshape([n, kv_heads, hd]).swap_dims(0, 1);
 
-        let (k, v) = match cache.take() {
-            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 1), Tensor::cat(vec![pv, v], 1)),
+        let (k, v) = match cache {
+            Some((slot, start)) => LayerKv::append(slot, start, k, v, c.context_length),
             None => (k, v),
         };
-        *cache = Some((k.clone(), v.clone()));
         // Query heads that share a key/value head are stacked as extra rows, so the keys and
         // values are used as they are instead of being repeated per query head.
         let q = q.reshape([kv_heads, group * n, hd]);
@@ -1095,8 +1154,13 @@ impl<B: Backend> Rope<B> {
         }
     }
 
-    /// Rotates `x` `[heads, n, head_dim]`.
-    pub(crate) fn apply(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    /// Rotates `x` `[n, heads, head_dim]`, returned head-major `[heads, n, head_dim]`, with
+    /// `op` where given.
+    pub(crate) fn apply(&self, x: Tensor<B, 3>, op: Option<RopeOp<B>>) -> Tensor<B, 3> {
+        if let Some(op) = op {
+            return op(x, &self.cos, &self.sin);
+        }
+        let x = x.swap_dims(0, 1);
         x.clone() * self.cos.clone() + x.matmul(self.swap.clone()) * self.sin.clone()
     }
 }
@@ -1234,7 +1298,11 @@ mod tests {
         let rope = Rope::<Flex>::new(&tables, n, &half_swap(hd, &device));
         let input =
             Tensor::<Flex, 3>::from_data(TensorData::new(x.clone(), [heads, n, hd]), &device);
-        let got: Vec<f32> = rope.apply(input).into_data().into_vec().expect("f32");
+        let got: Vec<f32> = rope
+            .apply(input.swap_dims(0, 1), None)
+            .into_data()
+            .into_vec()
+            .expect("f32");
         for h in 0..heads {
             for t in 0..n {
                 let row = &x[(h * n + t) * hd..][..hd];

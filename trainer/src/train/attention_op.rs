@@ -553,10 +553,12 @@ mod tests {
         let (heads, kv, d) = (shape.heads, shape.kv_heads, shape.head_dim);
         let device = q.device();
         let rope = Rope::new(&shape.rope, n, &half_swap(d, &device));
-        let split = |x: Tensor<Ad, 2>, heads: usize| x.reshape([n, heads, d]).swap_dims(0, 1);
-        let q = rope.apply(split(q, heads)).reshape([kv, heads / kv * n, d]);
-        let k = rope.apply(split(k, kv));
-        let v = split(v, kv);
+        let split = |x: Tensor<Ad, 2>, heads: usize| x.reshape([n, heads, d]);
+        let q = rope
+            .apply(split(q, heads), None)
+            .reshape([kv, heads / kv * n, d]);
+        let k = rope.apply(split(k, kv), None);
+        let v = split(v, kv).swap_dims(0, 1);
         // Row `g·n + t` of every key/value head sees keys `0..=t`.
         let rows = heads / kv * n;
         let mask: Vec<bool> = (0..kv * rows)

@@ -126,6 +126,33 @@ fn the_kv_cache_gives_the_same_logits_as_a_full_pass() {
     }
 }
 
+/// Fed in pieces through the cache, which grows past its first room (64 positions) and on to
+/// the end of the context, the logits equal those of one pass over the whole sequence.
+#[test]
+fn the_kv_cache_grows_without_changing_the_logits() {
+    let dir = temp_dir();
+    let (folder, _) = tiny_pair(&TinyLlama::default(), dir.path());
+    let model = load(&folder);
+    let vocab = model.config().vocab_size;
+    let n = model.context_length();
+    let tokens: Vec<u32> = (0..n).map(|i| (i * 7 % vocab) as u32).collect();
+    let full = model.logits(&tokens).expect("full pass");
+    let pieces = [1, 62, 1, 1, 7, n - 72];
+    assert_eq!(pieces.iter().sum::<usize>(), n);
+    let worst = model
+        .with_cache(|step| {
+            let (mut fed, mut worst) = (0, 0.0f32);
+            for len in pieces {
+                let last = step(&tokens[fed..fed + len])?;
+                fed += len;
+                worst = worst.max(max_abs_diff(&last, &full[(fed - 1) * vocab..fed * vocab]));
+            }
+            Ok(worst)
+        })
+        .expect("passes through the cache");
+    assert!(worst < 1e-4, "the cached logits differ by {worst}");
+}
+
 #[test]
 fn generation_stops_at_the_limit_and_on_cancel() {
     let dir = temp_dir();

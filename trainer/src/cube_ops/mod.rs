@@ -1,14 +1,16 @@
 //! Kernels of our own for the GPU backends (CubeCL: wgpu and CUDA): RMSNorm, the MLP's gated
-//! activation, causal attention weights and LoRA's dropout, each one launch forward and one
-//! backward, for training and (the first three) for inference; and QLoRA's NF4 dequantisation
-//! in one launch where burn's operations take nine.
+//! activation, causal attention weights, the rotary embedding and LoRA's dropout, each one
+//! launch forward and one backward, for training and (all but dropout) for inference; QLoRA's
+//! NF4 dequantisation in one launch where burn's operations take nine; and the gradient's
+//! gather in one launch per sixteen tensors where burn's `cat` takes one per tensor.
 //!
 //! At the batch sizes a desktop fine-tune runs, a GPU step waits on kernel launches, not on
 //! arithmetic. Composed of burn's operations, RMSNorm is seven launches forward and about ten
 //! backward; `silu(g) · u` is eight forward (burn's sigmoid alone is six) and about as many
 //! backward; scaling, masking and softmax of the attention scores are seven forward and a dozen
-//! backward; and dropout sent a float per value over the bus for each adapted projection. A
-//! 30-layer model runs 61 norms, 30 activations, 30 softmaxes and 210 masks a step. The
+//! backward; the rotary embedding is four each way plus the copies that put the heads first;
+//! and dropout sent a float per value over the bus for each adapted projection. A 30-layer
+//! model runs 61 norms, 30 activations, 30 softmaxes, 60 rotations and 210 masks a step. The
 //! kernels compute the same formulas in f32; the tests compare them with burn's composition.
 
 use std::any::Any;

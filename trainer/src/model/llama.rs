@@ -412,7 +412,8 @@ pub struct KvCache<B: Backend> {
 
 /// One layer's cached keys and values, `[kv_heads, capacity, head_dim]`, positions
 /// `0..len` of the cache filled. Room is made ahead (doubling), so a new token writes its own
-/// row instead of copying the whole cache into a new tensor.
+/// row (in place on the GPU backends; burn's CPU backend copies a tensor on every write) instead
+/// of the whole cache being copied into a new tensor.
 struct LayerKv<B: Backend> {
     keys: Tensor<B, 3>,
     values: Tensor<B, 3>,

@@ -15,7 +15,8 @@ use crate::generate::{Generated, generate};
 use crate::inspect::{ModelFormat, inspect_model};
 use crate::loading::gguf::GgufFile;
 use crate::lora::Adapter;
-use crate::model::{Decoder, DecoderConfig, WeightFiles, WeightMode};
+use crate::model::llama::flex_kv_write;
+use crate::model::{Decoder, DecoderConfig, FusedOps, WeightFiles, WeightMode};
 use crate::tokenizer::{TextStream, TextTokenizer};
 
 /// One turn of a conversation.
@@ -355,17 +356,24 @@ fn load_engine(
         Ok(Box::new(decoder))
     }
     match backend {
-        BackendKind::Cpu => Ok(Engine::Cpu(load(
-            config,
-            files,
-            if dense_weights {
-                WeightMode::Dense
-            } else {
-                WeightMode::Host
-            },
-            &burn::backend::flex::FlexDevice,
-            progress,
-        )?)),
+        BackendKind::Cpu => {
+            let mut decoder = load(
+                config,
+                files,
+                if dense_weights {
+                    WeightMode::Dense
+                } else {
+                    WeightMode::Host
+                },
+                &burn::backend::flex::FlexDevice,
+                progress,
+            )?;
+            decoder.set_fused_ops(FusedOps {
+                kv_write: Some(flex_kv_write),
+                ..decoder.fused_ops()
+            });
+            Ok(Engine::Cpu(decoder))
+        }
         #[cfg(feature = "wgpu")]
         BackendKind::Wgpu => Ok(Engine::Wgpu(load(
             config,

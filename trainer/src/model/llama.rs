@@ -14,9 +14,10 @@
 
 use std::sync::Arc;
 
+use burn::backend::flex::Flex;
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, DType, FloatDType, Int, Tensor, TensorData};
+use burn::tensor::{Bool, DType, FloatDType, Int, Tensor, TensorData, TensorPrimitive};
 
 use super::config::DecoderConfig;
 use super::dropout::DropoutMask;
@@ -56,6 +57,10 @@ pub type RmsNormOp<B> = fn(Tensor<B, 2>, &Tensor<B, 1>, f32) -> Tensor<B, 2>;
 /// cached ones); `(scores, scale, queries, start)`.
 pub type CausalSoftmaxOp<B> = fn(Tensor<B, 3>, f32, usize, usize) -> Tensor<B, 3>;
 
+/// Writes `rows` `[kv_heads, n, d]` into `cache` `[kv_heads, capacity, d]` at positions
+/// `start..start + n` and returns the cache; `(cache, start, rows)`.
+pub type KvWriteOp<B> = fn(Tensor<B, 3>, usize, Tensor<B, 3>) -> Tensor<B, 3>;
+
 /// The rotary embedding of `x` `[n, heads, d]` with the tables `cos` and `sin` `[1, n, d]` of
 /// [`Rope`], returned head-major, `[heads, n, d]`; `(x, cos, sin)`.
 pub type RopeOp<B> = fn(Tensor<B, 3>, &Tensor<B, 3>, &Tensor<B, 3>) -> Tensor<B, 3>;
@@ -79,6 +84,8 @@ pub struct FusedOps<B: Backend> {
     pub causal_softmax: Option<CausalSoftmaxOp<B>>,
     /// The rotary embedding of queries and keys, where attention is burn's composition.
     pub rope: Option<RopeOp<B>>,
+    /// New keys and values into the chat's cache, where burn's `slice_assign` would copy it.
+    pub kv_write: Option<KvWriteOp<B>>,
 }
 
 impl<B: Backend> Clone for FusedOps<B> {
@@ -412,8 +419,8 @@ pub struct KvCache<B: Backend> {
 
 /// One layer's cached keys and values, `[kv_heads, capacity, head_dim]`, positions
 /// `0..len` of the cache filled. Room is made ahead (doubling), so a new token writes its own
-/// row (in place on the GPU backends; burn's CPU backend copies a tensor on every write) instead
-/// of the whole cache being copied into a new tensor.
+/// row in place (on the CPU through [`FusedOps::kv_write`]) instead of the whole cache being
+/// copied into a new tensor.
 struct LayerKv<B: Backend> {
     keys: Tensor<B, 3>,
     values: Tensor<B, 3>,
@@ -426,9 +433,9 @@ impl<B: Backend> LayerKv<B> {
     fn append(
         slot: &mut Option<Self>,
         start: usize,
-        k: Tensor<B, 3>,
-        v: Tensor<B, 3>,
+        [k, v]: [Tensor<B, 3>; 2],
         limit: usize,
+        write: Option<KvWriteOp<B>>,
     ) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let [kv_heads, n, head_dim] = k.dims();
         let end = start + n;
@@ -454,9 +461,17 @@ impl<B: Backend> LayerKv<B> {
                 grown
             }
         };
-        let new = [0..kv_heads, start..end, 0..head_dim];
-        cached.keys = cached.keys.slice_assign(new.clone(), k);
-        cached.values = cached.values.slice_assign(new, v);
+        let (keys, values) = (cached.keys, cached.values);
+        (cached.keys, cached.values) = match write {
+            Some(write) => (write(keys, start, k), write(values, start, v)),
+            None => {
+                let new = [0..kv_heads, start..end, 0..head_dim];
+                (
+                    keys.slice_assign(new.clone(), k),
+                    values.slice_assign(new, v),
+                )
+            }
+        };
         let filled = [0..kv_heads, 0..end, 0..head_dim];
         let out = (
             cached.keys.clone().slice(filled.clone()),
@@ -477,6 +492,35 @@ impl<B: Backend> KvCache<B> {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+}
+
+/// [`KvWriteOp`] for burn's CPU backend, in place: its `slice_assign` copies the whole cache
+/// for every token (it takes a second reference to the tensor before writing, so its
+/// copy-on-write always copies). The cache is the only reference when a token is written, so
+/// the buffer is written where it is; a shared or strided one is left to `slice_assign`.
+pub fn flex_kv_write(
+    cache: Tensor<Flex, 3>,
+    start: usize,
+    rows: Tensor<Flex, 3>,
+) -> Tensor<Flex, 3> {
+    let [kv_heads, capacity, d] = cache.dims();
+    let [_, n, _] = rows.dims();
+    let mut buffer = cache.into_primitive().tensor();
+    let whole = buffer.is_unique()
+        && buffer.is_contiguous()
+        && buffer.layout().start_offset() == 0
+        && buffer.dtype() == DType::F32;
+    if !whole {
+        let cache = Tensor::<Flex, 3>::from_primitive(TensorPrimitive::Float(buffer));
+        return cache.slice_assign([0..kv_heads, start..start + n, 0..d], rows);
+    }
+    let values = to_host(rows);
+    let cells = buffer.storage_mut::<f32>();
+    for (head, source) in values.chunks_exact(n * d).enumerate() {
+        let at = (head * capacity + start) * d;
+        cells[at..at + n * d].copy_from_slice(source);
+    }
+    Tensor::from_primitive(TensorPrimitive::Float(buffer))
 }
 
 /// One projection's adapter on the backend: `(Aᵀ, Bᵀ)`, shapes `[in, r]` and `[r, out]`.
@@ -1075,7 +1119,13 @@ impl<B: Backend> Decoder<B> {
         let v = v.reshape([n, kv_heads, hd]).swap_dims(0, 1);
 
         let (k, v) = match cache {
-            Some((slot, start)) => LayerKv::append(slot, start, k, v, c.context_length),
+            Some((slot, start)) => LayerKv::append(
+                slot,
+                start,
+                [k, v],
+                c.context_length,
+                self.fused_ops.kv_write,
+            ),
             None => (k, v),
         };
         // Query heads that share a key/value head are stacked as extra rows, so the keys and
@@ -1275,8 +1325,33 @@ mod tests {
     use burn::backend::flex::Flex;
     use burn::tensor::{Tensor, TensorData};
 
-    use super::{Rope, RopeTables, half_swap, unpermute_order};
+    use super::{Rope, RopeTables, flex_kv_write, half_swap, to_host, unpermute_order};
     use crate::generate::Rng;
+
+    /// The in-place write puts the rows where `slice_assign` does, and a cache someone else
+    /// also holds is copied first, not changed under them.
+    #[test]
+    fn flex_kv_write_matches_slice_assign() {
+        let device = Default::default();
+        let (kv, capacity, d, start, n) = (3, 8, 4, 5, 2);
+        let numbered = |shape: [usize; 3], from: f32| {
+            let len: usize = shape.iter().product();
+            let values: Vec<f32> = (0..len).map(|i| from + i as f32).collect();
+            Tensor::<Flex, 3>::from_data(TensorData::new(values, shape), &device)
+        };
+        let rows = numbered([kv, n, d], 1000.0);
+        let expected = to_host(
+            numbered([kv, capacity, d], 0.0)
+                .slice_assign([0..kv, start..start + n, 0..d], rows.clone()),
+        );
+        let alone = flex_kv_write(numbered([kv, capacity, d], 0.0), start, rows.clone());
+        assert_eq!(to_host(alone), expected);
+        let shared = numbered([kv, capacity, d], 0.0);
+        let other = shared.clone();
+        let written = flex_kv_write(shared, start, rows);
+        assert_eq!(to_host(written), expected);
+        assert_eq!(to_host(other), to_host(numbered([kv, capacity, d], 0.0)));
+    }
 
     /// The rotation through the swap product gives Hugging Face's `rotate_half` to the bit:
     /// `(x1 cos − x2 sin, x2 cos + x1 sin)` per head and position.

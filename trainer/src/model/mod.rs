@@ -11,8 +11,8 @@ pub use config::{Architecture, DecoderConfig, RopeScaling};
 pub use dropout::DropoutMask;
 pub use llama::{
     AttentionOp, AttentionShape, CausalSoftmaxOp, CrossEntropyOp, Decoder, FusedOps, KvCache,
-    Linear, LoraDropoutOp, LoraTensors, Nf4Matmul, Nf4Weight, RmsNormOp, RopeOp, RopeTables,
-    SwigluOp, WeightMode, nf4_matmul_host,
+    KvWriteOp, Linear, LoraDropoutOp, LoraTensors, Nf4Matmul, Nf4Weight, RmsNormOp, RopeOp,
+    RopeTables, SwigluOp, WeightMode, nf4_matmul_host,
 };
 pub use nf4_tensors::Nf4Tensors;
 pub use weights::{RawTensor, WeightFiles, gguf_name};

@@ -213,6 +213,50 @@ fn rms_norm_forward<R: CubeRuntime>(
     out
 }
 
+/// An autodiff operation of one tracked input on a CubeCL backend: `forward` gets the input,
+/// laid out row-major, and returns the output and what `backward` keeps (dropped when the
+/// input is not tracked).
+fn one_input_op<R, F, I, BT, C, Op, const D: usize>(
+    backward: Op,
+    x: Tensor<AdCube<R, F, I, BT, C>, D>,
+    forward: impl FnOnce(CubeTensor<R>) -> (CubeTensor<R>, Op::State),
+) -> Tensor<AdCube<R, F, I, BT, C>, D>
+where
+    R: CubeRuntime,
+    F: FloatElement,
+    I: IntElement,
+    BT: BoolElement,
+    C: CheckpointStrategy,
+    Op: Backward<Cube<R, F, I, BT>, 1>,
+{
+    let x = x.into_primitive().tensor();
+    let nodes = [x.node.clone()];
+    let (out, state) = forward(into_contiguous(x.primitive));
+    let out = match backward.prepare::<C>(nodes).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(state, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// The backward pass of a [`one_input_op`]: `input_gradient` gets the output's gradient, laid
+/// out row-major, and what the forward pass kept; its result is the input's gradient.
+fn one_input_backward<R, F, I, BT, S>(
+    ops: Ops<S, 1>,
+    grads: &mut Gradients,
+    input_gradient: impl FnOnce(CubeTensor<R>, S) -> CubeTensor<R>,
+) where
+    R: CubeRuntime,
+    F: FloatElement,
+    I: IntElement,
+    BT: BoolElement,
+{
+    let [node] = ops.parents;
+    let grad = into_contiguous(grads.consume::<Cube<R, F, I, BT>>(&ops.node));
+    let Some(node) = node else { return };
+    grads.register::<Cube<R, F, I, BT>>(node.id, input_gradient(grad, ops.state));
+}
+
 #[derive(Debug)]
 struct SwigluBackward;
 
@@ -296,26 +340,24 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> Backward<C
     type State = (CubeTensor<R>, CubeTensor<R>, f32);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node] = ops.parents;
-        let grad = into_contiguous(grads.consume::<Cube<R, F, I, BT>>(&ops.node));
-        let Some(node) = node else { return };
-        let (x, weight, eps) = ops.state;
-        let d_x = empty_like(&x);
-        let (count, dim) = rows_grid(&x);
-        let dtype = d_x.dtype;
-        kernels::rms_norm_backward_kernel::launch::<R>(
-            &d_x.client,
-            count,
-            dim,
-            grad.into_tensor_arg(),
-            x.into_tensor_arg(),
-            weight.into_tensor_arg(),
-            d_x.clone().into_tensor_arg(),
-            eps,
-            ROW_THREADS,
-            dtype.into(),
-        );
-        grads.register::<Cube<R, F, I, BT>>(node.id, d_x);
+        one_input_backward::<R, F, I, BT, _>(ops, grads, |grad, (x, weight, eps)| {
+            let d_x = empty_like(&x);
+            let (count, dim) = rows_grid(&x);
+            let dtype = d_x.dtype;
+            kernels::rms_norm_backward_kernel::launch::<R>(
+                &d_x.client,
+                count,
+                dim,
+                grad.into_tensor_arg(),
+                x.into_tensor_arg(),
+                weight.into_tensor_arg(),
+                d_x.clone().into_tensor_arg(),
+                eps,
+                ROW_THREADS,
+                dtype.into(),
+            );
+            d_x
+        });
     }
 }
 
@@ -333,22 +375,11 @@ where
     BT: BoolElement,
     C: CheckpointStrategy,
 {
-    let x = x.into_primitive().tensor();
     let weight = into_contiguous(weight.clone().inner().into_primitive().tensor());
-    let nodes = [x.node.clone()];
-    let input = into_contiguous(x.primitive);
-    let out = match RmsNormBackward
-        .prepare::<C>(nodes)
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let out = rms_norm_forward(input.clone(), weight.clone(), eps);
-            prep.finish((input, weight, eps), out)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(rms_norm_forward(input, weight, eps)),
-    };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    one_input_op(RmsNormBackward, x, |input| {
+        let out = rms_norm_forward(input.clone(), weight.clone(), eps);
+        (out, (input, weight, eps))
+    })
 }
 
 fn causal_softmax_forward<R: CubeRuntime>(
@@ -385,25 +416,23 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> Backward<C
     type State = (CubeTensor<R>, f32);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node] = ops.parents;
-        let grad = into_contiguous(grads.consume::<Cube<R, F, I, BT>>(&ops.node));
-        let Some(node) = node else { return };
-        let (weights, scale) = ops.state;
-        let d_scores = empty_like(&weights);
-        let (count, dim) = rows_grid(&weights);
-        let dtype = d_scores.dtype;
-        kernels::causal_softmax_backward_kernel::launch::<R>(
-            &d_scores.client,
-            count,
-            dim,
-            grad.into_tensor_arg(),
-            weights.into_tensor_arg(),
-            d_scores.clone().into_tensor_arg(),
-            scale,
-            ROW_THREADS,
-            dtype.into(),
-        );
-        grads.register::<Cube<R, F, I, BT>>(node.id, d_scores);
+        one_input_backward::<R, F, I, BT, _>(ops, grads, |grad, (weights, scale)| {
+            let d_scores = empty_like(&weights);
+            let (count, dim) = rows_grid(&weights);
+            let dtype = d_scores.dtype;
+            kernels::causal_softmax_backward_kernel::launch::<R>(
+                &d_scores.client,
+                count,
+                dim,
+                grad.into_tensor_arg(),
+                weights.into_tensor_arg(),
+                d_scores.clone().into_tensor_arg(),
+                scale,
+                ROW_THREADS,
+                dtype.into(),
+            );
+            d_scores
+        });
     }
 }
 
@@ -424,23 +453,10 @@ where
     BT: BoolElement,
     C: CheckpointStrategy,
 {
-    let scores = scores.into_primitive().tensor();
-    let nodes = [scores.node.clone()];
-    let input = into_contiguous(scores.primitive);
-    let out = match CausalSoftmaxBackward
-        .prepare::<C>(nodes)
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let out = causal_softmax_forward(input, scale, queries, start);
-            prep.finish((out.clone(), scale), out)
-        }
-        OpsKind::UnTracked(prep) => {
-            prep.finish(causal_softmax_forward(input, scale, queries, start))
-        }
-    };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    one_input_op(CausalSoftmaxBackward, scores, |input| {
+        let out = causal_softmax_forward(input, scale, queries, start);
+        (out.clone(), (out, scale))
+    })
 }
 
 fn dropout_forward<R: CubeRuntime>(
@@ -474,11 +490,9 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> Backward<C
     type State = (CubeTensor<R>, f32);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node] = ops.parents;
-        let grad = into_contiguous(grads.consume::<Cube<R, F, I, BT>>(&ops.node));
-        let Some(node) = node else { return };
-        let (bits, factor) = ops.state;
-        grads.register::<Cube<R, F, I, BT>>(node.id, dropout_forward(grad, bits, factor));
+        one_input_backward::<R, F, I, BT, _>(ops, grads, |grad, (bits, factor)| {
+            dropout_forward(grad, bits, factor)
+        });
     }
 }
 
@@ -507,21 +521,10 @@ where
     )
     .into_primitive();
     let factor = factor * mask.scale();
-    let x = x.into_primitive().tensor();
-    let nodes = [x.node.clone()];
-    let input = into_contiguous(x.primitive);
-    let out = match DropoutBackward
-        .prepare::<C>(nodes)
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let out = dropout_forward(input, bits.clone(), factor);
-            prep.finish((bits, factor), out)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(dropout_forward(input, bits, factor)),
-    };
-    Tensor::<AdCube<R, F, I, BT, C>, 2>::from_primitive(TensorPrimitive::Float(out)).matmul(a_t)
+    let dropped = one_input_op(DropoutBackward, x, |input| {
+        (dropout_forward(input, bits.clone(), factor), (bits, factor))
+    });
+    dropped.matmul(a_t)
 }
 
 fn rope_forward<R: CubeRuntime>(
@@ -562,31 +565,29 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> Backward<C
     type State = (CubeTensor<R>, CubeTensor<R>);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node] = ops.parents;
-        let grad = into_contiguous(grads.consume::<Cube<R, F, I, BT>>(&ops.node));
-        let Some(node) = node else { return };
-        let (cos, sin) = ops.state;
-        let shape = grad.meta.shape().clone();
-        let (heads, n, d) = (shape[0], shape[1], shape[2]);
-        let d_x = empty_device_dtype(
-            grad.client.clone(),
-            grad.device.clone(),
-            [n, heads, d].into(),
-            grad.dtype,
-        );
-        let (count, dim) = elementwise_grid(&d_x);
-        let dtype = d_x.dtype;
-        kernels::rope_backward_kernel::launch::<R>(
-            &d_x.client,
-            count,
-            dim,
-            grad.into_tensor_arg(),
-            cos.into_tensor_arg(),
-            sin.into_tensor_arg(),
-            d_x.clone().into_tensor_arg(),
-            dtype.into(),
-        );
-        grads.register::<Cube<R, F, I, BT>>(node.id, d_x);
+        one_input_backward::<R, F, I, BT, _>(ops, grads, |grad, (cos, sin)| {
+            let shape = grad.meta.shape().clone();
+            let (heads, n, d) = (shape[0], shape[1], shape[2]);
+            let d_x = empty_device_dtype(
+                grad.client.clone(),
+                grad.device.clone(),
+                [n, heads, d].into(),
+                grad.dtype,
+            );
+            let (count, dim) = elementwise_grid(&d_x);
+            let dtype = d_x.dtype;
+            kernels::rope_backward_kernel::launch::<R>(
+                &d_x.client,
+                count,
+                dim,
+                grad.into_tensor_arg(),
+                cos.into_tensor_arg(),
+                sin.into_tensor_arg(),
+                d_x.clone().into_tensor_arg(),
+                dtype.into(),
+            );
+            d_x
+        });
     }
 }
 
@@ -610,17 +611,10 @@ where
     assert_eq!(cos.dims(), [1, n, d], "one table row per position");
     let table = |t: &Tensor<AdCube<R, F, I, BT, C>, 3>| contiguous(t.clone().inner());
     let (cos, sin) = (table(cos), table(sin));
-    let x = x.into_primitive().tensor();
-    let nodes = [x.node.clone()];
-    let input = into_contiguous(x.primitive);
-    let out = match RopeBackward.prepare::<C>(nodes).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => {
-            let out = rope_forward(input, cos.clone(), sin.clone());
-            prep.finish((cos, sin), out)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(rope_forward(input, cos, sin)),
-    };
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    one_input_op(RopeBackward, x, |input| {
+        let out = rope_forward(input, cos.clone(), sin.clone());
+        (out, (cos, sin))
+    })
 }
 
 /// Tensors one [`concat`] launch copies: a grid row each. At most 31 buffers reach a Metal

@@ -26,20 +26,18 @@ impl Rng {
         Self(seed)
     }
 
-    /// This generator `draws` values further on. The state is a counter, so one sequence can
-    /// be split between threads and each part still draws exactly its values.
-    pub fn skipped(&self, draws: u64) -> Self {
-        Self(self.0.wrapping_add(draws.wrapping_mul(Self::STEP)))
-    }
-
-    /// The next value in [0, 1).
-    pub fn next_f64(&mut self) -> f64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(Self::STEP);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
+        z ^ (z >> 31)
+    }
+
+    /// The next value in [0, 1).
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -217,13 +215,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_skipped_generator_draws_what_the_sequence_draws_there() {
-        let mut sequence = Rng::new(42);
-        let drawn: Vec<f64> = (0..100).map(|_| sequence.next_f64()).collect();
-        let mut later = Rng::new(42).skipped(37);
-        assert_eq!(later.next_f64(), drawn[37]);
-        assert_eq!(later.next_f64(), drawn[38]);
-        assert_eq!(Rng::new(42).skipped(100).next_f64(), sequence.next_f64());
+    fn a_seed_repeats_its_sequence_and_values_stay_in_the_unit_interval() {
+        let drawn = |seed| {
+            let mut rng = Rng::new(seed);
+            (0..1000).map(|_| rng.next_f64()).collect::<Vec<_>>()
+        };
+        let first = drawn(42);
+        assert_eq!(first, drawn(42));
+        assert_ne!(first, drawn(43));
+        assert!(first.iter().all(|v| (0.0..1.0).contains(v)));
+        let mean = first.iter().sum::<f64>() / first.len() as f64;
+        assert!((mean - 0.5).abs() < 0.05, "mean {mean}");
     }
 
     #[test]

@@ -225,27 +225,42 @@ pub(super) fn causal_softmax_backward_kernel<F: Float>(
     }
 }
 
-/// `x ⊙ m · factor` for a dropout mask `m` of one bit per value: bit `i % 32` of `bits[i / 32]`.
+/// [`crate::model::dropout::mix32`], in the kernel language.
+#[cube]
+fn mix32(x: u32) -> u32 {
+    let mut x = x;
+    x ^= x >> 16;
+    x *= 0x7FEB_352Du32;
+    x ^= x >> 15;
+    x *= 0x846C_A68Bu32;
+    x ^ (x >> 16)
+}
+
+/// `x ⊙ m · factor` for the dropout mask `m` of `key`: value `i` is kept where
+/// `mix32(mix32(i ^ key0) ^ key1) >> 8 < threshold`, as [`crate::model::DropoutMask`] draws it on
+/// the host.
 #[cube(launch)]
-pub(super) fn dropout_kernel<F: Float, I: Int>(
+pub(super) fn dropout_kernel<F: Float>(
     x: &Tensor<F>,
-    bits: &Tensor<I>,
     out: &mut Tensor<F>,
+    key0: u32,
+    key1: u32,
+    threshold: u32,
     factor: f32,
-    #[define(F, I)] _dtypes: [StorageType; 2],
+    #[define(F)] _dtype: StorageType,
 ) {
     let i = ABSOLUTE_POS;
     if i >= out.len() {
         terminate!();
     }
-    // An arithmetic shift keeps the sign bit, the `& 1` drops it: bit 31 reads right too.
-    let kept = (bits[i / 32] >> I::cast_from((i % 32) as u32)) & I::new(1);
+    let hash = mix32(mix32(i as u32 ^ key0) ^ key1);
     let mut value = F::new(0.0);
-    if kept == I::new(1) {
+    if hash >> 8 < threshold {
         value = x[i] * F::cast_from(factor);
     }
     out[i] = value;
 }
+
 /// The rotary embedding of `x` `[n, heads, d]` (the projection's rows as they come), written
 /// head-major to `out` `[heads, n, d]`: `x ⊙ cos + rotate_half(x) ⊙ sin` with the tables
 /// `[n, d]` of [`crate::model::llama::Rope`] (`sin` negated in its first half).

@@ -44,7 +44,7 @@ pub type CrossEntropyOp<B> = fn(Tensor<B, 2>, &[usize]) -> Tensor<B, 1>;
 
 /// LoRA's first product with dropout on its input, `(x ⊙ mask) Aᵀ · factor`, for `x` `[n, in]`
 /// and `Aᵀ` `[in, r]`.
-pub type LoraDropoutOp<B> = fn(Tensor<B, 2>, Tensor<B, 2>, Arc<DropoutMask>, f32) -> Tensor<B, 2>;
+pub type LoraDropoutOp<B> = fn(Tensor<B, 2>, Tensor<B, 2>, DropoutMask, f32) -> Tensor<B, 2>;
 
 /// The MLP's gated activation, `silu(gate) · up`, element by element.
 pub type SwigluOp<B> = fn(Tensor<B, 2>, Tensor<B, 2>) -> Tensor<B, 2>;
@@ -538,17 +538,12 @@ pub struct LoraTensors<B: Backend> {
 }
 
 impl<B: Backend> LoraTensors<B> {
-    /// The next dropout mask for an input of `dims`, if dropout is on: the next
-    /// `dims[0] · dims[1]` draws of the one sequence.
+    /// The next dropout mask for an input of `dims`, if dropout is on: one draw of the
+    /// generator keys it.
     fn next_mask(&self, dims: [usize; 2]) -> Option<DropoutMask> {
         let (p, rng) = self.dropout.as_ref()?;
-        let first = {
-            let mut rng = rng.lock().unwrap_or_else(|e| e.into_inner());
-            let first = rng.clone();
-            *rng = first.skipped((dims[0] * dims[1]) as u64);
-            first
-        };
-        Some(DropoutMask::draw(&first, dims, 1.0 - p))
+        let key = rng.lock().unwrap_or_else(|e| e.into_inner()).next_u64();
+        Some(DropoutMask::new(key, dims, 1.0 - p))
     }
 
     /// Uploads a host adapter (no dropout: for inference).
@@ -630,7 +625,7 @@ impl<B: Backend> LayerLora<'_, B> {
         // or on the mask with burn's operations: one operation fewer each way, which on a GPU
         // is a kernel launch.
         let down = match (set.next_mask(x.dims()), self.dropout_op) {
-            (Some(mask), Some(op)) => op(x.clone(), a_t.clone(), Arc::new(mask), set.scaling),
+            (Some(mask), Some(op)) => op(x.clone(), a_t.clone(), mask, set.scaling),
             (Some(mask), None) => {
                 let mask = TensorData::new(mask.floats(set.scaling), x.dims());
                 (x.clone() * Tensor::from_data(mask, &y.device())).matmul(a_t.clone())

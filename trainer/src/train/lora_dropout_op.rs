@@ -3,9 +3,9 @@
 //!
 //! burn would keep, per adapted projection, the mask as an `n × in` tensor of floats and the
 //! masked input as another for the backward pass: 0.2 GB of a SmolLM2 step at sequence 256.
-//! Here the mask is one bit per value and the backward pass masks `x` again, which the
+//! Here the mask is a key, from which the backward pass draws it again to mask `x`, which the
 //! projections of one input (q, k and v; gate and up) share: what is kept is what training
-//! without dropout keeps, plus the bits.
+//! without dropout keeps.
 
 use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -14,7 +14,6 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
-use std::sync::Arc;
 
 use crate::model::DropoutMask;
 use crate::model::llama::to_host;
@@ -25,7 +24,7 @@ use crate::model::llama::to_host;
 struct Saved<B: Backend> {
     x: Tensor<B, 2>,
     a_t: Tensor<B, 2>,
-    mask: Arc<DropoutMask>,
+    mask: DropoutMask,
 }
 
 #[derive(Debug)]
@@ -63,7 +62,7 @@ fn masked<B: Backend>(t: &Tensor<B, 2>, mask: &DropoutMask) -> Tensor<B, 2> {
 pub fn lora_dropout_autodiff<B: Backend, C: CheckpointStrategy>(
     x: Tensor<Autodiff<B, C>, 2>,
     a_t: Tensor<Autodiff<B, C>, 2>,
-    mask: Arc<DropoutMask>,
+    mask: DropoutMask,
     factor: f32,
 ) -> Tensor<Autodiff<B, C>, 2> {
     assert_eq!(x.dims(), mask.dims(), "one mask bit per input value");
@@ -91,20 +90,18 @@ mod tests {
     use burn::tensor::Distribution;
 
     use super::*;
-    use crate::generate::Rng;
     use crate::train::op_testing::{assert_all_close, max_abs_difference, values};
 
     type Ad = Autodiff<Flex, NoCheckpointing>;
 
     #[test]
     fn equals_burns_product_with_a_float_mask_and_its_gradients() {
-        // 3 × 70 values: the mask's last word is partly used.
         let (n, inputs, r) = (3, 70, 4);
         let device = Default::default();
         let random =
             |dims: [usize; 2]| Tensor::<Flex, 2>::random(dims, Distribution::Default, &device);
         let (x0, a0, w) = (random([n, inputs]), random([inputs, r]), random([n, r]));
-        let mask = Arc::new(DropoutMask::draw(&Rng::new(7), [n, inputs], 0.7));
+        let mask = DropoutMask::new(7, [n, inputs], 0.7);
         let dropped = mask.floats(1.0).iter().filter(|&&m| m == 0.0).count();
         assert!(
             dropped > 20 && dropped < 110,
@@ -114,7 +111,7 @@ mod tests {
             let x = Tensor::<Ad, 2>::from_inner(x0.clone()).require_grad();
             let a = Tensor::<Ad, 2>::from_inner(a0.clone()).require_grad();
             let y = if fused {
-                lora_dropout_autodiff(x.clone(), a.clone(), mask.clone(), 0.5)
+                lora_dropout_autodiff(x.clone(), a.clone(), mask, 0.5)
             } else {
                 let m = TensorData::new(mask.floats(0.5), [n, inputs]);
                 (x.clone() * Tensor::from_data(m, &device)).matmul(a.clone())

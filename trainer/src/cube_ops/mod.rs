@@ -35,6 +35,19 @@ use crate::model::nf4_tensors::Nf4Dequantize;
 use crate::model::{DropoutMask, FusedOps, Nf4Tensors};
 use crate::train::ConcatOp;
 
+/// The one of `f::<R, F, I, BT, ...>()` for the CubeCL backends compiled in, with burn's
+/// element types for each (`Wgpu` and `Cuda`'s defaults), that is of the type asked for.
+macro_rules! per_cube_backend {
+    ($f:ident $(, $extra:ident)*) => {
+        matching(vec![
+            #[cfg(feature = "wgpu")]
+            $f::<cubecl::wgpu::WgpuRuntime, f32, i32, u32 $(, $extra)*>(),
+            #[cfg(feature = "cuda")]
+            $f::<cubecl::cuda::CudaRuntime, f32, i32, u8 $(, $extra)*>(),
+        ])
+    };
+}
+
 /// Our kernels for training on `B`, where `B` is one of the CubeCL backends compiled in
 /// (burn's `Wgpu` and `Cuda`, f32 by default), for the decoder to use instead of burn's
 /// composition.
@@ -56,12 +69,7 @@ pub fn training_ops_for<B: Backend, C: CheckpointStrategy>() -> Option<FusedOps<
             ..FusedOps::default()
         })
     }
-    matching(vec![
-        #[cfg(feature = "wgpu")]
-        ops_of::<cubecl::wgpu::WgpuRuntime, f32, i32, u32, C>(),
-        #[cfg(feature = "cuda")]
-        ops_of::<cubecl::cuda::CudaRuntime, f32, i32, u8, C>(),
-    ])
+    per_cube_backend!(ops_of, C)
 }
 
 /// Our kernels for inference (the forward pass only) on `B`, as [`training_ops_for`].
@@ -97,12 +105,7 @@ pub fn inference_ops_for<B: Backend>() -> Option<FusedOps<B>> {
             ..FusedOps::default()
         })
     }
-    matching(vec![
-        #[cfg(feature = "wgpu")]
-        ops_of::<cubecl::wgpu::WgpuRuntime, f32, i32, u32>(),
-        #[cfg(feature = "cuda")]
-        ops_of::<cubecl::cuda::CudaRuntime, f32, i32, u8>(),
-    ])
+    per_cube_backend!(ops_of)
 }
 
 /// The values of `t`, laid out row-major.
@@ -685,12 +688,7 @@ pub fn concat_for<B: Backend>() -> Option<ConcatOp<B>> {
     {
         Box::new(concat::<R, F, I, BT> as ConcatOp<Cube<R, F, I, BT>>)
     }
-    matching(vec![
-        #[cfg(feature = "wgpu")]
-        kernel_of::<cubecl::wgpu::WgpuRuntime, f32, i32, u32>(),
-        #[cfg(feature = "cuda")]
-        kernel_of::<cubecl::cuda::CudaRuntime, f32, i32, u8>(),
-    ])
+    per_cube_backend!(kernel_of)
 }
 
 /// [`Nf4Tensors::dequantize`] in one kernel on a CubeCL backend.
@@ -743,12 +741,7 @@ pub fn nf4_dequantize_for<B: Backend>() -> Option<Nf4Dequantize<B>> {
     {
         Box::new(nf4_dequantize::<R, F, I, BT> as Nf4Dequantize<Cube<R, F, I, BT>>)
     }
-    matching(vec![
-        #[cfg(feature = "wgpu")]
-        kernel_of::<cubecl::wgpu::WgpuRuntime, f32, i32, u32>(),
-        #[cfg(feature = "cuda")]
-        kernel_of::<cubecl::cuda::CudaRuntime, f32, i32, u8>(),
-    ])
+    per_cube_backend!(kernel_of)
 }
 
 #[cfg(all(test, feature = "wgpu"))]

@@ -229,9 +229,9 @@ pub fn dense_product<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 
 fn host_matmul<B: Backend>(matrix: &QuantMatrix, x: Tensor<B, 2>) -> Tensor<B, 2> {
     let [n, _] = x.dims();
     let device = x.device();
-    let input = to_host(x);
+    let input = HostValues::of(x);
     let mut out = vec![0.0f32; n * matrix.rows()];
-    matrix.matmul_t(&input, n, &mut out);
+    matrix.matmul_t(input.values(), n, &mut out);
     Tensor::from_data(TensorData::new(out, [n, matrix.rows()]), &device)
 }
 
@@ -386,10 +386,10 @@ impl<B: Backend> Mlp<B> {
             Mlp::Host { gate_up, down } => {
                 let [n, _] = h.dims();
                 let device = h.device();
-                let x = to_host(h);
+                let x = HostValues::of(h);
                 let width = gate_up.rows() / 2;
                 let mut gu = vec![0.0f32; n * 2 * width];
-                gate_up.matmul_t(&x, n, &mut gu);
+                gate_up.matmul_t(x.values(), n, &mut gu);
                 let mut act = Vec::with_capacity(n * width);
                 for row in gu.chunks_exact(2 * width) {
                     let (g, u) = row.split_at(width);
@@ -409,6 +409,46 @@ pub(crate) fn to_host<B: Backend, const D: usize>(x: Tensor<B, D>) -> Vec<f32> {
         .convert::<f32>()
         .into_vec::<f32>()
         .expect("float tensors convert to f32")
+}
+
+/// A tensor's values on the host as f32, read or changed in place and uploaded again as they
+/// are. burn's CPU backend hands over a tensor's own buffer when nothing else holds it and
+/// takes one back without copying; [`to_host`]'s `Vec` costs a copy there (the buffer's
+/// alignment is not a `Vec<f32>`'s), and uploading a `Vec` may cost another.
+#[derive(Debug, Clone)]
+pub(crate) struct HostValues(TensorData);
+
+impl HostValues {
+    pub(crate) fn of<B: Backend, const D: usize>(x: Tensor<B, D>) -> Self {
+        let data = x.into_data().convert::<f32>();
+        if data.as_slice::<f32>().is_ok() {
+            return Self(data);
+        }
+        // Bytes not aligned for f32: copied once into ones that are.
+        let shape = data.shape.clone();
+        let values = data
+            .into_vec::<f32>()
+            .expect("float tensors convert to f32");
+        Self(TensorData::new(values, shape))
+    }
+
+    pub(crate) fn values(&self) -> &[f32] {
+        self.0.as_slice().expect("f32 values, aligned when made")
+    }
+
+    pub(crate) fn values_mut(&mut self) -> &mut [f32] {
+        self.0
+            .as_mut_slice()
+            .expect("f32 values, aligned when made")
+    }
+
+    /// The values as a tensor of their shape on `device`.
+    pub(crate) fn into_tensor<B: Backend, const D: usize>(
+        self,
+        device: &B::Device,
+    ) -> Tensor<B, D> {
+        Tensor::from_data(self.0, device)
+    }
 }
 
 /// Keys and values of the tokens seen so far, per layer: `[kv_heads, tokens, head_dim]`.
@@ -1283,9 +1323,9 @@ pub fn nf4_matmul_host<B: Backend>(x: Tensor<B, 2>, weight: &Nf4Weight<B>) -> Te
     if n >= NF4_DENSE_ROWS {
         return x.matmul(nf4_dense::<B>(matrix, &device).transpose());
     }
-    let input = to_host(x);
+    let input = HostValues::of(x);
     let mut out = vec![0.0f32; n * matrix.rows()];
-    matrix.matmul_t(&input, n, &mut out);
+    matrix.matmul_t(input.values(), n, &mut out);
     Tensor::from_data(TensorData::new(out, [n, matrix.rows()]), &device)
 }
 

@@ -21,7 +21,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
-use crate::model::llama::{AttentionShape, RopeTables, to_host};
+use crate::model::llama::{AttentionShape, HostValues, RopeTables};
 use crate::quant::{Simd, dot_f32, exp_f32, sum_f32};
 
 /// The sizes of one call: `kv` key/value heads, each shared by `group` query heads, `n`
@@ -76,7 +76,7 @@ impl<B: Backend> Backward<B, 3> for AttentionBackward {
         let Dims {
             kv, group, n, d, ..
         } = saved.dims;
-        let grad = to_heads(&to_host(grad), kv * group, n, d, None);
+        let grad = to_heads(HostValues::of(grad).values(), kv * group, n, d, None);
         let [dq, dk, dv] = backward_host(saved, &grad);
         // The rotation's transpose is its inverse: the gradients turn back by the same angles.
         let rope = Some((saved.rope.as_ref(), Turn::Back));
@@ -121,8 +121,8 @@ pub fn causal_attention_autodiff<B: Backend, C: CheckpointStrategy>(
     );
     let rope = Some((shape.rope.as_ref(), Turn::Forward));
     let inner = |t, heads, rope| {
-        let rows = to_host(Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(t)));
-        to_heads(&rows, heads, n, d, rope)
+        let rows = HostValues::of(Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(t)));
+        to_heads(rows.values(), heads, n, d, rope)
     };
     let nodes = [q.node.clone(), k.node.clone(), v.node.clone()];
     let saved = Saved {

@@ -19,13 +19,13 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
-use crate::model::llama::to_host;
+use crate::model::llama::{HostValues, to_host};
 use crate::quant::{Simd, exp_f32};
 
 /// What the backward pass needs: the logits, each row's `log Σ e^z`, and the targets.
 #[derive(Debug, Clone)]
 struct Saved {
-    logits: Vec<f32>,
+    logits: HostValues,
     log_sums: Vec<f32>,
     targets: Vec<usize>,
     vocab: usize,
@@ -50,7 +50,8 @@ impl<B: Backend> Backward<B, 1> for CrossEntropyBackward {
         let s = Arc::try_unwrap(ops.state).unwrap_or_else(|shared| (*shared).clone());
         let simd = Simd::detect();
         let mut dz = s.logits;
-        dz.par_chunks_mut(s.vocab)
+        dz.values_mut()
+            .par_chunks_mut(s.vocab)
             .zip(&s.log_sums)
             .zip(&s.targets)
             .for_each(|((row, &log_sum), &target)| {
@@ -65,8 +66,7 @@ impl<B: Backend> Backward<B, 1> for CrossEntropyBackward {
                 row_gradient(row, log_sum, g);
                 row[target] -= g;
             });
-        let rows = s.targets.len();
-        let dz = Tensor::<B, 2>::from_data(TensorData::new(dz, [rows, s.vocab]), &device);
+        let dz = dz.into_tensor::<B, 2>(&device);
         grads.register::<B>(node.id, dz.into_primitive().tensor());
     }
 }
@@ -82,11 +82,12 @@ pub fn cross_entropy_autodiff<B: Backend, C: CheckpointStrategy>(
     let device = logits.device();
     let logits = logits.into_primitive().tensor();
     let node = logits.node.clone();
-    let values = to_host(Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(
+    let values = HostValues::of(Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(
         logits.primitive,
     )));
     let simd = Simd::detect();
     let log_sums: Vec<f32> = values
+        .values()
         .par_chunks(vocab)
         .map(|row| {
             #[cfg(target_arch = "x86_64")]
@@ -100,6 +101,7 @@ pub fn cross_entropy_autodiff<B: Backend, C: CheckpointStrategy>(
         .collect();
     // Summed in f64 in row order: the same total whatever the threads.
     let loss: f64 = values
+        .values()
         .chunks(vocab)
         .zip(&log_sums)
         .zip(targets)

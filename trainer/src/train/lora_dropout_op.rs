@@ -13,10 +13,10 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{Tensor, TensorPrimitive};
 
 use crate::model::DropoutMask;
-use crate::model::llama::to_host;
+use crate::model::llama::HostValues;
 
 /// What the backward pass needs: the unmasked input, `Aᵀ` and the mask (tensors share their
 /// buffers with the forward pass's, so keeping them copies nothing).
@@ -51,10 +51,9 @@ impl<B: Backend> Backward<B, 2> for LoraDropoutBackward {
 
 /// `t ⊙ m`, kept values scaled by `1 / keep`.
 fn masked<B: Backend>(t: &Tensor<B, 2>, mask: &DropoutMask) -> Tensor<B, 2> {
-    let dims = t.dims();
-    let mut values = to_host(t.clone());
-    mask.apply(&mut values);
-    Tensor::from_data(TensorData::new(values, dims), &t.device())
+    let mut values = HostValues::of(t.clone());
+    mask.apply(values.values_mut());
+    values.into_tensor(&t.device())
 }
 
 /// `(x ⊙ mask) a_t · factor` for `x` `[n, in]` and `a_t` `[in, r]`; the gradient flows to
@@ -87,7 +86,7 @@ pub fn lora_dropout_autodiff<B: Backend, C: CheckpointStrategy>(
 mod tests {
     use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
     use burn::backend::flex::Flex;
-    use burn::tensor::Distribution;
+    use burn::tensor::{Distribution, TensorData};
 
     use super::*;
     use crate::train::op_testing::{assert_all_close, max_abs_difference, values};

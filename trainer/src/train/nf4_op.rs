@@ -14,7 +14,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 
-use crate::model::llama::{NF4_DENSE_ROWS, nf4_dense, to_host};
+use crate::model::llama::{HostValues, NF4_DENSE_ROWS, nf4_dense};
 use crate::model::{Nf4Tensors, Nf4Weight, nf4_matmul_host};
 use crate::quant::Nf4Matrix;
 
@@ -52,9 +52,9 @@ fn host_backward<B: Backend>(grad: Tensor<B, 2>, matrix: &Nf4Matrix) -> Tensor<B
     if n >= NF4_DENSE_ROWS {
         return grad.matmul(nf4_dense::<B>(matrix, &device));
     }
-    let g = to_host(grad);
+    let g = HostValues::of(grad);
     let mut out = vec![0.0f32; n * matrix.cols()];
-    matrix.matmul(&g, n, &mut out);
+    matrix.matmul(g.values(), n, &mut out);
     Tensor::<B, 2>::from_data(TensorData::new(out, [n, matrix.cols()]), &device)
 }
 

@@ -18,7 +18,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
-use crate::model::llama::to_host;
+use crate::model::llama::HostValues;
 use crate::quant::{Simd, exp_f32};
 
 /// Values per parallel task: large enough that a task outweighs its scheduling.
@@ -27,8 +27,8 @@ const PART: usize = 1 << 14;
 /// What the backward pass needs: the two inputs as the forward pass read them.
 #[derive(Debug)]
 struct Saved {
-    gate: Vec<f32>,
-    up: Vec<f32>,
+    gate: HostValues,
+    up: HostValues,
     dims: [usize; 2],
 }
 
@@ -45,13 +45,19 @@ impl<B: Backend> Backward<B, 2> for SwigluBackward {
         let device = grad.device();
         let s = &ops.state;
         // The incoming gradient's buffer becomes the gate's; the up input's is a new one.
-        let mut d_gate = to_host(grad);
-        let mut d_up = vec![0.0f32; d_gate.len()];
+        let mut d_gate = HostValues::of(grad);
+        let mut d_up = vec![0.0f32; d_gate.values().len()];
         let simd = Simd::detect();
         d_gate
+            .values_mut()
             .par_chunks_mut(PART)
             .zip(d_up.par_chunks_mut(PART))
-            .zip(s.gate.par_chunks(PART).zip(s.up.par_chunks(PART)))
+            .zip(
+                s.gate
+                    .values()
+                    .par_chunks(PART)
+                    .zip(s.up.values().par_chunks(PART)),
+            )
             .for_each(|((dg, du), (g, u))| {
                 #[cfg(target_arch = "x86_64")]
                 if simd == Simd::Avx2 {
@@ -61,11 +67,13 @@ impl<B: Backend> Backward<B, 2> for SwigluBackward {
                 let _ = simd;
                 backward_part(dg, du, g, u);
             });
-        for (node, values) in [(gate_node, d_gate), (up_node, d_up)] {
-            if let Some(node) = node {
-                let t = Tensor::<B, 2>::from_data(TensorData::new(values, s.dims), &device);
-                grads.register::<B>(node.id, t.into_primitive().tensor());
-            }
+        if let Some(node) = gate_node {
+            let t = d_gate.into_tensor::<B, 2>(&device);
+            grads.register::<B>(node.id, t.into_primitive().tensor());
+        }
+        if let Some(node) = up_node {
+            let t = Tensor::<B, 2>::from_data(TensorData::new(d_up, s.dims), &device);
+            grads.register::<B>(node.id, t.into_primitive().tensor());
         }
     }
 }
@@ -79,7 +87,7 @@ pub fn swiglu_autodiff<B: Backend, C: CheckpointStrategy>(
     assert_eq!(dims, up.dims(), "the gate and up inputs have one shape");
     let device = gate.device();
     let (gate, up) = (gate.into_primitive().tensor(), up.into_primitive().tensor());
-    let host = |t| to_host(Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(t)));
+    let host = |t| HostValues::of(Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(t)));
     let nodes = [gate.node.clone(), up.node.clone()];
     let saved = Saved {
         gate: host(gate.primitive),
@@ -87,10 +95,15 @@ pub fn swiglu_autodiff<B: Backend, C: CheckpointStrategy>(
         dims,
     };
     let forward = |s: &Saved| {
-        let mut out = vec![0.0f32; s.gate.len()];
+        let mut out = vec![0.0f32; s.gate.values().len()];
         let simd = Simd::detect();
         out.par_chunks_mut(PART)
-            .zip(s.gate.par_chunks(PART).zip(s.up.par_chunks(PART)))
+            .zip(
+                s.gate
+                    .values()
+                    .par_chunks(PART)
+                    .zip(s.up.values().par_chunks(PART)),
+            )
             .for_each(|(out, (g, u))| {
                 #[cfg(target_arch = "x86_64")]
                 if simd == Simd::Avx2 {

@@ -225,7 +225,7 @@ pub(super) fn causal_softmax_backward_kernel<F: Float>(
     }
 }
 
-/// [`crate::model::dropout::mix32`], in the kernel language.
+/// The host's `mix32` (`crate::model::dropout`), in the kernel language.
 #[cube]
 fn mix32(x: u32) -> u32 {
     let mut x = x;

@@ -13,13 +13,14 @@ const PART: usize = 1 << 14;
 /// keep factor are exact in f32.
 const HASH_BITS: u32 = 24;
 
+/// 2²⁴ in f32, exactly.
+const FULL: f32 = (1u32 << HASH_BITS) as f32;
+
 /// Which values of an `[n, in]` input dropout keeps, and the factor kept values get.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DropoutMask {
     dims: [usize; 2],
     key: DropoutKey,
-    /// `1 / keep` for the keep rate the threshold gives, so that the expectation is unchanged.
-    scale: f32,
 }
 
 /// What decides a mask's bits: value `i` is kept where `hash(i, words) >> 8 < threshold`.
@@ -43,7 +44,7 @@ impl DropoutKey {
 /// A bijective 32-bit mixer (xor-shift and multiply, twice) with full avalanche: every input
 /// bit flips each output bit with probability close to one half.
 #[inline(always)]
-pub fn mix32(mut x: u32) -> u32 {
+fn mix32(mut x: u32) -> u32 {
     x ^= x >> 16;
     x = x.wrapping_mul(0x7FEB_352D);
     x ^= x >> 15;
@@ -54,7 +55,7 @@ pub fn mix32(mut x: u32) -> u32 {
 /// The hash of value `i` under `key`: two rounds, so that masks of different keys are not
 /// shuffles of one another. The dropout kernel computes the same.
 #[inline(always)]
-pub fn value_hash(i: u32, key: [u32; 2]) -> u32 {
+fn value_hash(i: u32, key: [u32; 2]) -> u32 {
     mix32(mix32(i ^ key[0]) ^ key[1])
 }
 
@@ -66,15 +67,13 @@ impl DropoutMask {
             u32::try_from(dims[0] * dims[1]).is_ok(),
             "a mask indexes its values with 32 bits"
         );
-        let full = (1u32 << HASH_BITS) as f32;
-        let threshold = ((keep * full).round() as u32).clamp(1, 1 << HASH_BITS);
+        let threshold = ((keep * FULL).round() as u32).clamp(1, 1 << HASH_BITS);
         Self {
             dims,
             key: DropoutKey {
                 words: [key as u32, (key >> 32) as u32],
                 threshold,
             },
-            scale: full / threshold as f32,
         }
     }
 
@@ -95,6 +94,7 @@ impl DropoutMask {
             self.dims[0] * self.dims[1],
             "one value per mask entry"
         );
+        let (key, scale) = (self.key, self.scale());
         let simd = Simd::detect();
         values
             .par_chunks_mut(PART)
@@ -104,16 +104,17 @@ impl DropoutMask {
                 #[cfg(target_arch = "x86_64")]
                 if simd == Simd::Avx2 {
                     // SAFETY: `Simd::detect` returned Avx2 only after checking AVX2 and FMA.
-                    return unsafe { apply_avx2(self.key, self.scale, start, values) };
+                    return unsafe { apply_avx2(key, scale, start, values) };
                 }
                 let _ = simd;
-                apply_part(self.key, self.scale, start, values);
+                apply_part(key, scale, start, values);
             });
     }
 
-    /// The factor of kept values, `1 / keep`.
+    /// The factor of kept values: `1 / keep` for the keep rate the threshold gives, so that
+    /// the expectation is unchanged.
     pub fn scale(&self) -> f32 {
-        self.scale
+        FULL / self.key.threshold as f32
     }
 
     /// The mask as floats times `factor`: `factor / keep` where a value is kept, else 0.

@@ -64,7 +64,7 @@ pub fn lora_dropout_autodiff<B: Backend, C: CheckpointStrategy>(
     mask: DropoutMask,
     factor: f32,
 ) -> Tensor<Autodiff<B, C>, 2> {
-    assert_eq!(x.dims(), mask.dims(), "one mask bit per input value");
+    assert_eq!(x.dims(), mask.dims(), "one mask entry per input value");
     let (x, a_t) = (x.into_primitive().tensor(), a_t.into_primitive().tensor());
     let nodes = [x.node.clone(), a_t.node.clone()];
     let inner = |t| Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(t));
